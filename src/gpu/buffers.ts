@@ -1,0 +1,97 @@
+// GPU buffer helpers: creation with a live count (leak checks), upload, readback, and a pool of
+// storage buffers reused by size so that repeated forward passes allocate nothing.
+import type { Gpu } from './device.ts';
+
+export const STORAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+
+/** Storage bindings must be 4-byte multiples; 16 keeps vec4 views of any buffer legal. */
+export function alignSize(bytes: number): number {
+  return Math.max(16, Math.ceil(bytes / 16) * 16);
+}
+
+export class BufferPool {
+  private readonly gpu: Gpu;
+  private readonly live = new Set<GPUBuffer>();
+  private readonly free = new Map<number, GPUBuffer[]>();
+  /** Reuse can be turned off for debugging (WEBGPU_VLM_NO_REUSE=1): every acquire then allocates. */
+  readonly reuse = process.env.WEBGPU_VLM_NO_REUSE !== '1';
+
+  constructor(gpu: Gpu) {
+    this.gpu = gpu;
+  }
+
+  /** Number of GPU buffers currently alive (created and not destroyed). */
+  get liveCount(): number {
+    return this.live.size;
+  }
+
+  get liveBytes(): number {
+    let n = 0;
+    for (const b of this.live) n += b.size;
+    return n;
+  }
+
+  create(bytes: number, usage: number = STORAGE, label?: string, mappedAtCreation = false): GPUBuffer {
+    this.gpu.checkAlive();
+    const buf = this.gpu.device.createBuffer({ size: alignSize(bytes), usage, label, mappedAtCreation });
+    this.live.add(buf);
+    return buf;
+  }
+
+  destroy(buf: GPUBuffer): void {
+    if (this.live.delete(buf)) buf.destroy();
+  }
+
+  /** A storage buffer of at least `bytes`, reused from earlier releases when one of that size exists. */
+  acquire(bytes: number, label?: string): GPUBuffer {
+    const size = alignSize(bytes);
+    const list = this.free.get(size);
+    if (this.reuse && list && list.length > 0) return list.pop()!;
+    return this.create(size, STORAGE, label);
+  }
+
+  release(buf: GPUBuffer): void {
+    if (!this.live.has(buf)) return;
+    if (!this.reuse) return this.destroy(buf);
+    const list = this.free.get(buf.size) ?? [];
+    list.push(buf);
+    this.free.set(buf.size, list);
+  }
+
+  /** Creates a storage buffer holding `data`. */
+  upload(data: ArrayBufferView, label?: string, usage: number = STORAGE): GPUBuffer {
+    const buf = this.create(data.byteLength, usage, label, true);
+    new Uint8Array(buf.getMappedRange()).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    buf.unmap();
+    return buf;
+  }
+
+  /** Copies `bytes` from `src` at `offset` back to the host. Waits for all work submitted before it. */
+  async read(src: GPUBuffer, bytes: number = src.size, offset = 0): Promise<ArrayBuffer> {
+    this.gpu.checkAlive();
+    const size = alignSize(bytes);
+    const staging = this.create(size, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, 'readback');
+    try {
+      const enc = this.gpu.device.createCommandEncoder();
+      enc.copyBufferToBuffer(src, offset, staging, 0, Math.min(size, src.size - offset));
+      this.gpu.device.queue.submit([enc.finish()]);
+      await staging.mapAsync(GPUMapMode.READ).catch((e: Error) => {
+        this.gpu.checkAlive();
+        throw e;
+      });
+      return staging.getMappedRange(0, size).slice(0, bytes);
+    } finally {
+      this.destroy(staging);
+    }
+  }
+
+  async readF32(src: GPUBuffer, count: number, offsetElems = 0): Promise<Float32Array> {
+    return new Float32Array(await this.read(src, count * 4, offsetElems * 4));
+  }
+
+  destroyAll(): void {
+    for (const b of this.live) b.destroy();
+    this.live.clear();
+    this.free.clear();
+  }
+}

@@ -1,0 +1,162 @@
+// The GPU context: one Dawn instance, one adapter, one device, with the features and limits this
+// runtime needs, WGSL errors surfaced through error scopes, device loss tracked, and destroy().
+// Reference: the WebGPU spec (requestAdapter/requestDevice, pushErrorScope) and the `webgpu` npm package.
+import { create, globals } from 'webgpu';
+import { BufferPool } from './buffers.ts';
+import { PipelineCache } from './pipelines.ts';
+
+Object.assign(globalThis, globals);
+
+export type Feature = 'shader-f16' | 'subgroups' | 'timestamp-query';
+const WANTED_FEATURES: Feature[] = ['shader-f16', 'subgroups', 'timestamp-query'];
+
+/** Limits requested at the adapter's maximum: the defaults (128 MiB buffers, 8 storage bindings) are too small. */
+const WANTED_LIMITS = [
+  'maxBufferSize',
+  'maxStorageBufferBindingSize',
+  'maxStorageBuffersPerShaderStage',
+  'maxComputeWorkgroupStorageSize',
+  'maxComputeInvocationsPerWorkgroup',
+  'maxComputeWorkgroupSizeX',
+  'maxComputeWorkgroupSizeY',
+  'maxComputeWorkgroupSizeZ',
+  'maxComputeWorkgroupsPerDimension',
+  'maxUniformBufferBindingSize',
+  'maxBindGroups',
+] as const;
+
+export interface GpuOptions {
+  /** Extra Dawn toggles, e.g. `backend=null` for host-overhead measurements. */
+  dawnFlags?: string[];
+  /** Cap maxStorageBufferBindingSize below the adapter's (tests force tensor splitting with this). */
+  maxStorageBufferBindingSize?: number;
+  /** Refuse to enable shader-f16 even where offered (f16 weights are then widened to f32 on upload). */
+  disableF16?: boolean;
+}
+
+export class GpuError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'GpuError';
+  }
+}
+
+const NO_ADAPTER_HELP = `WebGPU: Dawn found no adapter.
+  On a machine without a GPU, install Mesa's lavapipe (a CPU Vulkan driver). On Debian 12, as root:
+    printf 'Types: deb\\nURIs: http://deb.debian.org/debian\\nSuites: bookworm-backports\\nComponents: main\\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\\n' > /etc/apt/sources.list.d/bookworm-backports.sources
+    apt-get update && apt-get install -t bookworm-backports mesa-vulkan-drivers libvulkan1
+  (Debian 12's own Mesa 22.3 is too old for Dawn.) Or simply run: npm run setup
+  On a machine with a GPU, install its Vulkan driver (Linux), or use macOS (Metal) / Windows (D3D12).`;
+
+export class Gpu {
+  /** Dawn's GPU object. Kept referenced for the lifetime of the device: if it is collected, Dawn crashes. */
+  readonly instance: GPU;
+  readonly adapter: GPUAdapter;
+  readonly device: GPUDevice;
+  readonly features: ReadonlySet<string>;
+  readonly limits: GPUSupportedLimits;
+  readonly info: GPUAdapterInfo;
+  readonly pool: BufferPool;
+  readonly pipelines: PipelineCache;
+  /** Set when the device is lost (or destroyed); every later submission fails with this reason. */
+  lostReason: string | null = null;
+  private destroyed = false;
+
+  private constructor(instance: GPU, adapter: GPUAdapter, device: GPUDevice) {
+    this.instance = instance;
+    this.adapter = adapter;
+    this.device = device;
+    this.features = device.features as unknown as ReadonlySet<string>;
+    this.limits = device.limits;
+    this.info = adapter.info;
+    this.pool = new BufferPool(this);
+    this.pipelines = new PipelineCache(this);
+    device.lost.then((info) => {
+      this.lostReason = this.destroyed ? 'the device was destroyed' : `the GPU device was lost (${info.reason}): ${info.message}`;
+    });
+    device.addEventListener('uncapturederror', (ev) => {
+      const e = (ev as GPUUncapturedErrorEvent).error;
+      console.error(`webgpu-vlm: uncaptured WebGPU error: ${e.message}`);
+    });
+  }
+
+  static async create(options: GpuOptions = {}): Promise<Gpu> {
+    const instance = create([...(options.dawnFlags ?? [])]);
+    const adapter = await instance.requestAdapter({ powerPreference: 'high-performance' });
+    if (!adapter) throw new GpuError(NO_ADAPTER_HELP);
+    const requiredFeatures = WANTED_FEATURES.filter(
+      (f) => adapter.features.has(f) && !(f === 'shader-f16' && options.disableF16),
+    );
+    const requiredLimits: Record<string, number> = {};
+    for (const name of WANTED_LIMITS) {
+      const v = (adapter.limits as unknown as Record<string, number>)[name];
+      if (typeof v === 'number') requiredLimits[name] = v;
+    }
+    if (options.maxStorageBufferBindingSize !== undefined) {
+      requiredLimits.maxStorageBufferBindingSize = Math.min(
+        requiredLimits.maxStorageBufferBindingSize,
+        options.maxStorageBufferBindingSize,
+      );
+    }
+    const device = await adapter.requestDevice({ requiredFeatures, requiredLimits });
+    return new Gpu(instance, adapter, device);
+  }
+
+  has(feature: Feature): boolean {
+    return this.features.has(feature);
+  }
+
+  /** Largest byte range one storage binding may cover; tensors above it are split into chunks. */
+  get maxBinding(): number {
+    return this.limits.maxStorageBufferBindingSize;
+  }
+
+  describe(): string {
+    const i = this.info;
+    const name = i.description || i.device || '(unnamed)';
+    return [
+      `adapter: ${name} — vendor ${i.vendor || '?'}, architecture ${i.architecture || '?'}`,
+      `features: ${[...this.features].filter((f) => (WANTED_FEATURES as string[]).includes(f)).sort().join(', ') || '(none of shader-f16, subgroups, timestamp-query)'}`,
+      `limits: maxBufferSize ${fmtBytes(this.limits.maxBufferSize)}, maxStorageBufferBindingSize ${fmtBytes(this.limits.maxStorageBufferBindingSize)}, ` +
+        `storage buffers/stage ${this.limits.maxStorageBuffersPerShaderStage}, workgroup storage ${this.limits.maxComputeWorkgroupStorageSize} B, ` +
+        `invocations/workgroup ${this.limits.maxComputeInvocationsPerWorkgroup}`,
+    ].join('\n');
+  }
+
+  /** Throws the device-loss reason, if any. Call before submitting work. */
+  checkAlive(): void {
+    if (this.lostReason) throw new GpuError(`WebGPU: ${this.lostReason}; load the model again on a new device`);
+  }
+
+  /**
+   * Runs `fn` inside validation, out-of-memory and internal error scopes and throws the first error
+   * with `what` in the message, so that WGSL compile errors and bad bindings surface where they arise.
+   */
+  async scoped<T>(what: string, fn: () => T): Promise<T> {
+    const d = this.device;
+    d.pushErrorScope('internal');
+    d.pushErrorScope('out-of-memory');
+    d.pushErrorScope('validation');
+    const result = fn();
+    const errors = await Promise.all([d.popErrorScope(), d.popErrorScope(), d.popErrorScope()]);
+    const e = errors.find((x) => x !== null);
+    if (e) throw new GpuError(`${what}: ${e.message}`);
+    return result;
+  }
+
+  /** Frees every buffer and the device. Until this is called Dawn keeps a core busy. */
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.pool.destroyAll();
+    this.pipelines.clear();
+    this.device.destroy();
+  }
+}
+
+export function fmtBytes(n: number): string {
+  if (n >= 2 ** 30) return `${(n / 2 ** 30).toFixed(2)} GiB`;
+  if (n >= 2 ** 20) return `${(n / 2 ** 20).toFixed(1)} MiB`;
+  if (n >= 2 ** 10) return `${(n / 2 ** 10).toFixed(1)} KiB`;
+  return `${n} B`;
+}

@@ -1,0 +1,108 @@
+// Shader and pipeline cache. Shaders live in shaders/<family>.wgsl; a variant is chosen by type
+// aliases prepended to the source (e.g. `alias WT = f16;` for f16 weights) and by override
+// constants (tile sizes). Pipelines are keyed by shader, entry point, aliases and constants.
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import type { Gpu } from './device.ts';
+import { GpuError } from './device.ts';
+
+export const SHADER_DIR = fileURLToPath(new URL('../../shaders/', import.meta.url));
+
+export interface PipelineKey {
+  shader: string;
+  entry: string;
+  /** Type aliases, e.g. { WT: 'f16' }: emitted as `alias WT = f16;` ahead of the shader source. */
+  aliases?: Record<string, string>;
+  /** WGSL `override` constants: tuning values such as workgroup and tile sizes. */
+  constants?: Record<string, number>;
+  /** Extra `enable` directives, e.g. ['subgroups']. */
+  enables?: string[];
+}
+
+export function keyString(k: PipelineKey): string {
+  const obj = (o?: Record<string, unknown>) =>
+    o ? Object.keys(o).sort().map((n) => `${n}=${o[n]}`).join(',') : '';
+  return `${k.shader}:${k.entry}|${obj(k.aliases)}|${obj(k.constants)}|${(k.enables ?? []).join(',')}`;
+}
+
+export class PipelineCache {
+  private readonly gpu: Gpu;
+  private readonly sources = new Map<string, string>();
+  private readonly modules = new Map<string, GPUShaderModule>();
+  private readonly pipelines = new Map<string, Promise<GPUComputePipeline>>();
+
+  constructor(gpu: Gpu) {
+    this.gpu = gpu;
+  }
+
+  get size(): number {
+    return this.pipelines.size;
+  }
+
+  source(shader: string): string {
+    let s = this.sources.get(shader);
+    if (s === undefined) {
+      const path = join(SHADER_DIR, `${shader}.wgsl`);
+      try {
+        s = readFileSync(path, 'utf8');
+      } catch (e) {
+        throw new GpuError(`shader ${shader}: cannot read ${path}: ${(e as Error).message}`);
+      }
+      this.sources.set(shader, s);
+    }
+    return s;
+  }
+
+  /** The WGSL text compiled for a key: enables, aliases, then the shader file. */
+  code(k: PipelineKey): string {
+    const aliases = k.aliases ?? {};
+    const enables = new Set(k.enables ?? []);
+    if (Object.values(aliases).includes('f16')) enables.add('f16');
+    const head = [...enables].sort().map((e) => `enable ${e};`);
+    for (const [name, type] of Object.entries(aliases)) head.push(`alias ${name} = ${type};`);
+    return `${head.join('\n')}\n${this.source(k.shader)}`;
+  }
+
+  async get(k: PipelineKey): Promise<GPUComputePipeline> {
+    const key = keyString(k);
+    let p = this.pipelines.get(key);
+    if (!p) {
+      p = this.build(k, key);
+      this.pipelines.set(key, p);
+      p.catch(() => this.pipelines.delete(key));
+    }
+    return p;
+  }
+
+  private async build(k: PipelineKey, key: string): Promise<GPUComputePipeline> {
+    const modKey = `${k.shader}|${JSON.stringify(k.aliases ?? {})}|${(k.enables ?? []).join()}`;
+    let module = this.modules.get(modKey);
+    if (!module) {
+      const code = this.code(k);
+      module = await this.gpu.scoped(`compiling shaders/${k.shader}.wgsl`, () =>
+        this.gpu.device.createShaderModule({ code, label: k.shader }),
+      );
+      const info = await module.getCompilationInfo();
+      const errs = info.messages.filter((m) => m.type === 'error');
+      if (errs.length) {
+        const lines = errs.map((m) => `  line ${m.lineNum}:${m.linePos}: ${m.message}`).join('\n');
+        throw new GpuError(`compiling shaders/${k.shader}.wgsl (${JSON.stringify(k.aliases ?? {})}):\n${lines}`);
+      }
+      this.modules.set(modKey, module);
+    }
+    const m = module;
+    return this.gpu.scoped(`creating pipeline ${key}`, () =>
+      this.gpu.device.createComputePipeline({
+        layout: 'auto',
+        label: key,
+        compute: { module: m, entryPoint: k.entry, constants: k.constants },
+      }),
+    );
+  }
+
+  clear(): void {
+    this.pipelines.clear();
+    this.modules.clear();
+  }
+}
