@@ -1,5 +1,6 @@
 // GPU buffer helpers: creation with a live count (leak checks), upload, readback, and a pool of
 // storage buffers reused by size so that repeated forward passes allocate nothing.
+import './webgpu.ts';
 import type { Gpu } from './device.ts';
 
 export const STORAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;

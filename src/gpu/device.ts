@@ -1,11 +1,11 @@
 // The GPU context: one Dawn instance, one adapter, one device, with the features and limits this
 // runtime needs, WGSL errors surfaced through error scopes, device loss tracked, and destroy().
 // Reference: the WebGPU spec (requestAdapter/requestDevice, pushErrorScope) and the `webgpu` npm package.
-import { create, globals } from 'webgpu';
+import './webgpu.ts';
+import { create } from 'webgpu';
 import { BufferPool } from './buffers.ts';
 import { PipelineCache } from './pipelines.ts';
 
-Object.assign(globalThis, globals);
 
 export type Feature = 'shader-f16' | 'subgroups' | 'timestamp-query';
 const WANTED_FEATURES: Feature[] = ['shader-f16', 'subgroups', 'timestamp-query'];
@@ -69,6 +69,7 @@ export class Gpu {
     this.features = device.features as unknown as ReadonlySet<string>;
     this.limits = device.limits;
     this.info = adapter.info;
+    this.bindingCap = device.limits.maxStorageBufferBindingSize;
     this.pool = new BufferPool(this);
     this.pipelines = new PipelineCache(this);
     device.lost.then((info) => {
@@ -92,14 +93,21 @@ export class Gpu {
       const v = (adapter.limits as unknown as Record<string, number>)[name];
       if (typeof v === 'number') requiredLimits[name] = v;
     }
-    if (options.maxStorageBufferBindingSize !== undefined) {
-      requiredLimits.maxStorageBufferBindingSize = Math.min(
-        requiredLimits.maxStorageBufferBindingSize,
-        options.maxStorageBufferBindingSize,
-      );
-    }
     const device = await adapter.requestDevice({ requiredFeatures, requiredLimits });
-    return new Gpu(instance, adapter, device);
+    const gpu = new Gpu(instance, adapter, device);
+    // A device cannot be given a limit below the WebGPU default, so a smaller cap (for tests of
+    // tensor splitting) is applied by this runtime rather than by Dawn.
+    if (options.maxStorageBufferBindingSize !== undefined) {
+      gpu.bindingCap = Math.min(gpu.bindingCap, options.maxStorageBufferBindingSize);
+    }
+    return gpu;
+  }
+
+  private dummyBuffer?: GPUBuffer;
+  /** A small zeroed buffer bound where a kernel's optional input (bias, residual) is absent. */
+  get dummy(): GPUBuffer {
+    this.dummyBuffer ??= this.pool.create(16, undefined, 'dummy');
+    return this.dummyBuffer;
   }
 
   has(feature: Feature): boolean {
@@ -108,8 +116,9 @@ export class Gpu {
 
   /** Largest byte range one storage binding may cover; tensors above it are split into chunks. */
   get maxBinding(): number {
-    return this.limits.maxStorageBufferBindingSize;
+    return this.bindingCap;
   }
+  private bindingCap: number;
 
   describe(): string {
     const i = this.info;

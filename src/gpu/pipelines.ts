@@ -61,7 +61,9 @@ export class PipelineCache {
     if (Object.values(aliases).includes('f16')) enables.add('f16');
     const head = [...enables].sort().map((e) => `enable ${e};`);
     for (const [name, type] of Object.entries(aliases)) head.push(`alias ${name} = ${type};`);
-    return `${head.join('\n')}\n${this.source(k.shader)}`;
+    // `//#include NAME` pulls in shaders/NAME.wgsl (shared functions, e.g. activations).
+    const body = this.source(k.shader).replace(/^\/\/#include (\w+)\s*$/gm, (_, name: string) => this.source(name));
+    return `${head.join('\n')}\n${body}`;
   }
 
   async get(k: PipelineKey): Promise<GPUComputePipeline> {

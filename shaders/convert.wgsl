@@ -1,0 +1,26 @@
+// Weight dtype conversion at load time: BF16 (uploaded raw, two per u32) and, on devices without
+// shader-f16, F16 are widened to f32. BF16 → f32 is exact: the bf16 bits are the f32's high half.
+
+struct Params { count: u32, _p0: u32, _p1: u32, _p2: u32 }
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> src: array<u32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+
+@compute @workgroup_size(256)
+fn bf16_to_f32(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = gid.x + gid.y * nwg.x * 256u;   // one u32 = two values
+  if (2u * i >= p.count) { return; }
+  let w = src[i];
+  dst[2u * i] = bitcast<f32>(w << 16u);
+  if (2u * i + 1u < p.count) { dst[2u * i + 1u] = bitcast<f32>(w & 0xffff0000u); }
+}
+
+@compute @workgroup_size(256)
+fn f16_to_f32(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = gid.x + gid.y * nwg.x * 256u;
+  if (2u * i >= p.count) { return; }
+  let v = unpack2x16float(src[i]);
+  dst[2u * i] = v.x;
+  if (2u * i + 1u < p.count) { dst[2u * i + 1u] = v.y; }
+}

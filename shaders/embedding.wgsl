@@ -1,0 +1,32 @@
+// Token embedding gather with image features scattered in: row t of the output is
+//   image[img_row[t]]                 when img_row[t] != NONE (an <image> placeholder), else
+//   table[ids[t]]                     (the embedding table, WT, possibly split in row chunks:
+//                                       one dispatch per chunk, each writing the ids it holds).
+// The host maps placeholders to feature rows in order, as masked_scatter does.
+
+struct Params { T: u32, D: u32, row0: u32, rows: u32, has_image: u32, write_image: u32, _p0: u32, _p1: u32 }
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> ids: array<u32>;
+@group(0) @binding(2) var<storage, read> img_row: array<u32>;
+@group(0) @binding(3) var<storage, read> table: array<WT>;
+@group(0) @binding(4) var<storage, read> image: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+
+const NONE: u32 = 0xffffffffu;
+
+@compute @workgroup_size(64)
+fn embed(@builtin(global_invocation_id) gid: vec3u) {
+  let t = gid.y;
+  if (t >= p.T) { return; }
+  var r = NONE;
+  if (p.has_image != 0u) { r = img_row[t]; }
+  let i = gid.x;
+  if (i >= p.D) { return; }
+  if (r != NONE) {
+    if (p.write_image != 0u) { out[t * p.D + i] = image[r * p.D + i]; }
+  } else {
+    let id = ids[t];
+    if (id >= p.row0 && id < p.row0 + p.rows) { out[t * p.D + i] = f32(table[(id - p.row0) * p.D + i]); }
+  }
+}

@@ -1,0 +1,108 @@
+// Y[M, N] = act(A[M, K] · W[N, K]ᵀ + bias) + residual, with W stored as checkpoints store linear
+// weights ([out, in]) in WT (f32 or f16), f32 accumulation.
+// Versions:
+//   v1 (this): 64×64 output tile per workgroup of 16×16 invocations, 4×4 outputs per invocation
+//              (strided by 16 to keep shared-memory reads conflict-free), K step 16.
+// The A operand is read through load_a, which can gather it instead of reading a plain matrix:
+//   a_mode 0: A is a row-major [M, K] f32 matrix.
+//   a_mode 1: Idefics3 pixel shuffle of a square [gw·gw, E] grid by s, fused (projector): row r is the
+//             s×s block (r / (gw/s), r % (gw/s)), feature k = (i·s + j)·E + c.
+//   a_mode 2: im2col of NCHW pixels [C, H, W] for a stride-P convolution (patch embedding):
+//             row r is patch (r / gw, r % gw), feature k = (c·P + ky)·P + kx, as the conv weight
+//             [D, C, P, P] flattens.
+// A weight split in chunks (above maxStorageBufferBindingSize) is one dispatch per chunk: n0 is the
+// chunk's first output column and N its row count.
+//#include activation
+
+struct Params {
+  M: u32, N: u32, K: u32, n0: u32,
+  ldc: u32, act: u32, has_bias: u32, has_res: u32,
+  a_mode: u32, s: u32, E: u32, gw: u32,
+  C: u32, H: u32, W: u32, P: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<WT>;
+@group(0) @binding(3) var<storage, read> bias: array<BT>;
+@group(0) @binding(4) var<storage, read> res: array<f32>;
+@group(0) @binding(5) var<storage, read_write> y: array<f32>;
+
+const TM: u32 = 64u;
+const TN: u32 = 64u;
+const TK: u32 = 16u;
+
+var<workgroup> As: array<array<f32, TM>, TK>;
+var<workgroup> Ws: array<array<f32, TN>, TK>;
+
+fn load_a(r: u32, k: u32) -> f32 {
+  switch p.a_mode {
+    case 1u: {
+      let bw = p.gw / p.s;
+      let h = (r / bw) * p.s + k / (p.E * p.s);
+      let x = (r % bw) * p.s + (k / p.E) % p.s;
+      return a[(h * p.gw + x) * p.E + k % p.E];
+    }
+    case 2u: {
+      let pp = p.P * p.P;
+      let c = k / pp;
+      let yy = (r / p.gw) * p.P + (k % pp) / p.P;
+      let xx = (r % p.gw) * p.P + k % p.P;
+      return a[(c * p.H + yy) * p.W + xx];
+    }
+    default: { return a[r * p.K + k]; }
+  }
+}
+
+fn epilogue(m: u32, n: u32, acc: f32) {
+  let col = p.n0 + n;
+  var v = acc;
+  if (p.has_bias != 0u) { v += f32(bias[col]); }
+  v = activate(v, p.act);
+  if (p.has_res != 0u) { v += res[m * p.ldc + col]; }
+  y[m * p.ldc + col] = v;
+}
+
+@compute @workgroup_size(16, 16)
+fn matmul(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u,
+          @builtin(local_invocation_index) li: u32) {
+  let m0 = wg.y * TM;
+  let c0 = wg.x * TN;
+  var acc: array<array<f32, 4>, 4>;
+  for (var k0 = 0u; k0 < p.K; k0 += TK) {
+    for (var i = 0u; i < 4u; i++) {
+      let idx = li + i * 256u;
+      let row = idx / TK;
+      let kk = idx % TK;
+      let k = k0 + kk;
+      var av = 0.0;
+      if (m0 + row < p.M && k < p.K) { av = load_a(m0 + row, k); }
+      As[kk][row] = av;
+      var wv = 0.0;
+      if (c0 + row < p.N && k < p.K) { wv = f32(w[(c0 + row) * p.K + k]); }
+      Ws[kk][row] = wv;
+    }
+    workgroupBarrier();
+    for (var kk = 0u; kk < TK; kk++) {
+      var av: array<f32, 4>;
+      var wv: array<f32, 4>;
+      for (var i = 0u; i < 4u; i++) {
+        av[i] = As[kk][lid.y + 16u * i];
+        wv[i] = Ws[kk][lid.x + 16u * i];
+      }
+      for (var i = 0u; i < 4u; i++) {
+        for (var j = 0u; j < 4u; j++) {
+          acc[i][j] = fma(av[i], wv[j], acc[i][j]);
+        }
+      }
+    }
+    workgroupBarrier();
+  }
+  for (var i = 0u; i < 4u; i++) {
+    let m = m0 + lid.y + 16u * i;
+    for (var j = 0u; j < 4u; j++) {
+      let n = c0 + lid.x + 16u * j;
+      if (m < p.M && n < p.N) { epilogue(m, n, acc[i][j]); }
+    }
+  }
+}

@@ -1,0 +1,143 @@
+// Compiles a planned graph into pipelines, buffers and bind groups once, then runs it as one command
+// encoder, one compute pass and one submission per execution. Uniforms of every dispatch live in one
+// buffer (256-byte slots) written with a single writeBuffer before the submit. Nothing is read back
+// unless asked: `read` copies out a named or output tensor.
+import type { Gpu } from '../gpu/device.ts';
+import { GpuError } from '../gpu/device.ts';
+import type { Dispatch, Graph, Step, KernelContext } from './graph.ts';
+import { planGraph, type PlanLayout, type PlanOptions } from './plan.ts';
+import type { Tensor } from './tensor.ts';
+import { BYTES } from './tensor.ts';
+
+const UNIFORM_SLOT = 256;
+
+interface Encoded {
+  dispatch: Dispatch;
+  pipeline: GPUComputePipeline;
+  bindGroup: GPUBindGroup;
+  node: string;
+}
+
+export class Executable {
+  readonly gpu: Gpu;
+  readonly layout: PlanLayout;
+  private readonly buffers: GPUBuffer[];
+  private readonly encoded: Encoded[];
+  private readonly uniformBuffer: GPUBuffer;
+  private readonly uniformData: ArrayBuffer;
+  private disposed = false;
+
+  private constructor(gpu: Gpu, layout: PlanLayout, buffers: GPUBuffer[], encoded: Encoded[], uniformBuffer: GPUBuffer) {
+    this.gpu = gpu;
+    this.layout = layout;
+    this.buffers = buffers;
+    this.encoded = encoded;
+    this.uniformBuffer = uniformBuffer;
+    this.uniformData = new ArrayBuffer(Math.max(1, encoded.length) * UNIFORM_SLOT);
+  }
+
+  static async compile(gpu: Gpu, graph: Graph, outputs: Tensor[], opts: PlanOptions = {}): Promise<Executable> {
+    gpu.checkAlive();
+    const layout = planGraph(graph, outputs, opts);
+    for (const [t, s] of layout.slotOf) {
+      if (t.bytes > gpu.maxBinding) {
+        throw new GpuError(
+          `activation ${t} needs ${t.bytes} bytes, above this device's maxStorageBufferBindingSize (${gpu.maxBinding}); ` +
+            `use a shorter sequence`,
+        );
+      }
+      void s;
+    }
+    const buffers = layout.slots.map((s) => gpu.pool.acquire(s.bytes, `slot${s.index}`));
+    const bufferOf = (t: Tensor): GPUBuffer => {
+      const s = layout.slotOf.get(t);
+      if (s) return buffers[s.index];
+      if (t.chunks && t.chunks.length === 1) return t.chunks[0].buffer;
+      throw new GpuError(`tensor ${t} has no buffer (${t.chunks ? 'split weights must be bound per chunk' : 'not planned'})`);
+    };
+    const ctx: KernelContext = { has: (f) => gpu.has(f), dummy: gpu.dummy };
+    const dispatches: { d: Dispatch; node: string }[] = [];
+    for (const n of layout.order) {
+      for (const d of n.kernel.encode(n, bufferOf, ctx)) dispatches.push({ d, node: `${n.kernel.name}→${n.output}` });
+    }
+    const uniformBuffer = gpu.pool.create(
+      Math.max(1, dispatches.length) * UNIFORM_SLOT,
+      GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+      'uniforms',
+    );
+    const pipelines = await Promise.all(dispatches.map(({ d }) => gpu.pipelines.get(d.pipeline)));
+    const encoded = await gpu.scoped('binding the graph', () =>
+      dispatches.map(({ d, node }, i) => {
+        const pipeline = pipelines[i];
+        const entries: GPUBindGroupEntry[] = [
+          { binding: 0, resource: { buffer: uniformBuffer, offset: i * UNIFORM_SLOT, size: UNIFORM_SLOT } },
+          ...d.bindings.map((b) => ({
+            binding: b.binding,
+            resource: { buffer: b.buffer, offset: b.offset ?? 0, size: b.size },
+          })),
+        ];
+        const bindGroup = gpu.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries, label: node });
+        return { dispatch: d, pipeline, bindGroup, node };
+      }),
+    );
+    return new Executable(gpu, layout, buffers, encoded, uniformBuffer);
+  }
+
+  get dispatchCount(): number {
+    return this.encoded.length;
+  }
+
+  /** Fills an input tensor (queued; takes effect at the next run). */
+  write(t: Tensor, data: ArrayBufferView): void {
+    const s = this.layout.slotOf.get(t);
+    if (!s || t.kind !== 'input') throw new GpuError(`write: ${t} is not an input of this plan`);
+    if (data.byteLength !== t.bytes) {
+      throw new GpuError(`write: input "${t.name}" expects ${t.bytes} bytes ([${t.shape.join(', ')}] ${t.dtype}), got ${data.byteLength}`);
+    }
+    this.gpu.device.queue.writeBuffer(this.buffers[s.index], 0, data.buffer, data.byteOffset, data.byteLength);
+  }
+
+  /** Encodes every dispatch into one compute pass and submits once. */
+  run(step: Step = { pos: 0 }, timestampWrites?: GPUComputePassTimestampWrites): void {
+    if (this.disposed) throw new GpuError('run: this plan was disposed');
+    this.gpu.checkAlive();
+    const words = new Uint32Array(this.uniformData);
+    this.encoded.forEach((e, i) => {
+      const u = e.dispatch.uniforms(step);
+      const src = new Uint32Array(u.buffer as ArrayBuffer, (u as Uint32Array).byteOffset ?? 0, (u as Uint32Array).byteLength / 4);
+      if (src.length * 4 > UNIFORM_SLOT) throw new GpuError(`${e.node}: uniforms exceed ${UNIFORM_SLOT} bytes`);
+      words.set(src, (i * UNIFORM_SLOT) / 4);
+    });
+    const q = this.gpu.device.queue;
+    if (this.encoded.length) q.writeBuffer(this.uniformBuffer, 0, this.uniformData);
+    const enc = this.gpu.device.createCommandEncoder();
+    const pass = enc.beginComputePass(timestampWrites ? { timestampWrites } : undefined);
+    for (const e of this.encoded) {
+      const [x, y = 1, z = 1] = e.dispatch.workgroups;
+      if (x === 0 || y === 0 || z === 0) continue;
+      pass.setPipeline(e.pipeline);
+      pass.setBindGroup(0, e.bindGroup);
+      pass.dispatchWorkgroups(x, y, z);
+    }
+    pass.end();
+    q.submit([enc.finish()]);
+  }
+
+  /** Reads a planned tensor (an output, a kept intermediate or an input) back as f32 / u32 values. */
+  async read(t: Tensor): Promise<Float32Array | Uint32Array> {
+    const s = this.layout.slotOf.get(t);
+    const buf = s ? this.buffers[s.index] : t.chunks?.length === 1 ? t.chunks[0].buffer : undefined;
+    if (!buf) throw new GpuError(`read: ${t} is not held by this plan`);
+    const bytes = await this.gpu.pool.read(buf, t.size * BYTES[t.dtype]);
+    if (t.dtype === 'u32') return new Uint32Array(bytes);
+    if (t.dtype === 'f32') return new Float32Array(bytes);
+    throw new GpuError(`read: ${t} has dtype ${t.dtype}; only f32 and u32 activations can be read back`);
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (const b of this.buffers) this.gpu.pool.release(b);
+    this.gpu.pool.destroy(this.uniformBuffer);
+  }
+}

@@ -1,0 +1,71 @@
+// Scaled dot-product attention (shaders/attention.wgsl): bidirectional for the vision encoder, causal
+// over a KV cache for the decoder, grouped-query when kv_heads < heads, online softmax in f32.
+import type { Graph, Kernel } from '../graph/graph.ts';
+import { type Tensor, expectShape } from '../graph/tensor.ts';
+import { uniforms, f32 } from './common.ts';
+
+interface Attrs {
+  heads: number;
+  kvHeads: number;
+  d: number;
+  causal: boolean;
+  scale: number;
+  /** Valid keys for a step: T for the encoder, pos + T for the decoder's cache. */
+  kvLen: (pos: number) => number;
+}
+
+const kernel: Kernel<Attrs> = {
+  name: 'attention',
+  encode(node, buf) {
+    const [q, k, v] = node.inputs;
+    const T = q.dim(0);
+    const a = node.attrs;
+    return [
+      {
+        pipeline: { shader: 'attention', entry: 'attention' },
+        bindings: [
+          { binding: 1, buffer: buf(q) },
+          { binding: 2, buffer: buf(k) },
+          { binding: 3, buffer: buf(v) },
+          { binding: 4, buffer: buf(node.output) },
+        ],
+        uniforms: (step) =>
+          uniforms(T, a.heads, a.kvHeads, a.d, a.kvLen(step.pos), a.causal ? step.pos : 0, a.causal ? 1 : 0, f32(a.scale)),
+        workgroups: [T, a.heads],
+      },
+    ];
+  },
+};
+
+export interface AttentionOptions {
+  heads: number;
+  kvHeads: number;
+  causal: boolean;
+  /** Defaults to 1/sqrt(head_dim). */
+  scale?: number;
+}
+
+/**
+ * q: [T, heads·d]; k, v: [S, kvHeads·d]. Bidirectional: S = T, all keys. Causal: k and v are the KV
+ * cache; query t sits at position step.pos + t and sees keys 0 ..= step.pos + t.
+ */
+export function attention(g: Graph, q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions): Tensor {
+  const { heads, kvHeads, causal } = o;
+  const d = q.dim(1) / heads;
+  if (!Number.isInteger(d)) throw new Error(`attention: query width ${q.dim(1)} is not a multiple of ${heads} heads`);
+  if (d > 256) throw new Error(`attention: head_dim ${d} exceeds the kernel's 256`);
+  if (heads % kvHeads !== 0) throw new Error(`attention: ${heads} query heads are not a multiple of ${kvHeads} KV heads`);
+  expectShape('attention', 'keys', k, [null, kvHeads * d], ['f32']);
+  expectShape('attention', 'values', v, [k.dim(0), kvHeads * d], ['f32']);
+  const T = q.dim(0);
+  if (!causal && k.dim(0) !== T) throw new Error(`attention: bidirectional attention over ${k.dim(0)} keys for ${T} queries`);
+  const attrs: Attrs = {
+    heads,
+    kvHeads,
+    d,
+    causal,
+    scale: o.scale ?? 1 / Math.sqrt(d),
+    kvLen: causal ? (pos) => pos + T : () => T,
+  };
+  return g.add(kernel, [q, k, v], { shape: [T, heads * d], dtype: 'f32' }, attrs);
+}

@@ -1,0 +1,54 @@
+// Helpers shared by the typed ops: uniform packing, dispatch grids, weight type aliases, chunks.
+import type { BufferOf } from '../graph/graph.ts';
+import type { Chunk, Tensor } from '../graph/tensor.ts';
+
+/** A float field in a uniform struct (every other field is a u32). */
+export class F32 {
+  constructor(readonly value: number) {}
+}
+export const f32 = (v: number) => new F32(v);
+
+/** Packs u32 and f32 fields into the words of a uniform struct, padded to 16 bytes. */
+export function uniforms(...fields: (number | F32)[]): Uint32Array {
+  const out = new Uint32Array(Math.ceil(fields.length / 4) * 4);
+  const f = new Float32Array(out.buffer);
+  fields.forEach((v, i) => {
+    if (v instanceof F32) f[i] = v.value;
+    else {
+      if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new RangeError(`uniform field ${i}: ${v} is not a u32`);
+      out[i] = v;
+    }
+  });
+  return out;
+}
+
+const MAX_GROUPS = 65535;
+
+/** Workgroup grid covering `count` invocations of a 1-D kernel with `wg` invocations per group. */
+export function grid1d(count: number, wg: number): [number, number] {
+  const groups = Math.ceil(count / wg);
+  if (groups <= MAX_GROUPS) return [groups, 1];
+  return [MAX_GROUPS, Math.ceil(groups / MAX_GROUPS)];
+}
+
+/** A grid of one workgroup per row, folded into y past 65535 rows (kernels use wg.x + wg.y·65535). */
+export function gridRows(rows: number): [number, number] {
+  return rows <= MAX_GROUPS ? [rows, 1] : [MAX_GROUPS, Math.ceil(rows / MAX_GROUPS)];
+}
+
+/** WGSL element type of a weight tensor. */
+export function wgslType(t: Tensor): 'f32' | 'f16' {
+  return t.dtype === 'f16' ? 'f16' : 'f32';
+}
+
+/** The row chunks of a tensor: a split weight's own, or one chunk covering an activation. */
+export function chunksOf(t: Tensor, buf: BufferOf): Chunk[] {
+  if (t.chunks) return t.chunks;
+  return [{ buffer: buf(t), row0: 0, rows: t.shape[0] ?? 1 }];
+}
+
+/** The single buffer of a tensor that kernels cannot read in chunks (norm weights, biases). */
+export function whole(op: string, t: Tensor, buf: BufferOf): GPUBuffer {
+  if (t.chunks && t.chunks.length > 1) throw new Error(`${op}: ${t} is split in ${t.chunks.length} chunks; this operand must fit one binding`);
+  return t.chunks ? t.chunks[0].buffer : buf(t);
+}

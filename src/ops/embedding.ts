@@ -1,0 +1,50 @@
+// Token embedding gather with image features scattered into the <image> positions
+// (shaders/embedding.wgsl); a table split in row chunks is one dispatch per chunk.
+import type { Dispatch, Graph, Kernel } from '../graph/graph.ts';
+import { type Tensor, expectShape } from '../graph/tensor.ts';
+import { uniforms, chunksOf, wgslType } from './common.ts';
+
+/** Marks a text token in the image-row map. */
+export const NOT_IMAGE = 0xffffffff;
+
+const kernel: Kernel<{ hasImage: boolean }> = {
+  name: 'embedding',
+  encode(node, buf, ctx) {
+    const [ids, table, imgRow, image] = node.inputs;
+    const T = ids.dim(0);
+    const D = table.dim(1);
+    const hasImage = node.attrs.hasImage;
+    return chunksOf(table, buf).map(
+      (c, i): Dispatch => ({
+        pipeline: { shader: 'embedding', entry: 'embed', aliases: { WT: wgslType(table) } },
+        bindings: [
+          { binding: 1, buffer: buf(ids) },
+          { binding: 2, buffer: hasImage ? buf(imgRow) : ctx.dummy },
+          { binding: 3, buffer: c.buffer },
+          { binding: 4, buffer: hasImage ? buf(image) : ctx.dummy },
+          { binding: 5, buffer: buf(node.output) },
+        ],
+        uniforms: () => uniforms(T, D, c.row0, c.rows, hasImage ? 1 : 0, i === 0 ? 1 : 0),
+        workgroups: [Math.ceil(D / 64), T],
+      }),
+    );
+  },
+};
+
+/**
+ * ids: [T] u32; table: [vocab, D]. With `image`, imgRow[t] (u32, [T]) is the feature row that replaces
+ * token t, or NOT_IMAGE. Returns [T, D] f32.
+ */
+export function embed(g: Graph, ids: Tensor, table: Tensor, image?: { features: Tensor; rows: Tensor }): Tensor {
+  expectShape('embedding', 'ids', ids, [null], ['u32']);
+  expectShape('embedding', 'table', table, [null, null], ['f32', 'f16']);
+  const T = ids.dim(0);
+  const D = table.dim(1);
+  const inputs = [ids, table];
+  if (image) {
+    expectShape('embedding', 'image rows', image.rows, [T], ['u32']);
+    expectShape('embedding', 'image features', image.features, [null, D], ['f32']);
+    inputs.push(image.rows, image.features);
+  }
+  return g.add(kernel, inputs, { shape: [T, D], dtype: 'f32' }, { hasImage: !!image });
+}

@@ -1,0 +1,103 @@
+// Linear layers: Y[M, N] = act(A · Wᵀ + bias) + residual with W as checkpoints store it ([N, K]).
+// Tiled matmul (shaders/matmul.wgsl) for prefill and encoders, matrix-vector (shaders/gemv.wgsl, see
+// gemv.ts) when M is small. A weight split in row chunks is one dispatch per chunk. The A operand may be
+// gathered on the fly (pixel shuffle for the projector, im2col for the patch embedding).
+import type { BufferOf, Dispatch, Graph, Kernel } from '../graph/graph.ts';
+import { type Tensor, expectShape } from '../graph/tensor.ts';
+import { ACT, type Activation } from './elementwise.ts';
+import { uniforms, chunksOf, whole, wgslType } from './common.ts';
+
+/** How matmul.wgsl reads A; see the header of that file. */
+export type AOperand =
+  | { mode: 'plain' }
+  | { mode: 'pixel_shuffle'; s: number; E: number; gridW: number }
+  | { mode: 'im2col'; C: number; H: number; W: number; P: number; gridW: number };
+
+export interface LinearOptions {
+  bias?: Tensor;
+  residual?: Tensor;
+  act?: Activation;
+  /** 'auto' takes gemv for M <= GEMV_MAX_M. */
+  variant?: 'auto' | 'tiled' | 'gemv';
+}
+
+export interface MatmulAttrs {
+  M: number;
+  N: number;
+  K: number;
+  act: number;
+  a: AOperand;
+  variant: 'tiled' | 'gemv';
+  hasBias: boolean;
+  hasRes: boolean;
+}
+
+export const GEMV_MAX_M = 4;
+const A_MODE = { plain: 0, pixel_shuffle: 1, im2col: 2 } as const;
+
+export const matmulKernel: Kernel<MatmulAttrs> = {
+  name: 'matmul',
+  encode(node, buf, ctx) {
+    const at = node.attrs;
+    const [x, w, ...rest] = node.inputs;
+    const bias = at.hasBias ? rest.shift() : undefined;
+    const res = at.hasRes ? rest.shift() : undefined;
+    return chunksOf(w, buf).map((c): Dispatch => {
+      const a = at.a;
+      const modeWords =
+        a.mode === 'pixel_shuffle'
+          ? [A_MODE.pixel_shuffle, a.s, a.E, a.gridW, 0, 0, 0, 0]
+          : a.mode === 'im2col'
+            ? [A_MODE.im2col, 0, 0, a.gridW, a.C, a.H, a.W, a.P]
+            : [A_MODE.plain, 0, 0, 0, 0, 0, 0, 0];
+      const head = [at.M, c.rows, at.K, c.row0, at.N, at.act, at.hasBias ? 1 : 0, at.hasRes ? 1 : 0];
+      const gemv = at.variant === 'gemv';
+      return {
+        pipeline: {
+          shader: gemv ? 'gemv' : 'matmul',
+          entry: gemv ? 'gemv' : 'matmul',
+          aliases: { WT: wgslType(w), BT: bias ? wgslType(bias) : 'f32' },
+        },
+        bindings: [
+          { binding: 1, buffer: buf(x) },
+          { binding: 2, buffer: c.buffer },
+          { binding: 3, buffer: bias ? whole('matmul bias', bias, buf) : ctx.dummy },
+          { binding: 4, buffer: res ? buf(res) : ctx.dummy },
+          { binding: 5, buffer: buf(node.output) },
+        ],
+        uniforms: () => uniforms(...head, ...(gemv ? [] : modeWords)),
+        workgroups: gemv ? [Math.ceil(c.rows / 8), 1, at.M] : [Math.ceil(c.rows / 64), Math.ceil(at.M / 64)],
+      };
+    });
+  },
+};
+
+/** Adds a matmul node whose A operand is `x` read as `a` describes, with logical shape [M, K]. */
+export function matmulNode(g: Graph, x: Tensor, w: Tensor, M: number, a: AOperand, opts: LinearOptions = {}): Tensor {
+  const [N, K] = w.shape;
+  expectShape('linear', 'weight', w, [null, null], ['f32', 'f16']);
+  if (opts.bias) expectShape('linear', 'bias', opts.bias, [N], ['f32', 'f16']);
+  if (opts.residual) expectShape('linear', 'residual', opts.residual, [M, N], ['f32']);
+  const variant = opts.variant === 'tiled' || opts.variant === 'gemv' ? opts.variant : M <= GEMV_MAX_M && a.mode === 'plain' ? 'gemv' : 'tiled';
+  if (variant === 'gemv' && a.mode !== 'plain') throw new Error(`linear: the gemv variant reads a plain A operand only, not ${a.mode}`);
+  const inputs = [x, w, ...(opts.bias ? [opts.bias] : []), ...(opts.residual ? [opts.residual] : [])];
+  const attrs: MatmulAttrs = {
+    M,
+    N,
+    K,
+    act: ACT[opts.act ?? 'none'],
+    a,
+    variant,
+    hasBias: !!opts.bias,
+    hasRes: !!opts.residual,
+  };
+  return g.add(matmulKernel, inputs, { shape: [M, N], dtype: 'f32' }, attrs);
+}
+
+/** x[M, K] · w[N, K]ᵀ (+ bias, activation, + residual): a torch nn.Linear. */
+export function linear(g: Graph, x: Tensor, w: Tensor, opts: LinearOptions = {}): Tensor {
+  expectShape('linear', 'input', x, [null, w.dim(1)], ['f32']);
+  return matmulNode(g, x, w, x.dim(0), { mode: 'plain' }, opts);
+}
+
+export type { BufferOf };

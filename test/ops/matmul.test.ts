@@ -1,0 +1,145 @@
+// matmul / gemv / projector / patch embedding against a float64 CPU reference.
+import { describe, it } from 'node:test';
+import { Graph, Rng, assertClose, run, testGpu, weight } from '../helpers.ts';
+import { linear } from '../../src/ops/matmul.ts';
+import { ACT } from '../../src/ops/elementwise.ts';
+import { pixelShuffleProject } from '../../src/ops/projector.ts';
+import { patchEmbed } from '../../src/ops/patch-embed.ts';
+import { act64 } from './reference.ts';
+import type { SourceDType } from '../../src/io/upload.ts';
+
+const TOL: Record<SourceDType, { atol: number; rtol: number }> = {
+  // f32 accumulation in a different order than float64: error grows like sqrt(K)·eps.
+  F32: { atol: 2e-5, rtol: 1e-5 },
+  F16: { atol: 2e-5, rtol: 1e-5 },
+  BF16: { atol: 2e-5, rtol: 1e-5 },
+};
+
+function linear64(x: Float32Array, w: Float64Array, M: number, N: number, K: number, b?: Float64Array, act = 0, res?: Float32Array) {
+  const y = new Float64Array(M * N);
+  for (let m = 0; m < M; m++)
+    for (let n = 0; n < N; n++) {
+      let s = 0;
+      for (let k = 0; k < K; k++) s += x[m * K + k] * w[n * K + k];
+      if (b) s += b[n];
+      s = act64(s, act);
+      if (res) s += res[m * N + n];
+      y[m * N + n] = s;
+    }
+  return y;
+}
+
+describe('matmul', () => {
+  const shapes: [number, number, number][] = [
+    [1, 1, 1],
+    [3, 5, 7],
+    [65, 67, 33],
+    [130, 70, 100],
+    [2, 300, 129],
+  ];
+  for (const dtype of ['F32', 'F16', 'BF16'] as SourceDType[]) {
+    for (const variant of ['tiled', 'gemv'] as const) {
+      for (const [M, N, K] of shapes) {
+        if (variant === 'gemv' && M > 4) continue;
+        it(`${variant} ${dtype} M=${M} N=${N} K=${K} with bias, gelu, residual`, async () => {
+          const gpu = await testGpu();
+          const rng = new Rng(M * 1000 + N * 10 + K);
+          const g = new Graph();
+          const xv = rng.array(M * K);
+          const w = await weight(gpu, g, 'w', [N, K], rng.array(N * K, 0.2), dtype);
+          const b = await weight(gpu, g, 'b', [N], rng.array(N, 0.1), dtype);
+          const resv = rng.array(M * N);
+          const x = g.input('x', [M, K], 'f32');
+          const res = g.input('res', [M, N], 'f32');
+          const y = linear(g, x, w.t, { bias: b.t, act: 'gelu_tanh', residual: res, variant });
+          const [out] = await run(gpu, g, [y], [[x, xv], [res, resv]]);
+          assertClose(out, linear64(xv, w.v, M, N, K, b.v, ACT.gelu_tanh, resv), TOL[dtype], `matmul ${variant} ${dtype}`);
+        });
+      }
+    }
+  }
+
+  it('splits a weight above maxStorageBufferBindingSize into chunks and matches', async () => {
+    // A 4 KiB binding limit forces the 300×40 f32 weight (48 KB) into 12 chunks of 25 rows.
+    const gpu = await testGpu({ maxStorageBufferBindingSize: 4096 });
+    const rng = new Rng(7);
+    const [M, N, K] = [3, 300, 40];
+    for (const variant of ['tiled', 'gemv'] as const) {
+      const g = new Graph();
+      const xv = rng.array(M * K);
+      const w = await weight(gpu, g, 'w', [N, K], rng.array(N * K, 0.2));
+      if ((w.t.chunks?.length ?? 0) < 2) throw new Error(`expected a split weight, got ${w.t.chunks?.length} chunk(s)`);
+      const x = g.input('x', [M, K], 'f32');
+      const [out] = await run(gpu, g, [linear(g, x, w.t, { variant })], [[x, xv]]);
+      assertClose(out, linear64(xv, w.v, M, N, K), TOL.F32, `split ${variant}`);
+    }
+  });
+});
+
+describe('pixel-shuffle projector', () => {
+  for (const [gw, E, s, N] of [
+    [4, 3, 2, 5],
+    [6, 16, 3, 70],
+    [8, 64, 2, 64],
+  ]) {
+    it(`grid ${gw}×${gw}, E=${E}, scale ${s}, out ${N}`, async () => {
+      const gpu = await testGpu();
+      const rng = new Rng(gw * E);
+      const g = new Graph();
+      const seq = gw * gw;
+      const xv = rng.array(seq * E);
+      const K = E * s * s;
+      const w = await weight(gpu, g, 'proj', [N, K], rng.array(N * K, 0.1));
+      const x = g.input('x', [seq, E], 'f32');
+      const [out] = await run(gpu, g, [pixelShuffleProject(g, x, w.t, s)], [[x, xv]]);
+      // Reference: the Idefics3 reshape/permute chain, element by element.
+      const M = seq / (s * s);
+      const shuffled = new Float32Array(M * K);
+      const bw = gw / s;
+      for (let r = 0; r < M; r++)
+        for (let i = 0; i < s; i++)
+          for (let j = 0; j < s; j++)
+            for (let c = 0; c < E; c++) {
+              const src = ((Math.floor(r / bw) * s + i) * gw + (r % bw) * s + j) * E + c;
+              shuffled[r * K + (i * s + j) * E + c] = xv[src];
+            }
+      assertClose(out, linear64(shuffled, w.v, M, N, K), TOL.F32, 'projector');
+    });
+  }
+});
+
+describe('patch embedding', () => {
+  for (const [C, H, W, P, D] of [
+    [3, 8, 8, 4, 5],
+    [3, 24, 16, 8, 70],
+    [1, 14, 21, 7, 3],
+  ]) {
+    it(`C=${C} ${H}×${W} patch ${P} → D=${D}`, async () => {
+      const gpu = await testGpu();
+      const rng = new Rng(C * H * W + P);
+      const g = new Graph();
+      const n = (H / P) * (W / P);
+      const pix = rng.array(C * H * W);
+      const w = await weight(gpu, g, 'conv', [D, C, P, P], rng.array(D * C * P * P, 0.1));
+      const b = await weight(gpu, g, 'bias', [D], rng.array(D, 0.1));
+      const pos = await weight(gpu, g, 'pos', [n, D], rng.array(n * D, 0.1));
+      const x = g.input('pixels', [1, C, H, W], 'f32');
+      const [out] = await run(gpu, g, [patchEmbed(g, x, w.t, b.t, pos.t)], [[x, pix]]);
+      const ref = new Float64Array(n * D);
+      const gw = W / P;
+      for (let p = 0; p < n; p++)
+        for (let d = 0; d < D; d++) {
+          let s = b.v[d] + pos.v[p * D + d];
+          for (let c = 0; c < C; c++)
+            for (let ky = 0; ky < P; ky++)
+              for (let kx = 0; kx < P; kx++) {
+                const yy = Math.floor(p / gw) * P + ky;
+                const xx = (p % gw) * P + kx;
+                s += w.v[((d * C + c) * P + ky) * P + kx] * pix[(c * H + yy) * W + xx];
+              }
+          ref[p * D + d] = s;
+        }
+      assertClose(out, ref, TOL.F32, 'patch embedding');
+    });
+  }
+});
