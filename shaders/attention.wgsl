@@ -3,6 +3,8 @@
 // without materialising the score matrix.
 //   scores = q·kᵀ · scale (scale = 1/sqrt(d)); causal: key j is visible to query t iff j <= pos0 + t.
 //   Grouped-query attention: query head h reads KV head h / (heads / kv_heads).
+//   Bidirectional attention over several images at once is block-diagonal: with block > 0, query t
+//   sees keys (t / block)·block .. + block (each image tile attends to itself only).
 // q: [T, heads·d]; k, v: [S, kv_heads·d] (the KV cache, of which the first kv_len rows are valid);
 // out: [T, heads·d]. d <= 256.
 // Versions:
@@ -11,6 +13,7 @@
 struct Params {
   T: u32, heads: u32, kv_heads: u32, d: u32,
   kv_len: u32, pos0: u32, causal: u32, scale: f32,
+  block: u32, _p0: u32, _p1: u32, _p2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -50,17 +53,19 @@ fn attention(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid
   for (var i = tid; i < p.d; i += BK) { qs[i] = q[t * qrow + h * p.d + i]; }
   workgroupBarrier();
 
+  var first = 0u;
   var n_keys = p.kv_len;
   if (p.causal != 0u) { n_keys = min(p.kv_len, p.pos0 + t + 1u); }
+  if (p.block != 0u) { first = (t / p.block) * p.block; n_keys = p.block; }
 
-  var m_run = -3.4028235e38;
+  var m_run = -0x1.fffffep+127f;
   var l_run = 0.0;
   var acc: array<f32, DPT>;
   for (var j0 = 0u; j0 < n_keys; j0 += BK) {
     let j = j0 + tid;
-    var s = -3.4028235e38;
+    var s = -0x1.fffffep+127f;
     if (j < n_keys) {
-      let kb = j * kvrow + kvh * p.d;
+      let kb = (first + j) * kvrow + kvh * p.d;
       var dot = 0.0;
       for (var i = 0u; i < p.d; i++) { dot = fma(qs[i], k[kb + i], dot); }
       s = dot * p.scale;
@@ -79,7 +84,7 @@ fn attention(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid
       if (i < p.d) {
         var o = acc[c] * alpha;
         for (var jj = 0u; jj < nb; jj++) {
-          o = fma(ps[jj], v[(j0 + jj) * kvrow + kvh * p.d + i], o);
+          o = fma(ps[jj], v[(first + j0 + jj) * kvrow + kvh * p.d + i], o);
         }
         acc[c] = o;
       }

@@ -1,5 +1,5 @@
 // Elementwise kernels over flat f32 tensors: add, mul, scale, activations, the fused SwiGLU product
-// silu(gate)·up, and a row copy into a larger buffer (KV cache append). One invocation per element;
+// silu(gate)·up, and a copy of rows between offsets (KV cache append, last-row slice). One invocation per element;
 // the grid is 2-D so that tensors above 65535 workgroups of 256 still fit.
 //#include activation
 
@@ -9,7 +9,8 @@ struct Params {
   dst_row0: u32,   // copy_rows: first destination row
   act: u32,        // unary: activation code
   alpha: f32,      // scale: factor
-  _pad0: u32, _pad1: u32, _pad2: u32,
+  src_row0: u32,   // copy_rows: first source row
+  _pad1: u32, _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -56,5 +57,5 @@ fn unary(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg
 @compute @workgroup_size(WG)
 fn copy_rows(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let i = index(gid, nwg);
-  if (i < p.count) { out[p.dst_row0 * p.row + i] = a[i]; }
+  if (i < p.count) { out[p.dst_row0 * p.row + i] = a[p.src_row0 * p.row + i]; }
 }

@@ -5,11 +5,13 @@
 //              (strided by 16 to keep shared-memory reads conflict-free), K step 16.
 // The A operand is read through load_a, which can gather it instead of reading a plain matrix:
 //   a_mode 0: A is a row-major [M, K] f32 matrix.
-//   a_mode 1: Idefics3 pixel shuffle of a square [gw·gw, E] grid by s, fused (projector): row r is the
-//             s×s block (r / (gw/s), r % (gw/s)), feature k = (i·s + j)·E + c.
-//   a_mode 2: im2col of NCHW pixels [C, H, W] for a stride-P convolution (patch embedding):
-//             row r is patch (r / gw, r % gw), feature k = (c·P + ky)·P + kx, as the conv weight
-//             [D, C, P, P] flattens.
+//   a_mode 1: Idefics3 pixel shuffle of square [gw·gw, E] grids (one per image tile) by s, fused
+//             (projector): row r of a tile is the s×s block (r / (gw/s), r % (gw/s)),
+//             feature k = (i·s + j)·E + c.
+//   a_mode 2: im2col of NCHW pixels [tiles, C, H, W] for a stride-P convolution (patch embedding):
+//             row r of a tile is patch (r / gw, r % gw), feature k = (c·P + ky)·P + kx, as the conv
+//             weight [D, C, P, P] flattens.
+// The residual may repeat every res_rows rows (the position embedding of each tile); 0 means M.
 // A weight split in chunks (above maxStorageBufferBindingSize) is one dispatch per chunk: n0 is the
 // chunk's first output column and N its row count.
 //#include activation
@@ -19,6 +21,7 @@ struct Params {
   ldc: u32, act: u32, has_bias: u32, has_res: u32,
   a_mode: u32, s: u32, E: u32, gw: u32,
   C: u32, H: u32, W: u32, P: u32,
+  res_rows: u32, _p0: u32, _p1: u32, _p2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -39,16 +42,21 @@ fn load_a(r: u32, k: u32) -> f32 {
   switch p.a_mode {
     case 1u: {
       let bw = p.gw / p.s;
-      let h = (r / bw) * p.s + k / (p.E * p.s);
-      let x = (r % bw) * p.s + (k / p.E) % p.s;
-      return a[(h * p.gw + x) * p.E + k % p.E];
+      let tile = r / (bw * bw);
+      let rr = r % (bw * bw);
+      let h = (rr / bw) * p.s + k / (p.E * p.s);
+      let x = (rr % bw) * p.s + (k / p.E) % p.s;
+      return a[((tile * p.gw + h) * p.gw + x) * p.E + k % p.E];
     }
     case 2u: {
+      let per = (p.H / p.P) * p.gw;
+      let tile = r / per;
+      let rr = r % per;
       let pp = p.P * p.P;
       let c = k / pp;
-      let yy = (r / p.gw) * p.P + (k % pp) / p.P;
-      let xx = (r % p.gw) * p.P + k % p.P;
-      return a[(c * p.H + yy) * p.W + xx];
+      let yy = (rr / p.gw) * p.P + (k % pp) / p.P;
+      let xx = (rr % p.gw) * p.P + k % p.P;
+      return a[((tile * p.C + c) * p.H + yy) * p.W + xx];
     }
     default: { return a[r * p.K + k]; }
   }
@@ -59,7 +67,10 @@ fn epilogue(m: u32, n: u32, acc: f32) {
   var v = acc;
   if (p.has_bias != 0u) { v += f32(bias[col]); }
   v = activate(v, p.act);
-  if (p.has_res != 0u) { v += res[m * p.ldc + col]; }
+  if (p.has_res != 0u) {
+    let rm = select(m, m % p.res_rows, p.res_rows != 0u);
+    v += res[rm * p.ldc + col];
+  }
   y[m * p.ldc + col] = v;
 }
 

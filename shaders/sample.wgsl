@@ -15,7 +15,7 @@ var<workgroup> bi: array<u32, WG>;
 fn argmax(@builtin(local_invocation_id) lid: vec3u) {
   let t = lid.x;
   let base = p.row * p.V;
-  var best = -3.4028235e38;
+  var best = -0x1.fffffep+127f;
   var idx = 0xffffffffu;
   for (var i = t; i < p.V; i += WG) {
     let v = logits[base + i];

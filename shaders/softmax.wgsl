@@ -16,7 +16,7 @@ fn softmax(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: 
   if (row >= p.rows) { return; }
   let base = row * p.D;
   let t = lid.x;
-  var m = -3.4028235e38;
+  var m = -0x1.fffffep+127f;
   for (var i = t; i < p.D; i += WG) { m = max(m, x[base + i]); }
   red[t] = m;
   workgroupBarrier();

@@ -12,6 +12,8 @@ interface Attrs {
   scale: number;
   /** Valid keys for a step: T for the encoder, pos + T for the decoder's cache. */
   kvLen: (pos: number) => number;
+  /** Block-diagonal bidirectional attention: rows attend within blocks of this many (0 = all). */
+  block: number;
 }
 
 const kernel: Kernel<Attrs> = {
@@ -30,7 +32,7 @@ const kernel: Kernel<Attrs> = {
           { binding: 4, buffer: buf(node.output) },
         ],
         uniforms: (step) =>
-          uniforms(T, a.heads, a.kvHeads, a.d, a.kvLen(step.pos), a.causal ? step.pos : 0, a.causal ? 1 : 0, f32(a.scale)),
+          uniforms(T, a.heads, a.kvHeads, a.d, a.kvLen(step.pos), a.causal ? step.pos : 0, a.causal ? 1 : 0, f32(a.scale), a.block),
         workgroups: [T, a.heads],
       },
     ];
@@ -43,6 +45,8 @@ export interface AttentionOptions {
   causal: boolean;
   /** Defaults to 1/sqrt(head_dim). */
   scale?: number;
+  /** Bidirectional only: independent sequences of this many rows each (image tiles); 0 = one sequence. */
+  block?: number;
 }
 
 /**
@@ -59,6 +63,8 @@ export function attention(g: Graph, q: Tensor, k: Tensor, v: Tensor, o: Attentio
   expectShape('attention', 'values', v, [k.dim(0), kvHeads * d], ['f32']);
   const T = q.dim(0);
   if (!causal && k.dim(0) !== T) throw new Error(`attention: bidirectional attention over ${k.dim(0)} keys for ${T} queries`);
+  const block = o.block ?? 0;
+  if (block && (causal || T % block !== 0)) throw new Error(`attention: block ${block} needs bidirectional attention over a multiple of it (T = ${T})`);
   const attrs: Attrs = {
     heads,
     kvHeads,
@@ -66,6 +72,7 @@ export function attention(g: Graph, q: Tensor, k: Tensor, v: Tensor, o: Attentio
     causal,
     scale: o.scale ?? 1 / Math.sqrt(d),
     kvLen: causal ? (pos) => pos + T : () => T,
+    block,
   };
   return g.add(kernel, [q, k, v], { shape: [T, heads * d], dtype: 'f32' }, attrs);
 }

@@ -33,6 +33,8 @@ interface Attrs {
   act?: number;
   alpha?: number;
   dstRow0?: (pos: number) => number;
+  srcRow0?: number;
+  rows?: number;
 }
 
 const WG = 256;
@@ -42,7 +44,7 @@ const kernel: Kernel<Attrs> = {
   encode(node, buf) {
     const { entry } = node.attrs;
     const [a, b] = node.inputs;
-    const count = a.size;
+    const count = node.attrs.entry === 'copy_rows' ? node.attrs.rows! * a.rowSize : a.size;
     const binary = entry === 'add' || entry === 'mul' || entry === 'silu_mul';
     const bindings = [
       { binding: 1, buffer: buf(a) },
@@ -55,7 +57,14 @@ const kernel: Kernel<Attrs> = {
         pipeline: { shader: 'elementwise', entry },
         bindings,
         uniforms: (step) =>
-          uniforms(count, row, node.attrs.dstRow0 ? node.attrs.dstRow0(step.pos) : 0, node.attrs.act ?? 0, f32(node.attrs.alpha ?? 1)),
+          uniforms(
+            count,
+            row,
+            node.attrs.dstRow0 ? node.attrs.dstRow0(step.pos) : 0,
+            node.attrs.act ?? 0,
+            f32(node.attrs.alpha ?? 1),
+            node.attrs.srcRow0 ?? 0,
+          ),
         workgroups: grid1d(count, WG),
       },
     ];
@@ -86,5 +95,12 @@ export function activation(g: Graph, a: Tensor, act: Activation): Tensor {
 /** Writes the rows of `src` into `state` starting at row dstRow0(step.pos); returns the updated state. */
 export function copyRows(g: Graph, src: Tensor, state: Tensor, dstRow0: (pos: number) => number): Tensor {
   expectShape('copyRows', 'source', src, [null, state.rowSize], ['f32']);
-  return g.add(kernel, [src], { shape: [...state.shape], dtype: 'f32' }, { entry: 'copy_rows', dstRow0 }, state);
+  return g.add(kernel, [src], { shape: [...state.shape], dtype: 'f32' }, { entry: 'copy_rows', dstRow0, rows: src.dim(0) }, state);
+}
+
+/** Rows start .. start + count of a [R, D] tensor (the last position's hidden state before the LM head). */
+export function sliceRows(g: Graph, x: Tensor, start: number, count: number): Tensor {
+  expectShape('sliceRows', 'input', x, [null, null], ['f32']);
+  if (start + count > x.dim(0)) throw new Error(`sliceRows: rows ${start}..${start + count} of a ${x.dim(0)}-row tensor`);
+  return g.add(kernel, [x], { shape: [count, x.dim(1)], dtype: 'f32' }, { entry: 'copy_rows', dstRow0: () => 0, srcRow0: start, rows: count });
 }

@@ -13,7 +13,12 @@ export type AOperand =
   | { mode: 'pixel_shuffle'; s: number; E: number; gridW: number }
   | { mode: 'im2col'; C: number; H: number; W: number; P: number; gridW: number };
 
-export interface LinearOptions {
+/** Rows after which the residual repeats (per-tile position embeddings); 0 = it has M rows. */
+export interface ResidualRepeat {
+  residualRows?: number;
+}
+
+export interface LinearOptions extends ResidualRepeat {
   bias?: Tensor;
   residual?: Tensor;
   act?: Activation;
@@ -30,6 +35,7 @@ export interface MatmulAttrs {
   variant: 'tiled' | 'gemv';
   hasBias: boolean;
   hasRes: boolean;
+  resRows: number;
 }
 
 export const GEMV_MAX_M = 4;
@@ -65,7 +71,7 @@ export const matmulKernel: Kernel<MatmulAttrs> = {
           { binding: 4, buffer: res ? buf(res) : ctx.dummy },
           { binding: 5, buffer: buf(node.output) },
         ],
-        uniforms: () => uniforms(...head, ...(gemv ? [] : modeWords)),
+        uniforms: () => uniforms(...head, ...(gemv ? [] : [...modeWords, at.resRows])),
         workgroups: gemv ? [Math.ceil(c.rows / 8), 1, at.M] : [Math.ceil(c.rows / 64), Math.ceil(at.M / 64)],
       };
     });
@@ -77,7 +83,10 @@ export function matmulNode(g: Graph, x: Tensor, w: Tensor, M: number, a: AOperan
   const [N, K] = w.shape;
   expectShape('linear', 'weight', w, [null, null], ['f32', 'f16']);
   if (opts.bias) expectShape('linear', 'bias', opts.bias, [N], ['f32', 'f16']);
-  if (opts.residual) expectShape('linear', 'residual', opts.residual, [M, N], ['f32']);
+  const resRows = opts.residualRows ?? 0;
+  if (opts.residual) expectShape('linear', 'residual', opts.residual, [resRows || M, N], ['f32']);
+  if (resRows && M % resRows !== 0) throw new Error(`linear: ${M} rows are not a whole number of ${resRows}-row residual repeats`);
+  if (resRows && opts.variant === 'gemv') throw new Error('linear: the gemv variant does not repeat residuals');
   const variant = opts.variant === 'tiled' || opts.variant === 'gemv' ? opts.variant : M <= GEMV_MAX_M && a.mode === 'plain' ? 'gemv' : 'tiled';
   if (variant === 'gemv' && a.mode !== 'plain') throw new Error(`linear: the gemv variant reads a plain A operand only, not ${a.mode}`);
   const inputs = [x, w, ...(opts.bias ? [opts.bias] : []), ...(opts.residual ? [opts.residual] : [])];
@@ -90,6 +99,7 @@ export function matmulNode(g: Graph, x: Tensor, w: Tensor, M: number, a: AOperan
     variant,
     hasBias: !!opts.bias,
     hasRes: !!opts.residual,
+    resRows,
   };
   return g.add(matmulKernel, inputs, { shape: [M, N], dtype: 'f32' }, attrs);
 }

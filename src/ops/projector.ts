@@ -5,12 +5,17 @@ import type { Graph } from '../graph/graph.ts';
 import { type Tensor, expectShape } from '../graph/tensor.ts';
 import { matmulNode } from './matmul.ts';
 
-/** x: [seq, E] vision features of a square gw×gw grid; w: [out, E·s²]. Returns [seq/s², out]. */
-export function pixelShuffleProject(g: Graph, x: Tensor, w: Tensor, s: number): Tensor {
-  const [seq, E] = x.shape;
+/**
+ * x: [tiles·seq, E] vision features, each tile a square gw×gw grid (seq = gw²); w: [out, E·s²].
+ * Returns [tiles·seq/s², out].
+ */
+export function pixelShuffleProject(g: Graph, x: Tensor, w: Tensor, s: number, tiles = 1): Tensor {
+  const [rows, E] = x.shape;
+  const seq = rows / tiles;
+  if (!Number.isInteger(seq)) throw new Error(`pixel shuffle: ${rows} vision tokens do not split into ${tiles} tiles`);
   const gw = Math.round(Math.sqrt(seq));
   if (gw * gw !== seq) throw new Error(`pixel shuffle: ${seq} vision tokens do not form a square grid`);
   if (gw % s !== 0) throw new Error(`pixel shuffle: grid side ${gw} is not divisible by scale_factor ${s}`);
   expectShape('pixel shuffle projector', 'weight', w, [null, E * s * s], ['f32', 'f16']);
-  return matmulNode(g, x, w, seq / (s * s), { mode: 'pixel_shuffle', s, E, gridW: gw }, { variant: 'tiled' });
+  return matmulNode(g, x, w, (tiles * seq) / (s * s), { mode: 'pixel_shuffle', s, E, gridW: gw }, { variant: 'tiled' });
 }

@@ -1,0 +1,216 @@
+// Typed model configuration read from an HF config.json, with the defaults of the transformers
+// config classes for keys a checkpoint omits (Idefics3VisionConfig, LlamaConfig, Idefics3Config).
+// Unknown keys are ignored; a present key of the wrong type is an error naming the file and key.
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+type Json = Record<string, unknown>;
+
+class Reader {
+  constructor(
+    private readonly obj: Json,
+    private readonly where: string,
+  ) {}
+
+  private raw(key: string): unknown {
+    return this.obj[key];
+  }
+
+  int(key: string, dflt?: number): number {
+    const v = this.raw(key) ?? dflt;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) {
+      throw new ConfigError(`${this.where}: "${key}" must be a non-negative integer, got ${JSON.stringify(this.raw(key))}`);
+    }
+    return v;
+  }
+
+  positive(key: string, dflt?: number): number {
+    const v = this.int(key, dflt);
+    if (v === 0) throw new ConfigError(`${this.where}: "${key}" must be positive, got 0`);
+    return v;
+  }
+
+  num(key: string, dflt?: number): number {
+    const v = this.raw(key) ?? dflt;
+    if (typeof v !== 'number' || !Number.isFinite(v)) {
+      throw new ConfigError(`${this.where}: "${key}" must be a finite number, got ${JSON.stringify(this.raw(key))}`);
+    }
+    return v;
+  }
+
+  str(key: string, dflt?: string): string {
+    const v = this.raw(key) ?? dflt;
+    if (typeof v !== 'string') throw new ConfigError(`${this.where}: "${key}" must be a string, got ${JSON.stringify(this.raw(key))}`);
+    return v;
+  }
+
+  bool(key: string, dflt: boolean): boolean {
+    const v = this.raw(key) ?? dflt;
+    if (typeof v !== 'boolean') throw new ConfigError(`${this.where}: "${key}" must be true or false, got ${JSON.stringify(this.raw(key))}`);
+    return v;
+  }
+
+  ids(key: string): number[] {
+    const v = this.raw(key);
+    if (v === undefined || v === null) return [];
+    const list = Array.isArray(v) ? v : [v];
+    for (const x of list) {
+      if (typeof x !== 'number' || !Number.isInteger(x) || x < 0) {
+        throw new ConfigError(`${this.where}: "${key}" must be a token id or a list of them, got ${JSON.stringify(v)}`);
+      }
+    }
+    return list as number[];
+  }
+
+  sub(key: string): Reader {
+    const v = this.raw(key) ?? {};
+    if (typeof v !== 'object' || Array.isArray(v) || v === null) {
+      throw new ConfigError(`${this.where}: "${key}" must be an object`);
+    }
+    return new Reader(v as Json, `${this.where} ${key}`);
+  }
+
+  has(key: string): boolean {
+    return this.raw(key) !== undefined && this.raw(key) !== null;
+  }
+
+  get(key: string): unknown {
+    return this.raw(key);
+  }
+}
+
+/** SigLIP / CLIP vision transformer. */
+export interface VisionConfig {
+  hidden_size: number;
+  intermediate_size: number;
+  num_hidden_layers: number;
+  num_attention_heads: number;
+  num_channels: number;
+  image_size: number;
+  patch_size: number;
+  layer_norm_eps: number;
+  hidden_act: string;
+}
+
+/** Llama decoder. */
+export interface TextConfig {
+  vocab_size: number;
+  hidden_size: number;
+  intermediate_size: number;
+  num_hidden_layers: number;
+  num_attention_heads: number;
+  num_key_value_heads: number;
+  head_dim: number;
+  rms_norm_eps: number;
+  rope_theta: number;
+  max_position_embeddings: number;
+  hidden_act: string;
+  attention_bias: boolean;
+  mlp_bias: boolean;
+  tie_word_embeddings: boolean;
+  bos_token_id: number[];
+  eos_token_id: number[];
+}
+
+export interface Idefics3Config {
+  model_type: 'idefics3';
+  vision_config: VisionConfig;
+  text_config: TextConfig;
+  scale_factor: number;
+  image_token_id: number;
+  tie_word_embeddings: boolean;
+}
+
+function visionConfig(r: Reader): VisionConfig {
+  const c: VisionConfig = {
+    hidden_size: r.positive('hidden_size', 1152),
+    intermediate_size: r.positive('intermediate_size', 3072),
+    num_hidden_layers: r.int('num_hidden_layers', 12),
+    num_attention_heads: r.positive('num_attention_heads', 16),
+    num_channels: r.positive('num_channels', 3),
+    image_size: r.positive('image_size', 224),
+    patch_size: r.positive('patch_size', 32),
+    layer_norm_eps: r.num('layer_norm_eps', 1e-6),
+    hidden_act: r.str('hidden_act', 'gelu_pytorch_tanh'),
+  };
+  if (c.hidden_size % c.num_attention_heads !== 0) {
+    throw new ConfigError(`vision_config: hidden_size ${c.hidden_size} is not divisible by num_attention_heads ${c.num_attention_heads}`);
+  }
+  if (c.image_size % c.patch_size !== 0) {
+    throw new ConfigError(`vision_config: image_size ${c.image_size} is not a multiple of patch_size ${c.patch_size}`);
+  }
+  return c;
+}
+
+function textConfig(r: Reader, top: Reader): TextConfig {
+  const hidden = r.positive('hidden_size', 4096);
+  const heads = r.positive('num_attention_heads', 32);
+  const c: TextConfig = {
+    vocab_size: r.positive('vocab_size', top.has('vocab_size') ? top.int('vocab_size') : 32000),
+    hidden_size: hidden,
+    intermediate_size: r.positive('intermediate_size', 11008),
+    num_hidden_layers: r.int('num_hidden_layers', 32),
+    num_attention_heads: heads,
+    num_key_value_heads: r.positive('num_key_value_heads', heads),
+    head_dim: r.has('head_dim') ? r.positive('head_dim') : hidden / heads,
+    rms_norm_eps: r.num('rms_norm_eps', 1e-6),
+    rope_theta: r.num('rope_theta', 10000),
+    max_position_embeddings: r.positive('max_position_embeddings', 2048),
+    hidden_act: r.str('hidden_act', 'silu'),
+    attention_bias: r.bool('attention_bias', false),
+    mlp_bias: r.bool('mlp_bias', false),
+    tie_word_embeddings: r.bool('tie_word_embeddings', false),
+    bos_token_id: r.ids('bos_token_id'),
+    eos_token_id: r.ids('eos_token_id'),
+  };
+  if (!Number.isInteger(c.head_dim) || c.head_dim % 2 !== 0) {
+    throw new ConfigError(`text_config: head_dim ${c.head_dim} must be an even integer (hidden_size / num_attention_heads when absent)`);
+  }
+  if (heads % c.num_key_value_heads !== 0) {
+    throw new ConfigError(`text_config: num_attention_heads ${heads} is not a multiple of num_key_value_heads ${c.num_key_value_heads}`);
+  }
+  const scaling = r.get('rope_scaling');
+  if (scaling !== undefined && scaling !== null) {
+    throw new ConfigError(`text_config: rope_scaling ${JSON.stringify(scaling)} is not supported (only default RoPE)`);
+  }
+  if (r.get('rope_interleaved') === true) throw new ConfigError('text_config: rope_interleaved true is not supported');
+  if (r.get('qk_layer_norms') === true) throw new ConfigError('text_config: qk_layer_norms true is not supported');
+  return c;
+}
+
+/** Parses an Idefics3 / SmolVLM config.json. `file` is named in every error. */
+export function parseIdefics3Config(json: unknown, file: string): Idefics3Config {
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new ConfigError(`${file}: not a JSON object`);
+  const r = new Reader(json as Json, file);
+  const type = r.str('model_type', '');
+  if (type !== 'idefics3') {
+    throw new ConfigError(`${file}: model_type "${type}" is not an Idefics3/SmolVLM model (expected "idefics3")`);
+  }
+  const vision = visionConfig(r.sub('vision_config'));
+  const text = textConfig(r.sub('text_config'), r);
+  const scale = r.positive('scale_factor', 2);
+  const side = vision.image_size / vision.patch_size;
+  if (side % scale !== 0) {
+    throw new ConfigError(`${file}: scale_factor ${scale} does not divide the ${side}×${side} patch grid`);
+  }
+  const tie = r.bool('tie_word_embeddings', false) || text.tie_word_embeddings;
+  return {
+    model_type: 'idefics3',
+    vision_config: vision,
+    text_config: { ...text, tie_word_embeddings: tie },
+    scale_factor: scale,
+    image_token_id: r.int('image_token_id', 128257),
+    tie_word_embeddings: tie,
+  };
+}
+
+/** Image tokens one image (or tile) becomes: patches / scale_factor². */
+export function imageSeqLen(c: Idefics3Config): number {
+  const side = c.vision_config.image_size / c.vision_config.patch_size;
+  return (side * side) / (c.scale_factor * c.scale_factor);
+}

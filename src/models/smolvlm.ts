@@ -1,0 +1,67 @@
+// SmolVLM / Idefics3 (transformers Idefics3ForConditionalGeneration): SigLIP vision tower → pixel-shuffle
+// connector → Llama decoder → lm_head. Weights under model.vision_model, model.connector, model.text_model
+// and lm_head (tied to embed_tokens when tie_word_embeddings).
+import type { Gpu } from '../gpu/device.ts';
+import type { Graph } from '../graph/graph.ts';
+import type { Tensor } from '../graph/tensor.ts';
+import { Checkpoint } from '../io/checkpoint.ts';
+import { parseIdefics3Config, imageSeqLen, type Idefics3Config } from './config.ts';
+import { SiglipVisionTransformer } from './vit.ts';
+import { Idefics3Connector } from './projector.ts';
+import { LlamaModel } from './llama.ts';
+import { Taps } from './taps.ts';
+import { VarBuilder, WeightStore, type LoadProgress } from './weights.ts';
+import { VisionLanguageModel } from './vlm.ts';
+import { join } from 'node:path';
+
+export class SmolVLM extends VisionLanguageModel {
+  readonly vision_model: SiglipVisionTransformer;
+  readonly connector: Idefics3Connector;
+  readonly text: LlamaModel;
+  readonly lm_head: Tensor;
+  readonly imageTokenId: number;
+  readonly tileShape: [number, number, number];
+  readonly featuresPerTile: number;
+
+  private constructor(
+    gpu: Gpu,
+    store: WeightStore,
+    readonly config: Idefics3Config,
+  ) {
+    super(gpu, store);
+    const vb = new VarBuilder(store);
+    const v = config.vision_config;
+    const t = config.text_config;
+    this.vision_model = new SiglipVisionTransformer(vb.pp('model.vision_model'), v);
+    this.connector = new Idefics3Connector(vb.pp('model.connector'), v.hidden_size, t.hidden_size, config.scale_factor);
+    this.text = new LlamaModel(vb.pp('model.text_model'), t);
+    this.lm_head = config.tie_word_embeddings ? this.text.embed_tokens : vb.get('lm_head.weight', [t.vocab_size, t.hidden_size]);
+    this.imageTokenId = config.image_token_id;
+    this.tileShape = [v.num_channels, v.image_size, v.image_size];
+    this.featuresPerTile = imageSeqLen(config);
+  }
+
+  static async load(gpu: Gpu, dir: string, onProgress?: (p: LoadProgress) => void): Promise<SmolVLM> {
+    const ckpt = await Checkpoint.open(dir);
+    try {
+      const config = parseIdefics3Config(ckpt.config, join(ckpt.dir, 'config.json'));
+      const store = new WeightStore(gpu, ckpt);
+      const model = new SmolVLM(gpu, store, config);
+      try {
+        await store.load(onProgress);
+      } catch (e) {
+        model.dispose();
+        throw e;
+      }
+      return model;
+    } finally {
+      await ckpt.close();
+    }
+  }
+
+  encodeImages(g: Graph, pixels: Tensor, taps: Taps): Tensor {
+    const tiles = pixels.dim(0);
+    const hidden = this.vision_model.forward(g, pixels, taps);
+    return taps.tap(g, 'projector_out', this.connector.forward(g, hidden, tiles));
+  }
+}
