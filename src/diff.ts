@@ -1,0 +1,130 @@
+// `diff`: runs a model on a reference file's inputs (pixel_values, input_ids) and compares every tensor
+// of that file it knows — intermediates, logits at every position, and greedy decoding — reporting
+// max abs / relative error per tensor against a tolerance.
+import type { VisionLanguageModel } from './models/vlm.ts';
+import { SafetensorsFile, toFloat32, toInt32 } from './io/safetensors.ts';
+import { greedy } from './generate.ts';
+
+export interface DiffRow {
+  name: string;
+  shape: number[];
+  maxAbs: number;
+  maxRel: number;
+  tol: number;
+  ok: boolean;
+  note?: string;
+}
+
+export interface DiffResult {
+  rows: DiffRow[];
+  skipped: string[];
+  ok: boolean;
+  firstBad?: string;
+}
+
+/** Inputs of a reference file, never compared. */
+const INPUTS = new Set(['pixel_values', 'input_ids']);
+
+export async function diffReference(
+  model: VisionLanguageModel,
+  referencePath: string,
+  tolerance: (name: string) => number,
+  log: (s: string) => void = () => {},
+): Promise<DiffResult> {
+  const ref = await SafetensorsFile.open(referencePath);
+  try {
+    const need = (name: string) => {
+      const info = ref.tensors.get(name);
+      if (!info) throw new Error(`${referencePath}: no tensor "${name}" (a reference file needs pixel_values and input_ids)`);
+      return info;
+    };
+    const idsInfo = need('input_ids');
+    const ids = toInt32(idsInfo, await ref.read('input_ids'));
+    const pixInfo = ref.tensors.get('pixel_values');
+    const pixels = pixInfo ? toFloat32(pixInfo, await ref.read('pixel_values')) : null;
+    const names = [...ref.tensors.keys()].filter((n) => !INPUTS.has(n) && n !== 'greedy_ids' && n !== 'greedy_logits');
+    log(`running the model on ${ids.length} tokens${pixels ? ` and ${pixInfo!.shape.join('×')} pixels` : ''}`);
+    const plan = await model.forward(ids, pixels, { logits: 'all', taps: names });
+    const rows: DiffRow[] = [];
+    const skipped: string[] = [];
+    const compare = (name: string, shape: number[], got: ArrayLike<number>, want: ArrayLike<number>) => {
+      let maxAbs = 0;
+      let maxRel = 0;
+      if (got.length !== want.length) {
+        rows.push({ name, shape, maxAbs: Infinity, maxRel: Infinity, tol: tolerance(name), ok: false, note: `${got.length} values, reference has ${want.length}` });
+        return;
+      }
+      for (let i = 0; i < got.length; i++) {
+        const d = Math.abs(got[i] - want[i]);
+        const e = Number.isNaN(d) ? Infinity : d;
+        if (e > maxAbs) maxAbs = e;
+        const r = e / Math.max(Math.abs(want[i]), 1e-6);
+        if (r > maxRel) maxRel = r;
+      }
+      const tol = tolerance(name);
+      rows.push({ name, shape, maxAbs, maxRel, tol, ok: maxAbs <= tol });
+    };
+    // Compare in the order the model computes them, so the first failure points at the first faulty kernel.
+    const order = plan.exe.layout.order;
+    const rank = (n: string) => {
+      const node = plan.taps.get(n)?.node;
+      return node ? order.indexOf(node) : Infinity;
+    };
+    names.sort((a, b) => rank(a) - rank(b));
+    for (const name of names) {
+      const t = plan.taps.get(name);
+      if (!t) {
+        skipped.push(name);
+        continue;
+      }
+      const info = ref.tensors.get(name)!;
+      const want = toFloat32(info, await ref.read(name));
+      compare(name, info.shape, await plan.exe.read(t), want);
+    }
+    if (ref.tensors.has('greedy_ids')) {
+      const wantIds = toInt32(ref.tensors.get('greedy_ids')!, await ref.read('greedy_ids'));
+      const logitsInfo = ref.tensors.get('greedy_logits');
+      const wantLogits = logitsInfo ? toFloat32(logitsInfo, await ref.read('greedy_logits')) : null;
+      log(`greedy decoding ${wantIds.length} tokens with the KV cache`);
+      const got: number[] = [];
+      const gotLogits: number[] = [];
+      for await (const s of greedy(model, ids, pixels, { maxNewTokens: wantIds.length, stopAtEos: false, withLogits: !!wantLogits })) {
+        got.push(s.token);
+        if (s.logits) gotLogits.push(...s.logits);
+      }
+      if (wantLogits) compare('greedy_logits', logitsInfo!.shape, gotLogits, wantLogits);
+      const mismatch = got.findIndex((t, i) => t !== wantIds[i]);
+      rows.push({
+        name: 'greedy_ids',
+        shape: [wantIds.length],
+        maxAbs: mismatch < 0 ? 0 : 1,
+        maxRel: 0,
+        tol: 0,
+        ok: mismatch < 0,
+        note: mismatch < 0 ? 'all equal' : `step ${mismatch}: got ${got[mismatch]}, reference ${wantIds[mismatch]}`,
+      });
+    }
+    const firstBad = rows.find((r) => !r.ok)?.name;
+    return { rows, skipped, ok: !firstBad, firstBad };
+  } finally {
+    await ref.close();
+  }
+}
+
+export function formatDiff(r: DiffResult): string {
+  const head = ['tensor', 'shape', 'max |Δ|', 'max rel', 'tolerance', 'status'];
+  const body = r.rows.map((x) => [
+    x.name,
+    `[${x.shape.join(', ')}]`,
+    x.maxAbs.toExponential(2),
+    x.name === 'greedy_ids' ? '-' : x.maxRel.toExponential(2),
+    x.name === 'greedy_ids' ? 'exact' : x.tol.toExponential(1),
+    (x.ok ? 'ok' : x.name === r.firstBad ? 'FAIL ← first beyond tolerance' : 'FAIL') + (x.note ? ` (${x.note})` : ''),
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd();
+  const out = [line(head), line(widths.map((w) => '-'.repeat(w))), ...body.map(line)];
+  if (r.skipped.length) out.push(`not compared (unknown to this model): ${r.skipped.join(', ')}`);
+  out.push(r.ok ? 'diff: every compared tensor is within tolerance' : `diff: FAILED, first beyond tolerance: ${r.firstBad}`);
+  return out.join('\n');
+}

@@ -1,0 +1,46 @@
+// Tokenizer from a model directory's tokenizer.json + tokenizer_config.json, through
+// @huggingface/tokenizers (the tokenizer of transformers.js).
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Tokenizer } from '@huggingface/tokenizers';
+
+export class TextTokenizer {
+  constructor(
+    readonly tokenizer: Tokenizer,
+    readonly config: Record<string, unknown>,
+  ) {}
+
+  static async load(dir: string): Promise<TextTokenizer> {
+    const read = async (name: string, required: boolean) => {
+      const file = join(dir, name);
+      let text: string;
+      try {
+        text = await readFile(file, 'utf8');
+      } catch (e) {
+        if (!required) return {};
+        throw new Error(`${file}: cannot read the tokenizer (${(e as Error).message})`);
+      }
+      try {
+        return JSON.parse(text) as Record<string, unknown>;
+      } catch (e) {
+        throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
+      }
+    };
+    const json = await read('tokenizer.json', true);
+    const config = await read('tokenizer_config.json', false);
+    return new TextTokenizer(new Tokenizer(json, config), config);
+  }
+
+  /** Token ids of `text`, special tokens such as <image> recognised, no BOS added by the post-processor unless configured. */
+  encode(text: string): number[] {
+    return this.tokenizer.encode(text).ids;
+  }
+
+  decode(ids: number[], skipSpecial = false): string {
+    return this.tokenizer.decode(ids, { skip_special_tokens: skipSpecial });
+  }
+
+  tokenId(token: string): number | undefined {
+    return this.tokenizer.token_to_id(token);
+  }
+}
