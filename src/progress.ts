@@ -1,5 +1,5 @@
 // A load progress bar on stderr (bytes and tensors), redrawn in place on a terminal and printed
-// every 10% otherwise.
+// every 25% otherwise.
 import type { LoadProgress } from './models/weights.ts';
 import { fmtBytes } from './gpu/device.ts';
 
@@ -14,10 +14,10 @@ export function progressBar(label: string, stream: NodeJS.WriteStream = process.
       const bar = '█'.repeat(Math.round(frac * width)).padEnd(width, '░');
       stream.write(`\r${bar} ${text}${done ? '\n' : ''}`);
     } else {
-      const decile = Math.floor(frac * 10);
+      const decile = Math.floor(frac * 4);
       if (decile !== lastDecile || done) {
         lastDecile = decile;
-        if (decile < 10 || done) stream.write(`${text}\n`);
+        if (decile < 4 || done) stream.write(`${text}\n`);
       }
     }
   };

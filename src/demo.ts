@@ -1,0 +1,92 @@
+// The main job: runs a tiny SmolVLM fixture (shipped in test/fixtures) end to end on whatever WebGPU
+// adapter exists — image + prompt from its reference file, greedy generation with the KV cache — and
+// prints the adapter, the generated ids and text, the max |Δlogit| against the third-party reference,
+// and timings. `npm run demo -- --model DIR` runs another model directory holding a reference.safetensors.
+import { parseArgs } from 'node:util';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Gpu } from './gpu/device.ts';
+import { loadModelDir } from './models/registry.ts';
+import { SafetensorsFile, toFloat32, toInt32 } from './io/safetensors.ts';
+import { TextTokenizer } from './text/tokenizer.ts';
+import { greedy } from './generate.ts';
+import { progressBar } from './progress.ts';
+
+const EMBEDDED = fileURLToPath(new URL('../test/fixtures/smolvlm-tiny', import.meta.url));
+
+const { values } = parseArgs({
+  options: { model: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+  strict: true,
+});
+if (values.help) {
+  console.log('npm run demo [-- --model DIR]\n\nRuns DIR (default: the embedded tiny SmolVLM) on the image and prompt of DIR/reference.safetensors.');
+  process.exit(0);
+}
+const dir = values.model ?? EMBEDDED;
+
+const t0 = performance.now();
+const gpu = await Gpu.create();
+try {
+  console.log(gpu.describe());
+  console.log(`model: ${dir}${values.model ? '' : ' (embedded tiny SmolVLM, random weights)'}`);
+  const model = await loadModelDir(gpu, dir, progressBar('loading'));
+  const tLoad = performance.now();
+  const tok = await TextTokenizer.load(dir);
+  const ref = await SafetensorsFile.open(join(dir, 'reference.safetensors'));
+  const read = async (n: string) => {
+    const i = ref.tensors.get(n);
+    if (!i) throw new Error(`${ref.path}: no tensor "${n}"`);
+    return { info: i, bytes: await ref.read(n) };
+  };
+  const ids = toInt32((await read('input_ids')).info, (await read('input_ids')).bytes);
+  const pix = await read('pixel_values');
+  const pixels = toFloat32(pix.info, pix.bytes);
+  const refLogits = await read('logits');
+  const wantLogits = toFloat32(refLogits.info, refLogits.bytes);
+  const wantIds = ref.tensors.has('greedy_ids') ? toInt32(ref.tensors.get('greedy_ids')!, await ref.read('greedy_ids')) : null;
+  await ref.close();
+
+  console.log(`prompt: ${JSON.stringify(tok.decode([...ids]))}`);
+  console.log(`image: pixel_values [${pix.info.shape.join(', ')}]`);
+
+  // Full forward pass (logits at every position) against the reference logits.
+  const tF = performance.now();
+  const plan = await model.forward(ids, pixels, { logits: 'all' });
+  const logits = await plan.exe.read(plan.logits);
+  const tFirst = performance.now() - tF;
+  let maxDelta = 0;
+  for (let i = 0; i < logits.length; i++) maxDelta = Math.max(maxDelta, Math.abs(logits[i] - wantLogits[i]));
+  const runs = 5;
+  const tW = performance.now();
+  for (let r = 0; r < runs; r++) {
+    const p = await model.forward(ids, pixels, { logits: 'all' });
+    await p.exe.read(p.token);
+  }
+  const forwardMs = (performance.now() - tW) / runs;
+
+  // Greedy generation with the KV cache, streamed.
+  const n = wantIds?.length ?? 16;
+  const out: number[] = [];
+  const tG = performance.now();
+  let ttft = 0;
+  process.stdout.write('generated: ');
+  for await (const s of greedy(model, ids, pixels, { maxNewTokens: n, stopAtEos: false })) {
+    if (out.length === 0) ttft = performance.now() - tG;
+    out.push(s.token);
+    process.stdout.write(`${s.token} `);
+  }
+  const genMs = performance.now() - tG;
+  console.log();
+  console.log(`text: ${JSON.stringify(tok.decode(out))}`);
+  if (wantIds) console.log(`greedy ids vs reference: ${out.every((t, i) => t === wantIds[i]) ? 'identical' : `DIFFERENT (reference ${[...wantIds].join(' ')})`}`);
+  console.log(`max |Δlogit| vs reference (all ${ids.length} positions): ${maxDelta.toExponential(2)}`);
+  console.log(
+    `timings: load ${(tLoad - t0).toFixed(0)} ms, first forward ${tFirst.toFixed(1)} ms (compiles the plan), ` +
+      `forward ${forwardMs.toFixed(1)} ms (${ids.length} tokens + image, warm), TTFT ${ttft.toFixed(1)} ms, ` +
+      `decode ${((n - 1) / ((genMs - ttft) / 1000)).toFixed(1)} tok/s`,
+  );
+  model.dispose();
+  if (maxDelta > 1e-4 || (wantIds && !out.every((t, i) => t === wantIds[i]))) process.exitCode = 1;
+} finally {
+  gpu.destroy();
+}
