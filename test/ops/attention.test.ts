@@ -1,0 +1,215 @@
+// Scaled dot-product attention (shaders/attention.wgsl) against a float64 reference: softmax(q·kᵀ·scale)·v
+// per head, bidirectional over [T] keys or causal over a KV cache, grouped-query when kvHeads < heads.
+import { describe, it } from 'node:test';
+import { Graph, Rng, assertClose, run, testGpu } from '../helpers.ts';
+import { attention } from '../../src/ops/attention.ts';
+import { Executable } from '../../src/graph/execute.ts';
+
+// Each output is a convex combination of |v| <~ 4 values. Scores are f32 dot products of d terms
+// (relative error ~sqrt(d)·2^-24 of Σ|q·k|), the online softmax rescales in f32, and the weighted sum of
+// up to 130 values accumulates in f32: measured errors are up to ~4e-6 on O(1) outputs. 2e-5 leaves a margin
+// while still catching a wrong mask or a dropped key (which changes outputs by O(1e-2) or more).
+const TOL = { atol: 2e-5, rtol: 1e-5 };
+
+/**
+ * q: [T, heads·d]; k, v: [S, kvHeads·d]. Query t sees keys first(t) .. last(t) inclusive: 0 .. T − 1 for
+ * bidirectional, 0 .. pos + t for causal, its own block for block-diagonal. Query head h reads KV head
+ * h / (heads / kvHeads).
+ */
+function attention64(
+  q: Float32Array,
+  k: Float32Array,
+  v: Float32Array,
+  T: number,
+  heads: number,
+  kvHeads: number,
+  d: number,
+  last: (t: number) => number,
+  first: (t: number) => number = () => 0,
+): Float64Array {
+  const out = new Float64Array(T * heads * d);
+  const scale = 1 / Math.sqrt(d);
+  const group = heads / kvHeads;
+  for (let t = 0; t < T; t++)
+    for (let h = 0; h < heads; h++) {
+      const kvh = Math.floor(h / group);
+      const j0 = first(t);
+      const n = last(t) + 1 - j0;
+      const s = new Float64Array(n);
+      let m = -Infinity;
+      for (let j = 0; j < n; j++) {
+        let dot = 0;
+        for (let i = 0; i < d; i++) dot += q[t * heads * d + h * d + i] * k[(j0 + j) * kvHeads * d + kvh * d + i];
+        s[j] = dot * scale;
+        m = Math.max(m, s[j]);
+      }
+      let sum = 0;
+      for (let j = 0; j < n; j++) sum += s[j] = Math.exp(s[j] - m);
+      for (let i = 0; i < d; i++) {
+        let o = 0;
+        for (let j = 0; j < n; j++) o += s[j] * v[(j0 + j) * kvHeads * d + kvh * d + i];
+        out[t * heads * d + h * d + i] = o / sum;
+      }
+    }
+  return out;
+}
+
+describe('attention, bidirectional', () => {
+  // [T, heads, kvHeads, d]
+  for (const [T, heads, kvHeads, d] of [
+    [1, 1, 1, 16],
+    [7, 4, 2, 64],
+    [65, 6, 1, 80],
+    [130, 4, 2, 16],
+    [7, 2, 2, 256],
+    [65, 4, 4, 80],
+  ] as [number, number, number, number][]) {
+    it(`T=${T} heads=${heads} kvHeads=${kvHeads} d=${d}`, async () => {
+      const gpu = await testGpu();
+      const rng = new Rng(T * 7 + heads * 131 + kvHeads * 17 + d);
+      const g = new Graph();
+      // q scaled by 2 so that the softmax is peaked enough for a wrong key to matter.
+      const qv = rng.array(T * heads * d, 2);
+      const kv = rng.array(T * kvHeads * d);
+      const vv = rng.array(T * kvHeads * d);
+      const q = g.input('q', [T, heads * d], 'f32');
+      const k = g.input('k', [T, kvHeads * d], 'f32');
+      const v = g.input('v', [T, kvHeads * d], 'f32');
+      const y = attention(g, q, k, v, { heads, kvHeads, causal: false });
+      const [out] = await run(gpu, g, [y], [
+        [q, qv],
+        [k, kv],
+        [v, vv],
+      ]);
+      const ref = attention64(qv, kv, vv, T, heads, kvHeads, d, () => T - 1);
+      assertClose(out, ref, TOL, `bidirectional T=${T} heads=${heads}/${kvHeads} d=${d}`);
+    });
+  }
+
+  it('a custom scale', async () => {
+    // scale = 1 (instead of 1/sqrt(d)) and q of unit variance: scores of std sqrt(d) = 4, very peaked.
+    const gpu = await testGpu();
+    const rng = new Rng(5);
+    const [T, heads, kvHeads, d] = [9, 2, 1, 16];
+    const g = new Graph();
+    const qv = rng.array(T * heads * d);
+    const kv = rng.array(T * kvHeads * d);
+    const vv = rng.array(T * kvHeads * d);
+    const q = g.input('q', [T, heads * d], 'f32');
+    const k = g.input('k', [T, kvHeads * d], 'f32');
+    const v = g.input('v', [T, kvHeads * d], 'f32');
+    const [out] = await run(gpu, g, [attention(g, q, k, v, { heads, kvHeads, causal: false, scale: 1 })], [
+      [q, qv],
+      [k, kv],
+      [v, vv],
+    ]);
+    // Same as the default scale with q multiplied by sqrt(d) (exact: sqrt(16) = 4).
+    const q4 = qv.map((x) => x * 4);
+    assertClose(out, attention64(q4, kv, vv, T, heads, kvHeads, d, () => T - 1), TOL, 'scale 1');
+  });
+});
+
+describe('attention, block-diagonal bidirectional (several images at once)', () => {
+  // [T, block, heads, kvHeads, d]: query t sees keys ⌊t / block⌋·block .. + block − 1 only.
+  for (const [T, block, heads, kvHeads, d] of [
+    [12, 4, 2, 1, 16],
+    [130, 65, 4, 2, 80], // each block crosses the kernel's 64-key block
+    [7, 7, 2, 2, 64], // one block = plain bidirectional
+  ] as [number, number, number, number, number][]) {
+    it(`T=${T} block=${block} heads=${heads} kvHeads=${kvHeads} d=${d}`, async () => {
+      const gpu = await testGpu();
+      const rng = new Rng(T * 11 + block);
+      const g = new Graph();
+      const qv = rng.array(T * heads * d, 2);
+      const kv = rng.array(T * kvHeads * d);
+      const vv = rng.array(T * kvHeads * d);
+      const q = g.input('q', [T, heads * d], 'f32');
+      const k = g.input('k', [T, kvHeads * d], 'f32');
+      const v = g.input('v', [T, kvHeads * d], 'f32');
+      const y = attention(g, q, k, v, { heads, kvHeads, causal: false, block });
+      const [out] = await run(gpu, g, [y], [
+        [q, qv],
+        [k, kv],
+        [v, vv],
+      ]);
+      const first = (t: number) => Math.floor(t / block) * block;
+      const ref = attention64(qv, kv, vv, T, heads, kvHeads, d, (t) => first(t) + block - 1, first);
+      assertClose(out, ref, TOL, `block-diagonal T=${T} block=${block}`);
+    });
+  }
+});
+
+describe('attention, causal over a KV cache', () => {
+  // [T new tokens, cache rows S, pos = tokens already in the cache, heads, kvHeads, d]. Rows pos + T .. S
+  // of the cache are not valid yet and hold NaN: reading any of them (even times a zero weight) fails.
+  for (const [T, S, pos, heads, kvHeads, d] of [
+    [1, 1, 0, 1, 1, 16], // first token
+    [7, 7, 0, 4, 2, 64], // prefill, GQA 2:1
+    [65, 80, 0, 6, 1, 80], // prefill crossing the 64-key block, MQA, d not a power of two
+    [130, 140, 0, 4, 2, 16], // prefill, three key blocks
+    [5, 90, 60, 4, 2, 256], // a chunk at pos 60: keys 0..64 cross the block boundary
+    [1, 128, 99, 4, 2, 64], // decode at pos 99
+    [1, 100, 99, 6, 1, 80], // decode filling the cache exactly
+    [1, 130, 129, 2, 1, 256], // decode, d = 256
+  ] as [number, number, number, number, number, number][]) {
+    it(`T=${T} S=${S} pos=${pos} heads=${heads} kvHeads=${kvHeads} d=${d}`, async () => {
+      const gpu = await testGpu();
+      const rng = new Rng(T * 7 + S * 3 + pos * 5 + heads * 131 + kvHeads * 17 + d);
+      const W = kvHeads * d;
+      const qv = rng.array(T * heads * d, 2);
+      const kv = rng.array(S * W);
+      const vv = rng.array(S * W);
+      kv.fill(NaN, (pos + T) * W);
+      vv.fill(NaN, (pos + T) * W);
+      const kbuf = gpu.pool.upload(kv, 'k_cache');
+      const vbuf = gpu.pool.upload(vv, 'v_cache');
+      try {
+        const g = new Graph();
+        const q = g.input('q', [T, heads * d], 'f32');
+        const k = g.state('k_cache', [S, W], 'f32', kbuf);
+        const v = g.state('v_cache', [S, W], 'f32', vbuf);
+        const y = attention(g, q, k, v, { heads, kvHeads, causal: true });
+        const [out] = await run(gpu, g, [y], [[q, qv]], { pos });
+        const ref = attention64(qv, kv, vv, T, heads, kvHeads, d, (t) => pos + t);
+        assertClose(out, ref, TOL, `causal T=${T} pos=${pos} heads=${heads}/${kvHeads} d=${d}`);
+      } finally {
+        gpu.pool.destroy(kbuf);
+        gpu.pool.destroy(vbuf);
+      }
+    });
+  }
+
+  it('one plan reused at successive decode positions', async () => {
+    // The same compiled graph (T = 1) run at pos 3, 64 and 65: kv_len and the mask follow step.pos.
+    const gpu = await testGpu();
+    const rng = new Rng(64);
+    const [S, heads, kvHeads, d] = [70, 4, 2, 64];
+    const W = kvHeads * d;
+    const kv = rng.array(S * W);
+    const vv = rng.array(S * W);
+    const kbuf = gpu.pool.upload(kv);
+    const vbuf = gpu.pool.upload(vv);
+    try {
+      const g = new Graph();
+      const q = g.input('q', [1, heads * d], 'f32');
+      const k = g.state('k_cache', [S, W], 'f32', kbuf);
+      const v = g.state('v_cache', [S, W], 'f32', vbuf);
+      const y = attention(g, q, k, v, { heads, kvHeads, causal: true });
+      const exe = await Executable.compile(gpu, g, [y]);
+      try {
+        for (const pos of [3, 64, 65]) {
+          const qv = rng.array(heads * d, 2);
+          exe.write(q, qv);
+          exe.run({ pos });
+          const out = (await exe.read(y)) as Float32Array;
+          assertClose(out, attention64(qv, kv, vv, 1, heads, kvHeads, d, () => pos), TOL, `decode pos ${pos}`);
+        }
+      } finally {
+        exe.dispose();
+      }
+    } finally {
+      gpu.pool.destroy(kbuf);
+      gpu.pool.destroy(vbuf);
+    }
+  });
+});

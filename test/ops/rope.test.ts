@@ -1,0 +1,161 @@
+// Rotary position embedding (shaders/rope.wgsl), HF rotate_half convention, against a float64 reference:
+//   i < d/2:  out[i] = x[i]·cos θ − x[i+d/2]·sin θ,  out[i+d/2] = x[i+d/2]·cos θ + x[i]·sin θ,
+//   θ = (step.pos + t) · inv_freq[i], inv_freq from ropeInvFreq (f32, as transformers computes it).
+import { describe, it } from 'node:test';
+import { Graph, Rng, run, testGpu } from '../helpers.ts';
+import { rope, ropeInto, ropeInvFreq } from '../../src/ops/rope.ts';
+
+/** Half a unit in the last place of |v| as an f32 (the rounding error bound of an f32 result). */
+function halfUlpF32(v: number): number {
+  const a = Math.abs(v);
+  if (a < 2 ** -126) return 2 ** -150;
+  return 2 ** (Math.floor(Math.log2(a)) - 24);
+}
+
+// sin/cos of an f32 angle and the two products and one sum in f32: a few f32 ulps of O(|x|) values.
+const BASE_ATOL = 2e-6;
+
+/**
+ * The reference, with θ = pos·inv_freq in float64 from the f32 inv_freq the kernel reads. The kernel's θ is
+ * f32(pos)·inv_freq rounded to f32, off by up to halfUlp(θ) (2^-18 ≈ 3.8e-6 rad for θ in [64, 128), and
+ * 2^-12 ≈ 2.4e-4 rad for θ ~ 5000); an angle error δ moves each output by at most (|x1| + |x2|)·δ. So each
+ * element's tolerance is (|x1| + |x2|)·halfUlp(θ) + BASE_ATOL, which for positions < 100 and |x| ~ 1 is
+ * ~1e-5, and grows with the position as f32 angles do (the same as HF's f32 `inv_freq @ position_ids`).
+ */
+function rope64(x: Float32Array, inv: Float32Array, T: number, heads: number, d: number, pos0: number) {
+  const y = new Float64Array(T * heads * d);
+  const tol = new Float64Array(T * heads * d);
+  const half = d / 2;
+  for (let t = 0; t < T; t++)
+    for (let h = 0; h < heads; h++)
+      for (let i = 0; i < half; i++) {
+        const theta = (pos0 + t) * inv[i];
+        const c = Math.cos(theta);
+        const s = Math.sin(theta);
+        const o = t * heads * d + h * d + i;
+        const x1 = x[o];
+        const x2 = x[o + half];
+        y[o] = x1 * c - x2 * s;
+        y[o + half] = x2 * c + x1 * s;
+        tol[o] = tol[o + half] = (Math.abs(x1) + Math.abs(x2)) * halfUlpF32(theta) + BASE_ATOL;
+      }
+  return { y, tol };
+}
+
+/** Asserts |got − want| <= tol elementwise; reports the worst error relative to its tolerance. */
+function assertWithin(got: ArrayLike<number>, want: ArrayLike<number>, tol: ArrayLike<number>, label: string) {
+  if (got.length !== want.length) throw new Error(`${label}: length ${got.length}, expected ${want.length}`);
+  let maxAbs = 0;
+  for (let i = 0; i < got.length; i++) {
+    const e = Math.abs(got[i] - want[i]);
+    if (!(e <= tol[i])) {
+      throw new Error(`${label}: index ${i}: got ${got[i]}, expected ${want[i]} (|Δ| ${e.toExponential(3)} > tolerance ${tol[i].toExponential(3)})`);
+    }
+    maxAbs = Math.max(maxAbs, e);
+  }
+  return { maxAbs };
+}
+
+describe('ropeInvFreq', () => {
+  it('is 1 / theta^(2i/d) rounded to f32', () => {
+    const inv = ropeInvFreq(10000, 8);
+    const want = [1, 0.1, 0.01, 0.001].map(Math.fround);
+    for (let i = 0; i < 4; i++) {
+      if (Math.abs(inv[i] - want[i]) > 1e-7 * want[i]) throw new Error(`inv_freq[${i}] = ${inv[i]}, expected ${want[i]}`);
+    }
+  });
+});
+
+describe('rope', () => {
+  // [T, heads, d]
+  const shapes: [number, number, number][] = [
+    [1, 1, 2],
+    [5, 3, 16],
+    [33, 4, 64],
+    [7, 2, 80],
+  ];
+  for (const theta of [10000, 100000]) {
+    for (const [T, heads, d] of shapes) {
+      for (const pos of [0, 37]) {
+        it(`T=${T} heads=${heads} d=${d} theta=${theta} pos=${pos}`, async () => {
+          const gpu = await testGpu();
+          const rng = new Rng(T * 1000 + heads * 100 + d + pos + theta);
+          const g = new Graph();
+          const xv = rng.array(T * heads * d);
+          const inv = ropeInvFreq(theta, d);
+          const x = g.input('x', [T, heads * d], 'f32');
+          const f = g.input('inv_freq', [d / 2], 'f32');
+          const [out] = await run(gpu, g, [rope(g, x, f, heads)], [[x, xv], [f, inv]], { pos });
+          const { y, tol } = rope64(xv, inv, T, heads, d, pos);
+          assertWithin(out, y, tol, `rope T=${T} heads=${heads} d=${d} pos=${pos}`);
+        });
+      }
+    }
+  }
+
+  it('positions around 5000 (decode deep into a context), tolerance from f32 angle rounding', async () => {
+    // θ = 5000..5004 · inv_freq: the kernel's f32 θ is off by up to halfUlp(θ) = 2^-12 ≈ 2.4e-4 rad for
+    // i = 0 (inv_freq 1), which the per-element tolerance of rope64 accounts for.
+    const gpu = await testGpu();
+    const rng = new Rng(5000);
+    const [T, heads, d] = [5, 2, 64];
+    const g = new Graph();
+    const xv = rng.array(T * heads * d);
+    const inv = ropeInvFreq(10000, d);
+    const x = g.input('x', [T, heads * d], 'f32');
+    const f = g.input('inv_freq', [d / 2], 'f32');
+    const [out] = await run(gpu, g, [rope(g, x, f, heads)], [[x, xv], [f, inv]], { pos: 5000 });
+    const { y, tol } = rope64(xv, inv, T, heads, d, 5000);
+    assertWithin(out, y, tol, 'rope pos 5000');
+  });
+
+  it('inv_freq as an uploaded weight tensor', async () => {
+    const gpu = await testGpu();
+    const rng = new Rng(17);
+    const [T, heads, d] = [3, 2, 32];
+    const g = new Graph();
+    const xv = rng.array(T * heads * d);
+    const inv = ropeInvFreq(100000, d);
+    const f = g.weight('inv_freq', [d / 2], 'f32', [{ buffer: gpu.pool.upload(inv), row0: 0, rows: d / 2 }]);
+    const x = g.input('x', [T, heads * d], 'f32');
+    const [out] = await run(gpu, g, [rope(g, x, f, heads)], [[x, xv]], { pos: 11 });
+    const { y, tol } = rope64(xv, inv, T, heads, d, 11);
+    assertWithin(out, y, tol, 'rope weight inv_freq');
+    gpu.pool.destroy(f.chunks![0].buffer);
+  });
+});
+
+describe('ropeInto a cache', () => {
+  // [cache rows S, T, heads, d, pos]: rows pos .. pos + T of the cache get the rotated x; others stay 0.
+  for (const [S, T, heads, d, pos] of [
+    [8, 1, 1, 2, 0],
+    [40, 5, 3, 16, 20],
+    [100, 33, 2, 64, 67],
+    [64, 1, 4, 64, 63],
+  ] as [number, number, number, number, number][]) {
+    it(`cache [${S}, ${heads}·${d}] ← T=${T} at pos ${pos}`, async () => {
+      const gpu = await testGpu();
+      const rng = new Rng(S + T * 10 + pos);
+      const W = heads * d;
+      const buffer = gpu.pool.create(S * W * 4); // zero-filled
+      try {
+        const g = new Graph();
+        const cache = g.state('k_cache', [S, W], 'f32', buffer);
+        const xv = rng.array(T * W);
+        const inv = ropeInvFreq(10000, d);
+        const x = g.input('x', [T, W], 'f32');
+        const f = g.input('inv_freq', [d / 2], 'f32');
+        await run(gpu, g, [ropeInto(g, x, f, heads, cache)], [[x, xv], [f, inv]], { pos });
+        const got = await gpu.pool.readF32(buffer, S * W);
+        const { y, tol } = rope64(xv, inv, T, heads, d, pos);
+        const want = new Float64Array(S * W);
+        const wtol = new Float64Array(S * W); // exact zeros outside the written rows
+        want.set(y, pos * W);
+        wtol.set(tol, pos * W);
+        assertWithin(got, want, wtol, `ropeInto pos ${pos}`);
+      } finally {
+        gpu.pool.destroy(buffer);
+      }
+    });
+  }
+});
