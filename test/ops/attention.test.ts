@@ -4,6 +4,7 @@ import { describe, it } from 'node:test';
 import { Graph, Rng, assertClose, run, testGpu } from '../helpers.ts';
 import { attention } from '../../src/ops/attention.ts';
 import { Executable } from '../../src/graph/execute.ts';
+import { attention64 } from './reference.ts';
 
 // Each output is a convex combination of |v| <~ 4 values. Scores are f32 dot products of d terms
 // (relative error ~sqrt(d)·2^-24 of Σ|q·k|), the online softmax rescales in f32, and the weighted sum of
@@ -16,43 +17,6 @@ const TOL = { atol: 2e-5, rtol: 1e-5 };
  * bidirectional, 0 .. pos + t for causal, its own block for block-diagonal. Query head h reads KV head
  * h / (heads / kvHeads).
  */
-function attention64(
-  q: Float32Array,
-  k: Float32Array,
-  v: Float32Array,
-  T: number,
-  heads: number,
-  kvHeads: number,
-  d: number,
-  last: (t: number) => number,
-  first: (t: number) => number = () => 0,
-): Float64Array {
-  const out = new Float64Array(T * heads * d);
-  const scale = 1 / Math.sqrt(d);
-  const group = heads / kvHeads;
-  for (let t = 0; t < T; t++)
-    for (let h = 0; h < heads; h++) {
-      const kvh = Math.floor(h / group);
-      const j0 = first(t);
-      const n = last(t) + 1 - j0;
-      const s = new Float64Array(n);
-      let m = -Infinity;
-      for (let j = 0; j < n; j++) {
-        let dot = 0;
-        for (let i = 0; i < d; i++) dot += q[t * heads * d + h * d + i] * k[(j0 + j) * kvHeads * d + kvh * d + i];
-        s[j] = dot * scale;
-        m = Math.max(m, s[j]);
-      }
-      let sum = 0;
-      for (let j = 0; j < n; j++) sum += s[j] = Math.exp(s[j] - m);
-      for (let i = 0; i < d; i++) {
-        let o = 0;
-        for (let j = 0; j < n; j++) o += s[j] * v[(j0 + j) * kvHeads * d + kvh * d + i];
-        out[t * heads * d + h * d + i] = o / sum;
-      }
-    }
-  return out;
-}
 
 describe('attention, bidirectional', () => {
   // [T, heads, kvHeads, d]

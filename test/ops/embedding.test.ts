@@ -6,18 +6,10 @@ import { Graph, Rng, assertClose, run, testGpu, weight } from '../helpers.ts';
 import { NOT_IMAGE, embed } from '../../src/ops/embedding.ts';
 import type { Gpu } from '../../src/gpu/device.ts';
 import type { SourceDType } from '../../src/io/upload.ts';
+import { embed64 } from './reference.ts';
 
 const EXACT = { atol: 0 };
 
-function embed64(ids: Uint32Array, table: Float64Array, D: number, imgRow?: Uint32Array, features?: Float32Array): Float64Array {
-  const out = new Float64Array(ids.length * D);
-  for (let t = 0; t < ids.length; t++)
-    for (let i = 0; i < D; i++) {
-      const r = imgRow ? imgRow[t] : NOT_IMAGE;
-      out[t * D + i] = r !== NOT_IMAGE ? features![r * D + i] : table[ids[t] * D + i];
-    }
-  return out;
-}
 
 /** Token ids: the first and last rows, the given ones, then random. */
 function tokenIds(rng: Rng, T: number, vocab: number, must: number[] = []): Uint32Array {

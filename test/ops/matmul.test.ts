@@ -5,7 +5,7 @@ import { linear } from '../../src/ops/matmul.ts';
 import { ACT } from '../../src/ops/elementwise.ts';
 import { pixelShuffleProject } from '../../src/ops/projector.ts';
 import { patchEmbed } from '../../src/ops/patch-embed.ts';
-import { act64 } from './reference.ts';
+import { act64, linear64 } from './reference.ts';
 import type { SourceDType } from '../../src/io/upload.ts';
 
 const TOL: Record<SourceDType, { atol: number; rtol: number }> = {
@@ -15,19 +15,6 @@ const TOL: Record<SourceDType, { atol: number; rtol: number }> = {
   BF16: { atol: 2e-5, rtol: 1e-5 },
 };
 
-function linear64(x: Float32Array, w: Float64Array, M: number, N: number, K: number, b?: Float64Array, act = 0, res?: Float32Array) {
-  const y = new Float64Array(M * N);
-  for (let m = 0; m < M; m++)
-    for (let n = 0; n < N; n++) {
-      let s = 0;
-      for (let k = 0; k < K; k++) s += x[m * K + k] * w[n * K + k];
-      if (b) s += b[n];
-      s = act64(s, act);
-      if (res) s += res[m * N + n];
-      y[m * N + n] = s;
-    }
-  return y;
-}
 
 describe('matmul', () => {
   const shapes: [number, number, number][] = [

@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import { Graph, Rng, assertClose, run, testGpu, weight } from '../helpers.ts';
 import { layerNorm, rmsNorm } from '../../src/ops/norm.ts';
 import type { SourceDType } from '../../src/io/upload.ts';
+import { rmsNorm64, layerNorm64 } from './reference.ts';
 
 // The reference uses the weight values as the dtype rounds them (weight().v), so storage rounding is
 // not an error here and one tolerance serves every dtype. The outputs are O(1) (normalised rows times
@@ -22,30 +23,7 @@ const SHAPES: [number, number][] = [
   [2, 1000],
 ];
 
-function rmsNorm64(x: Float32Array, w: Float64Array, rows: number, D: number, eps: number): Float64Array {
-  const y = new Float64Array(rows * D);
-  for (let r = 0; r < rows; r++) {
-    let ss = 0;
-    for (let i = 0; i < D; i++) ss += x[r * D + i] ** 2;
-    const inv = 1 / Math.sqrt(ss / D + eps);
-    for (let i = 0; i < D; i++) y[r * D + i] = x[r * D + i] * inv * w[i];
-  }
-  return y;
-}
 
-function layerNorm64(x: Float32Array, w: Float64Array, b: Float64Array, rows: number, D: number, eps: number): Float64Array {
-  const y = new Float64Array(rows * D);
-  for (let r = 0; r < rows; r++) {
-    let s = 0;
-    for (let i = 0; i < D; i++) s += x[r * D + i];
-    const mean = s / D;
-    let v = 0;
-    for (let i = 0; i < D; i++) v += (x[r * D + i] - mean) ** 2;
-    const inv = 1 / Math.sqrt(v / D + eps); // biased variance, as torch
-    for (let i = 0; i < D; i++) y[r * D + i] = (x[r * D + i] - mean) * inv * w[i] + b[i];
-  }
-  return y;
-}
 
 /** Weights around 1 (as trained norm weights are), so that outputs are O(1). */
 function normWeight(rng: Rng, D: number): Float32Array {

@@ -4,43 +4,7 @@
 import { describe, it } from 'node:test';
 import { Graph, Rng, run, testGpu } from '../helpers.ts';
 import { rope, ropeInto, ropeInvFreq } from '../../src/ops/rope.ts';
-
-/** Half a unit in the last place of |v| as an f32 (the rounding error bound of an f32 result). */
-function halfUlpF32(v: number): number {
-  const a = Math.abs(v);
-  if (a < 2 ** -126) return 2 ** -150;
-  return 2 ** (Math.floor(Math.log2(a)) - 24);
-}
-
-// sin/cos of an f32 angle and the two products and one sum in f32: a few f32 ulps of O(|x|) values.
-const BASE_ATOL = 2e-6;
-
-/**
- * The reference, with θ = pos·inv_freq in float64 from the f32 inv_freq the kernel reads. The kernel's θ is
- * f32(pos)·inv_freq rounded to f32, off by up to halfUlp(θ) (2^-18 ≈ 3.8e-6 rad for θ in [64, 128), and
- * 2^-12 ≈ 2.4e-4 rad for θ ~ 5000); an angle error δ moves each output by at most (|x1| + |x2|)·δ. So each
- * element's tolerance is (|x1| + |x2|)·halfUlp(θ) + BASE_ATOL, which for positions < 100 and |x| ~ 1 is
- * ~1e-5, and grows with the position as f32 angles do (the same as HF's f32 `inv_freq @ position_ids`).
- */
-function rope64(x: Float32Array, inv: Float32Array, T: number, heads: number, d: number, pos0: number) {
-  const y = new Float64Array(T * heads * d);
-  const tol = new Float64Array(T * heads * d);
-  const half = d / 2;
-  for (let t = 0; t < T; t++)
-    for (let h = 0; h < heads; h++)
-      for (let i = 0; i < half; i++) {
-        const theta = (pos0 + t) * inv[i];
-        const c = Math.cos(theta);
-        const s = Math.sin(theta);
-        const o = t * heads * d + h * d + i;
-        const x1 = x[o];
-        const x2 = x[o + half];
-        y[o] = x1 * c - x2 * s;
-        y[o + half] = x2 * c + x1 * s;
-        tol[o] = tol[o + half] = (Math.abs(x1) + Math.abs(x2)) * halfUlpF32(theta) + BASE_ATOL;
-      }
-  return { y, tol };
-}
+import { rope64 } from './reference.ts';
 
 /** Asserts |got − want| <= tol elementwise; reports the worst error relative to its tolerance. */
 function assertWithin(got: ArrayLike<number>, want: ArrayLike<number>, tol: ArrayLike<number>, label: string) {

@@ -4,13 +4,8 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Graph, Rng, run, testGpu } from '../helpers.ts';
 import { argmax } from '../../src/ops/sample.ts';
+import { argmax64 } from './reference.ts';
 
-function argmax64(x: Float32Array, R: number, V: number): number {
-  const base = (R - 1) * V;
-  let best = 0;
-  for (let i = 1; i < V; i++) if (x[base + i] > x[base + best]) best = i;
-  return best;
-}
 
 async function gpuArgmax(x: Float32Array, R: number, V: number): Promise<number> {
   const gpu = await testGpu();

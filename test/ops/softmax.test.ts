@@ -2,6 +2,7 @@
 import { describe, it } from 'node:test';
 import { Graph, Rng, assertClose, run, testGpu } from '../helpers.ts';
 import { softmax } from '../../src/ops/softmax.ts';
+import { softmax64 } from './reference.ts';
 
 // Outputs lie in [0, 1]. exp(x − max) in f32 has a relative error of ~|x − max|·2^-24 (the argument's
 // own rounding), so for logits within ~±20 of the max a relative 1e-5 is ~10× the expected error; the
@@ -10,17 +11,6 @@ const TOL = { atol: 1e-7, rtol: 1e-5 };
 // Σ_row of the GPU outputs (summed in float64): each term has relative error <~1e-6, so |Σ − 1| <~1e-6.
 const SUM_TOL = 1e-5;
 
-function softmax64(x: Float32Array, rows: number, D: number): Float64Array {
-  const y = new Float64Array(rows * D);
-  for (let r = 0; r < rows; r++) {
-    let m = -Infinity;
-    for (let i = 0; i < D; i++) m = Math.max(m, x[r * D + i]);
-    let s = 0;
-    for (let i = 0; i < D; i++) s += Math.exp(x[r * D + i] - m);
-    for (let i = 0; i < D; i++) y[r * D + i] = Math.exp(x[r * D + i] - m) / s;
-  }
-  return y;
-}
 
 function checkRowSums(out: Float32Array, rows: number, D: number, label: string): void {
   for (let r = 0; r < rows; r++) {
