@@ -1,0 +1,95 @@
+// Seeded test and benchmark data: random arrays, checkpoint-dtype encodings, and weights uploaded
+// through the same path as checkpoints. Free of node:test so benchmarks can use it too.
+import { getFloat16, setFloat16 } from '@petamoriken/float16';
+import type { Gpu } from '../src/gpu/device.ts';
+import type { Graph } from '../src/graph/graph.ts';
+import { uploadTensor, type SourceDType } from '../src/io/upload.ts';
+
+/** Deterministic generator (mulberry32) with a normal sampler. */
+export class Rng {
+  private s: number;
+  constructor(seed: number) {
+    this.s = seed >>> 0;
+  }
+  next(): number {
+    let t = (this.s = (this.s + 0x6d2b79f5) >>> 0);
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  }
+  normal(): number {
+    const u = Math.max(this.next(), 1e-12);
+    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * this.next());
+  }
+  array(n: number, scale = 1): Float32Array {
+    const a = new Float32Array(n);
+    for (let i = 0; i < n; i++) a[i] = this.normal() * scale;
+    return a;
+  }
+}
+
+/** Stored bytes of `values` in a checkpoint dtype, and the values as that dtype rounds them. */
+export function encode(values: Float32Array, dtype: SourceDType): { bytes: Uint8Array; rounded: Float64Array } {
+  const n = values.length;
+  const rounded = new Float64Array(n);
+  if (dtype === 'F32') {
+    for (let i = 0; i < n; i++) rounded[i] = values[i];
+    return { bytes: new Uint8Array(values.buffer.slice(values.byteOffset, values.byteOffset + values.byteLength)), rounded };
+  }
+  const bytes = new Uint8Array(n * 2);
+  const view = new DataView(bytes.buffer);
+  const f = new Float32Array(1);
+  const u = new Uint32Array(f.buffer);
+  for (let i = 0; i < n; i++) {
+    if (dtype === 'F16') {
+      setFloat16(view, i * 2, values[i], true);
+      rounded[i] = getFloat16(view, i * 2, true);
+    } else {
+      f[0] = values[i];
+      const bits = u[0];
+      const r = (bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16; // round to nearest even
+      view.setUint16(i * 2, r, true);
+      u[0] = r << 16;
+      rounded[i] = f[0];
+    }
+  }
+  return { bytes, rounded };
+}
+
+/** Uploads `values` as a weight of `dtype` and returns the tensor and the exact values it holds. */
+export async function weight(gpu: Gpu, g: Graph, name: string, shape: number[], values: Float32Array, dtype: SourceDType = 'F32') {
+  const { bytes, rounded } = encode(values, dtype);
+  const up = await uploadTensor(gpu, name, bytes, dtype, shape);
+  return { t: g.weight(name, shape, up.dtype, up.chunks), v: rounded };
+}
+
+/**
+ * Asserts |actual − expected| <= atol + rtol·|expected| everywhere; the message gives the max error and
+ * the first index beyond tolerance.
+ */
+export function assertClose(
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  tol: { atol: number; rtol?: number },
+  label: string,
+): { maxAbs: number } {
+  if (actual.length !== expected.length) throw new Error(`${label}: length ${actual.length}, expected ${expected.length}`);
+  let maxAbs = 0;
+  let maxAt = -1;
+  let firstBad = -1;
+  for (let i = 0; i < actual.length; i++) {
+    const e = Math.abs(actual[i] - expected[i]);
+    if (!(e <= maxAbs) || Number.isNaN(e)) {
+      maxAbs = Number.isNaN(e) ? Infinity : e;
+      maxAt = i;
+    }
+    if (firstBad < 0 && !(e <= tol.atol + (tol.rtol ?? 0) * Math.abs(expected[i]))) firstBad = i;
+  }
+  if (firstBad >= 0) {
+    throw new Error(
+      `${label}: max |Δ| ${maxAbs.toExponential(3)} at ${maxAt}; first beyond tolerance (atol ${tol.atol}, rtol ${tol.rtol ?? 0}) ` +
+        `at index ${firstBad}: got ${actual[firstBad]}, expected ${expected[firstBad]}`,
+    );
+  }
+  return { maxAbs };
+}
