@@ -1,0 +1,27 @@
+// The kernel benchmark's --quick mode runs in CI so that it cannot rot: every kernel validates
+// against its float64 reference before it is timed, and the JSON report is complete.
+import { it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+it('bench --quick validates and times every kernel and writes JSON', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'bench-'));
+  try {
+    const json = join(dir, 'bench.json');
+    const script = fileURLToPath(new URL('../../bench/kernels.bench.ts', import.meta.url));
+    const r = spawnSync(process.execPath, ['--import', 'tsx', script, '--quick', '--json', json], { encoding: 'utf8', timeout: 300_000 });
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    const out = JSON.parse(readFileSync(json, 'utf8'));
+    assert.ok(out.rows.length >= 20, `${out.rows.length} rows`);
+    for (const row of out.rows) {
+      assert.ok(row.medianMs > 0 && Number.isFinite(row.medianMs), `${row.name}: median ${row.medianMs}`);
+    }
+    assert.match(out.revision, /^[0-9a-f]+$|^unknown$/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
