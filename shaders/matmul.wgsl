@@ -1,8 +1,11 @@
 // Y[M, N] = act(A[M, K] · W[N, K]ᵀ + bias) + residual, with W stored as checkpoints store linear
 // weights ([out, in]) in WT (f32 or f16), f32 accumulation.
-// Versions:
-//   v1 (this): 64×64 output tile per workgroup of 16×16 invocations, 4×4 outputs per invocation
-//              (strided by 16 to keep shared-memory reads conflict-free), K step 16.
+// Entry points:
+//   matmul: 64×64 output tile per workgroup of 16×16 invocations, 4×4 outputs per invocation
+//           (strided by 16 to keep shared-memory reads conflict-free), K step 16.
+//   gemv:   for decode (M small, typically 1): a workgroup of 32×8 invocations computes 8 outputs;
+//           32 lanes stride over K (consecutive lanes read consecutive weights) and reduce in shared
+//           memory; z of the grid is the row m. Reads A plainly (a_mode 0) and no repeating residual.
 // The A operand is read through load_a, which can gather it instead of reading a plain matrix:
 //   a_mode 0: A is a row-major [M, K] f32 matrix.
 //   a_mode 1: Idefics3 pixel shuffle of square [gw·gw, E] grids (one per image tile) by s, fused
@@ -116,4 +119,29 @@ fn matmul(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: v
       if (m < p.M && n < p.N) { epilogue(m, n, acc[i][j]); }
     }
   }
+}
+
+const LANES: u32 = 32u;
+const ROWS: u32 = 8u;
+var<workgroup> part: array<array<f32, LANES>, ROWS>;
+
+@compute @workgroup_size(32, 8)
+fn gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let n = wg.x * ROWS + lid.y;
+  let m = wg.z;
+  var acc = 0.0;
+  if (n < p.N) {
+    let wrow = n * p.K;
+    let arow = m * p.K;
+    for (var k = lid.x; k < p.K; k += LANES) {
+      acc = fma(a[arow + k], f32(w[wrow + k]), acc);
+    }
+  }
+  part[lid.y][lid.x] = acc;
+  workgroupBarrier();
+  for (var s = LANES / 2u; s > 0u; s >>= 1u) {
+    if (lid.x < s) { part[lid.y][lid.x] += part[lid.y][lid.x + s]; }
+    workgroupBarrier();
+  }
+  if (lid.x == 0u && n < p.N) { epilogue(m, n, part[lid.y][0]); }
 }

@@ -1,6 +1,6 @@
 // Linear layers: Y[M, N] = act(A · Wᵀ + bias) + residual with W as checkpoints store it ([N, K]).
-// Tiled matmul (shaders/matmul.wgsl) for prefill and encoders, matrix-vector (shaders/gemv.wgsl, see
-// gemv.ts) when M is small. A weight split in row chunks is one dispatch per chunk. The A operand may be
+// Tiled matmul (shaders/matmul.wgsl, entry matmul) for prefill and encoders, matrix-vector (entry gemv,
+// see gemv.ts) when M is small. A weight split in row chunks is one dispatch per chunk. The A operand may be
 // gathered on the fly (pixel shuffle for the projector, im2col for the patch embedding).
 import type { BufferOf, Dispatch, Graph, Kernel } from '../graph/graph.ts';
 import { type Tensor, expectShape } from '../graph/tensor.ts';
@@ -60,7 +60,7 @@ export const matmulKernel: Kernel<MatmulAttrs> = {
       const gemv = at.variant === 'gemv';
       return {
         pipeline: {
-          shader: gemv ? 'gemv' : 'matmul',
+          shader: 'matmul',
           entry: gemv ? 'gemv' : 'matmul',
           aliases: { WT: wgslType(w), BT: bias ? wgslType(bias) : 'f32' },
         },
@@ -71,7 +71,7 @@ export const matmulKernel: Kernel<MatmulAttrs> = {
           { binding: 4, buffer: res ? buf(res) : ctx.dummy },
           { binding: 5, buffer: buf(node.output) },
         ],
-        uniforms: () => uniforms(...head, ...(gemv ? [] : [...modeWords, at.resRows])),
+        uniforms: () => uniforms(...head, ...modeWords, at.resRows),
         workgroups: gemv ? [Math.ceil(c.rows / 8), 1, at.M] : [Math.ceil(c.rows / 64), Math.ceil(at.M / 64)],
       };
     });
