@@ -43,4 +43,14 @@ export class TextTokenizer {
   tokenId(token: string): number | undefined {
     return this.tokenizer.token_to_id(token);
   }
+
+  /** The token string of `id`, or undefined when the id is outside the vocabulary. */
+  idToToken(id: number): string | undefined {
+    return this.tokenizer.id_to_token(id);
+  }
+
+  /** Number of distinct tokens, added/special tokens included. */
+  get vocabSize(): number {
+    return this.tokenizer.get_vocab(true).size;
+  }
 }

@@ -1,0 +1,109 @@
+// Chat templates: loading a model directory's Jinja chat template and rendering messages through
+// @huggingface/jinja (the engine of transformers.js; its Template compiles with trim_blocks and
+// lstrip_blocks on, as transformers' own Jinja environment does).
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Template } from '@huggingface/jinja';
+
+export type ChatContentPart = { type: 'text'; text: string } | { type: 'image' };
+
+export interface ChatMessage {
+  role: string;
+  content: string | ChatContentPart[];
+}
+
+export interface RenderChatOptions {
+  /** Append the assistant turn header (`add_generation_prompt` in transformers). Default false. */
+  addGenerationPrompt?: boolean;
+  /** Exposed to the template as `bos_token` (transformers passes the tokenizer's special tokens). */
+  bosToken?: string;
+  /** Exposed to the template as `eos_token`. */
+  eosToken?: string;
+}
+
+/** Reads `file` as JSON; undefined when the file does not exist. */
+async function readJsonIfPresent(file: string): Promise<Record<string, unknown> | undefined> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new Error(`${file}: cannot read (${(e as Error).message})`);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (e) {
+    throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new Error(`${file}: expected a JSON object at the top level`);
+  }
+  return value as Record<string, unknown>;
+}
+
+/**
+ * Picks the template out of a `chat_template` value: a string, or a list of `{name, template}`
+ * (the entry named `default` is used). Returns undefined when absent; throws when malformed.
+ */
+function pickTemplate(value: unknown, file: string): string | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value === 'string') return value;
+  if (Array.isArray(value)) {
+    const names: string[] = [];
+    for (const entry of value) {
+      if (entry === null || typeof entry !== 'object') continue;
+      const { name, template } = entry as { name?: unknown; template?: unknown };
+      if (typeof name === 'string') names.push(name);
+      if (name === 'default') {
+        if (typeof template !== 'string') throw new Error(`${file}: chat_template "default" entry has no string "template"`);
+        return template;
+      }
+    }
+    throw new Error(
+      `${file}: chat_template is a list of named templates without a "default" one (names: ${names.join(', ') || 'none'})`,
+    );
+  }
+  throw new Error(`${file}: chat_template must be a string or a list of {name, template}, got ${typeof value}`);
+}
+
+/**
+ * The chat template of a model directory: `chat_template.json` (key `chat_template`) when that
+ * file exists and holds one, else `tokenizer_config.json`'s `chat_template`.
+ */
+export async function loadChatTemplate(dir: string): Promise<string> {
+  const sources = ['chat_template.json', 'tokenizer_config.json'];
+  for (const name of sources) {
+    const file = join(dir, name);
+    const json = await readJsonIfPresent(file);
+    if (json === undefined) continue;
+    const template = pickTemplate(json['chat_template'], file);
+    if (template !== undefined) return template;
+  }
+  throw new Error(`no chat template found in ${dir}: looked for "chat_template" in ${sources.map((s) => join(dir, s)).join(' and ')}`);
+}
+
+/** Content as a list of parts: a plain string becomes one text part. */
+function normaliseContent(content: ChatMessage['content']): ChatContentPart[] {
+  return typeof content === 'string' ? [{ type: 'text', text: content }] : content.map((p) => ({ ...p }));
+}
+
+/**
+ * Renders `messages` through the Jinja `template`. String contents are turned into
+ * `[{type: 'text', text}]` first, since SmolVLM's template reads `message['content'][0]['type']`.
+ */
+export function renderChat(template: string, messages: ChatMessage[], opts: RenderChatOptions = {}): string {
+  const vars: Record<string, unknown> = {
+    messages: messages.map((m) => ({ role: m.role, content: normaliseContent(m.content) })),
+    add_generation_prompt: opts.addGenerationPrompt ?? false,
+  };
+  if (opts.bosToken !== undefined) vars['bos_token'] = opts.bosToken;
+  if (opts.eosToken !== undefined) vars['eos_token'] = opts.eosToken;
+  let compiled: Template;
+  try {
+    compiled = new Template(template);
+  } catch (e) {
+    throw new Error(`chat template does not parse: ${(e as Error).message}`);
+  }
+  return compiled.render(vars);
+}
