@@ -75,7 +75,7 @@ async function diff(argv: string[]): Promise<number> {
   try {
     const log = (s: string) => process.stderr.write(`${s}\n`);
     log(gpu.describe().split('\n')[0]);
-    const model = await loadModelDir(gpu, values.model, progressBar('loading'));
+    const model = await loadModelDir(gpu, values.model, { onProgress: progressBar('loading') });
     try {
       const dtype = [...model.store.ckpt.tensors.values()][0]?.dtype ?? 'F32';
       const base = atol ?? DEFAULT_ATOL[dtype] ?? 1e-4;

@@ -29,7 +29,7 @@ const gpu = await Gpu.create();
 try {
   console.log(gpu.describe());
   console.log(`model: ${dir}${values.model ? '' : ' (embedded tiny SmolVLM, random weights)'}`);
-  const model = await loadModelDir(gpu, dir, progressBar('loading'));
+  const model = await loadModelDir(gpu, dir, { onProgress: progressBar('loading') });
   const tLoad = performance.now();
   const tok = await TextTokenizer.load(dir);
   const ref = await SafetensorsFile.open(join(dir, 'reference.safetensors'));

@@ -3,7 +3,7 @@
 import { getFloat16, setFloat16 } from '@petamoriken/float16';
 import type { Gpu } from '../src/gpu/device.ts';
 import type { Graph } from '../src/graph/graph.ts';
-import { uploadTensor, type SourceDType } from '../src/io/upload.ts';
+import { uploadTensor, type SourceDType, type UploadOptions } from '../src/io/upload.ts';
 
 /** Deterministic generator (mulberry32) with a normal sampler. */
 export class Rng {
@@ -56,11 +56,24 @@ export function encode(values: Float32Array, dtype: SourceDType): { bytes: Uint8
   return { bytes, rounded };
 }
 
-/** Uploads `values` as a weight of `dtype` and returns the tensor and the exact values it holds. */
-export async function weight(gpu: Gpu, g: Graph, name: string, shape: number[], values: Float32Array, dtype: SourceDType = 'F32') {
+/**
+ * Uploads `values` stored as `dtype` (with an optional storage preference) and returns the tensor and
+ * the exact values it holds on the GPU.
+ */
+export async function weight(
+  gpu: Gpu,
+  g: Graph,
+  name: string,
+  shape: number[],
+  values: Float32Array,
+  dtype: SourceDType = 'F32',
+  opts: UploadOptions = {},
+) {
   const { bytes, rounded } = encode(values, dtype);
-  const up = await uploadTensor(gpu, name, bytes, dtype, shape);
-  return { t: g.weight(name, shape, up.dtype, up.chunks), v: rounded };
+  const up = await uploadTensor(gpu, name, bytes, dtype, shape, opts);
+  // Narrowed to f16 on the GPU: the stored values rounded once more.
+  const held = up.dtype === 'f16' && dtype !== 'F16' ? encode(Float32Array.from(rounded), 'F16').rounded : rounded;
+  return { t: g.weight(name, shape, up.dtype, up.chunks), v: held };
 }
 
 /**

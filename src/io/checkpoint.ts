@@ -96,6 +96,15 @@ export class Checkpoint {
     } catch (e) {
       throw new LoadError(absDir, `model directory does not exist or cannot be resolved (${errMsg(e)})`, { cause: e });
     }
+    if (opts?.root !== undefined) {
+      const realRoot = await fsp.realpath(nodePath.resolve(opts.root)).catch((e) => {
+        throw new LoadError(absDir, `checkpoint root ${opts.root} cannot be resolved (${errMsg(e)})`, { cause: e });
+      });
+      if (!isInside(realRoot, realDir) && realRoot !== realDir) {
+        throw new LoadError(absDir, `model directory is not inside the given root ${realRoot}`);
+      }
+      realDir = realRoot;
+    }
     const config = await readJsonObject(nodePath.join(absDir, CONFIG_FILE), CONFIG_FILE);
 
     const single = nodePath.join(absDir, SINGLE_FILE);
@@ -103,6 +112,10 @@ export class Checkpoint {
     const shards = new Map<string, SafetensorsFile>();
     try {
       if (await exists(single)) {
+        const real = await fsp.realpath(single);
+        if (!isInside(realDir, real)) {
+          throw new LoadError(single, `resolves (via symlink) to ${real}, outside the model directory ${realDir}`);
+        }
         const f = await SafetensorsFile.open(single, opts);
         shards.set(f.path, f);
         return new Checkpoint(absDir, config, shards, new Map(f.tensors));

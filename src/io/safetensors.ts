@@ -55,6 +55,12 @@ export interface TensorInfo {
 export interface OpenOptions {
   /** Reject headers longer than this many bytes. Default 100 MiB. */
   maxHeaderBytes?: number;
+  /**
+   * Checkpoint only: the folder that shard files (after following symlinks) must lie in. Default: the
+   * model directory. The Hugging Face cache passes the repository folder, since a snapshot's files
+   * are links into its blobs/.
+   */
+  root?: string;
 }
 
 function errMsg(e: unknown): string {

@@ -1,19 +1,27 @@
 // Uploads one checkpoint tensor to the GPU in the dtype the kernels read, split along dim 0 into
-// chunks that each fit maxStorageBufferBindingSize. One path for every dtype:
-//   F32 → f32;  F16 → f16 where shader-f16 exists, else f32;  BF16 → f32 (raw upload, widened on the GPU).
+// chunks that each fit maxStorageBufferBindingSize. One path for every dtype; the bytes go up as
+// stored and are converted on the GPU when the target differs:
+//   weights "auto" (default): F32 → f32;  F16 → f16 where shader-f16 exists, else f32;  BF16 → f32 (exact).
+//   weights "f32": everything f32.   weights "f16" (where shader-f16 exists): everything f16.
 import type { Gpu } from '../gpu/device.ts';
 import { type Chunk, type DType } from '../graph/tensor.ts';
-import { widenToF32 } from '../ops/convert.ts';
+import { convertWeights, type Conversion } from '../ops/convert.ts';
 
 export type SourceDType = 'F32' | 'F16' | 'BF16';
 
+export type WeightDType = 'auto' | 'f32' | 'f16';
+
 export interface UploadOptions {
-  /** Widen to f32 even where f16 could stay f16 (operands that kernels read as f32, e.g. position tables). */
+  /** Widen to f32 whatever the preference (operands that kernels read as f32, e.g. position tables). */
   f32?: boolean;
+  /** Storage preference for float weights; see the header. */
+  dtype?: WeightDType;
 }
 
 export function gpuDType(gpu: Gpu, src: SourceDType, opts: UploadOptions = {}): DType {
-  return src === 'F16' && gpu.has('shader-f16') && !opts.f32 ? 'f16' : 'f32';
+  if (opts.f32 || opts.dtype === 'f32' || !gpu.has('shader-f16')) return 'f32';
+  if (opts.dtype === 'f16') return 'f16';
+  return src === 'F16' ? 'f16' : 'f32';
 }
 
 /** Splits `rows` rows of `rowBytes` each into chunks no larger than the device's binding limit. */
@@ -27,6 +35,13 @@ export function chunkRows(gpu: Gpu, rows: number, rowBytes: number, what: string
   if (out.length === 0) out.push({ row0: 0, rows: 0 });
   return out;
 }
+
+const CONVERSIONS: Record<string, Conversion | undefined> = {
+  'BF16>f32': 'bf16_to_f32',
+  'F16>f32': 'f16_to_f32',
+  'F32>f16': 'f32_to_f16',
+  'BF16>f16': 'bf16_to_f16',
+};
 
 /** Uploads `bytes` (little-endian, as stored) of a tensor of `shape`; returns its dtype and chunks. */
 export async function uploadTensor(
@@ -51,11 +66,12 @@ export async function uploadTensor(
     const part = bytes.subarray(c.row0 * rowElems * srcItem, (c.row0 + c.rows) * rowElems * srcItem);
     const label = chunks.length || c.rows !== rows ? `${name}[${c.row0}:${c.row0 + c.rows}]` : name;
     let buffer: GPUBuffer;
-    if ((src === 'F32' && dtype === 'f32') || (src === 'F16' && dtype === 'f16')) {
+    const conversion = CONVERSIONS[`${src}>${dtype}`];
+    if (!conversion) {
       buffer = gpu.pool.upload(part, label);
     } else {
       const raw = gpu.pool.upload(part, `${label} (raw ${src})`);
-      buffer = await widenToF32(gpu, raw, c.rows * rowElems, src === 'BF16' ? 'bf16' : 'f16', label);
+      buffer = await convertWeights(gpu, raw, c.rows * rowElems, conversion, label);
       gpu.pool.destroy(raw);
     }
     chunks.push({ buffer, row0: c.row0, rows: c.rows });

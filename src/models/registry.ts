@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { Gpu } from '../gpu/device.ts';
 import { SmolVLM } from './smolvlm.ts';
 import type { VisionLanguageModel } from './vlm.ts';
-import type { LoadProgress } from './weights.ts';
+import type { ModelLoadOptions } from './weights.ts';
 
 export const SUPPORTED = { idefics3: 'SmolVLM / Idefics3 (Idefics3ForConditionalGeneration)' } as const;
 
@@ -21,11 +21,11 @@ export async function modelType(dir: string): Promise<string> {
   return t;
 }
 
-export async function loadModelDir(gpu: Gpu, dir: string, onProgress?: (p: LoadProgress) => void): Promise<VisionLanguageModel> {
+export async function loadModelDir(gpu: Gpu, dir: string, opts: ModelLoadOptions = {}): Promise<VisionLanguageModel> {
   const type = await modelType(dir);
   switch (type) {
     case 'idefics3':
-      return SmolVLM.load(gpu, dir, onProgress);
+      return SmolVLM.load(gpu, dir, opts);
     default:
       throw new Error(
         `${join(dir, 'config.json')}: model_type "${type}" is not supported; supported: ${Object.entries(SUPPORTED)

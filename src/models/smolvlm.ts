@@ -10,7 +10,7 @@ import { SiglipVisionTransformer } from './vit.ts';
 import { Idefics3Connector } from './projector.ts';
 import { LlamaModel } from './llama.ts';
 import { Taps } from './taps.ts';
-import { VarBuilder, WeightStore, type LoadProgress } from './weights.ts';
+import { VarBuilder, WeightStore, type ModelLoadOptions } from './weights.ts';
 import { VisionLanguageModel } from './vlm.ts';
 import { join } from 'node:path';
 
@@ -41,14 +41,14 @@ export class SmolVLM extends VisionLanguageModel {
     this.featuresPerTile = imageSeqLen(config);
   }
 
-  static async load(gpu: Gpu, dir: string, onProgress?: (p: LoadProgress) => void): Promise<SmolVLM> {
-    const ckpt = await Checkpoint.open(dir);
+  static async load(gpu: Gpu, dir: string, opts: ModelLoadOptions = {}): Promise<SmolVLM> {
+    const ckpt = await Checkpoint.open(dir, { root: opts.root });
     try {
       const config = parseIdefics3Config(ckpt.config, join(ckpt.dir, 'config.json'));
-      const store = new WeightStore(gpu, ckpt);
+      const store = new WeightStore(gpu, ckpt, opts.dtype);
       const model = new SmolVLM(gpu, store, config);
       try {
-        await store.load(onProgress);
+        await store.load(opts.onProgress);
       } catch (e) {
         model.dispose();
         throw e;

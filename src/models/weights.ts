@@ -6,7 +6,7 @@ import type { Gpu } from '../gpu/device.ts';
 import type { Checkpoint } from '../io/checkpoint.ts';
 import { LoadError } from '../io/safetensors.ts';
 import { Tensor } from '../graph/tensor.ts';
-import { gpuDType, uploadTensor, type SourceDType, type UploadOptions } from '../io/upload.ts';
+import { gpuDType, uploadTensor, type SourceDType, type UploadOptions, type WeightDType } from '../io/upload.ts';
 
 export interface LoadProgress {
   tensors: number;
@@ -14,6 +14,14 @@ export interface LoadProgress {
   bytes: number;
   totalBytes: number;
   name: string;
+}
+
+export interface ModelLoadOptions {
+  /** Storage of float weights: 'auto' (as stored where the device can read it), 'f32' or 'f16'. */
+  dtype?: WeightDType;
+  onProgress?: (p: LoadProgress) => void;
+  /** Folder that symlinked weight files must resolve into (the Hugging Face cache repo folder). */
+  root?: string;
 }
 
 interface Request {
@@ -28,6 +36,8 @@ export class WeightStore {
   constructor(
     readonly gpu: Gpu,
     readonly ckpt: Checkpoint,
+    /** Storage preference for float weights (see src/io/upload.ts). */
+    readonly dtype: WeightDType = 'auto',
   ) {}
 
   has(name: string): boolean {
@@ -35,7 +45,8 @@ export class WeightStore {
   }
 
   /** A weight by full name and expected shape; problems are collected and thrown by load(). */
-  get(name: string, shape: number[], opts: UploadOptions = {}): Tensor {
+  get(name: string, shape: number[], options: UploadOptions = {}): Tensor {
+    const opts = { dtype: this.dtype, ...options };
     const prev = this.requests.get(name);
     if (prev) return prev.tensor;
     const info = this.ckpt.tensors.get(name);

@@ -1,12 +1,14 @@
-// Load-time dtype conversion on the GPU (shaders/convert.wgsl): BF16 → f32, and F16 → f32 on devices
-// without shader-f16. Runs once per weight chunk as its own small submission.
+// Load-time dtype conversion on the GPU (shaders/convert.wgsl): BF16 → f32, F16 → f32 on devices
+// without shader-f16, and F32/BF16 → f16 on request. Runs once per weight chunk as its own submission.
 import type { Gpu } from '../gpu/device.ts';
 import { uniforms, grid1d } from './common.ts';
 
-export async function widenToF32(gpu: Gpu, raw: GPUBuffer, count: number, from: 'bf16' | 'f16', label: string): Promise<GPUBuffer> {
-  const entry = from === 'bf16' ? 'bf16_to_f32' : 'f16_to_f32';
+export type Conversion = 'bf16_to_f32' | 'f16_to_f32' | 'f32_to_f16' | 'bf16_to_f16';
+
+/** Converts `count` values of `raw` into a new buffer of the target dtype. */
+export async function convertWeights(gpu: Gpu, raw: GPUBuffer, count: number, entry: Conversion, label: string): Promise<GPUBuffer> {
   const pipeline = await gpu.pipelines.get({ shader: 'convert', entry });
-  const dst = gpu.pool.create(count * 4, undefined, label);
+  const dst = gpu.pool.create(count * (entry.endsWith('f32') ? 4 : 2), undefined, label);
   const u = gpu.pool.upload(uniforms(count), 'convert uniforms', GPUBufferUsage.UNIFORM);
   const bind = gpu.device.createBindGroup({
     layout: pipeline.getBindGroupLayout(0),

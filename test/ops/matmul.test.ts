@@ -46,6 +46,23 @@ describe('matmul', () => {
     }
   }
 
+  for (const dtype of ['F32', 'BF16'] as SourceDType[]) {
+    it(`${dtype} weights narrowed to f16 on the GPU (dtype "f16") match the f16-rounded values`, async () => {
+      const gpu = await testGpu();
+      const rng = new Rng(99);
+      const [M, N, K] = [5, 37, 70];
+      for (const variant of ['tiled', 'gemv'] as const) {
+        const g = new Graph();
+        const xv = rng.array(M * K);
+        const w = await weight(gpu, g, 'w', [N, K], rng.array(N * K, 0.2), dtype, { dtype: 'f16' });
+        if (w.t.dtype !== 'f16') throw new Error(`expected f16 storage, got ${w.t.dtype}`);
+        const x = g.input('x', [M, K], 'f32');
+        const [out] = await run(gpu, g, [linear(g, x, w.t, { variant: M > 4 && variant === 'gemv' ? 'tiled' : variant })], [[x, xv]]);
+        assertClose(out, linear64(xv, w.v, M, N, K), TOL.F16, `${dtype}→f16 ${variant}`);
+      }
+    });
+  }
+
   it('splits a weight above maxStorageBufferBindingSize into chunks and matches', async () => {
     // A 4 KiB binding limit forces the 300×40 f32 weight (48 KB) into 12 chunks of 25 rows.
     const gpu = await testGpu({ maxStorageBufferBindingSize: 4096 });
