@@ -30,3 +30,23 @@ fn embed(@builtin(global_invocation_id) gid: vec3u) {
     if (id >= p.row0 && id < p.row0 + p.rows) { out[t * p.D + i] = f32(table[(id - p.row0) * p.D + i]); }
   }
 }
+
+// CLIP's embeddings: each image's patch rows get the class embedding prepended and the position
+// embedding added: out[tile·(N+1) + 0] = cls + pos[0], out[tile·(N+1) + 1 + j] = patch[tile·N + j] + pos[1 + j].
+// Uses p.T = output rows, p.D, p.rows = N + 1 (positions per image).
+@group(0) @binding(1) var<storage, read> patches: array<f32>;
+@group(0) @binding(2) var<storage, read> cls: array<f32>;
+@group(0) @binding(3) var<storage, read> pos: array<f32>;
+
+@compute @workgroup_size(64)
+fn class_position(@builtin(global_invocation_id) gid: vec3u) {
+  let t = gid.y;
+  let i = gid.x;
+  if (t >= p.T || i >= p.D) { return; }
+  let per = p.rows;
+  let tile = t / per;
+  let j = t % per;
+  var v = cls[i];
+  if (j > 0u) { v = patches[(tile * (per - 1u) + j - 1u) * p.D + i]; }
+  out[t * p.D + i] = v + pos[j * p.D + i];
+}

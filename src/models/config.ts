@@ -126,17 +126,43 @@ export interface Idefics3Config {
   tie_word_embeddings: boolean;
 }
 
-function visionConfig(r: Reader): VisionConfig {
+/** Defaults of transformers' Idefics3VisionConfig (SigLIP). */
+const SIGLIP_DEFAULTS: VisionConfig = {
+  hidden_size: 1152,
+  intermediate_size: 3072,
+  num_hidden_layers: 12,
+  num_attention_heads: 16,
+  num_channels: 3,
+  image_size: 224,
+  patch_size: 32,
+  layer_norm_eps: 1e-6,
+  hidden_act: 'gelu_pytorch_tanh',
+};
+
+/** Defaults of transformers' CLIPVisionConfig. */
+const CLIP_DEFAULTS: VisionConfig = {
+  hidden_size: 768,
+  intermediate_size: 3072,
+  num_hidden_layers: 12,
+  num_attention_heads: 12,
+  num_channels: 3,
+  image_size: 224,
+  patch_size: 32,
+  layer_norm_eps: 1e-5,
+  hidden_act: 'quick_gelu',
+};
+
+function visionConfig(r: Reader, d: VisionConfig = SIGLIP_DEFAULTS): VisionConfig {
   const c: VisionConfig = {
-    hidden_size: r.positive('hidden_size', 1152),
-    intermediate_size: r.positive('intermediate_size', 3072),
-    num_hidden_layers: r.int('num_hidden_layers', 12),
-    num_attention_heads: r.positive('num_attention_heads', 16),
-    num_channels: r.positive('num_channels', 3),
-    image_size: r.positive('image_size', 224),
-    patch_size: r.positive('patch_size', 32),
-    layer_norm_eps: r.num('layer_norm_eps', 1e-6),
-    hidden_act: r.str('hidden_act', 'gelu_pytorch_tanh'),
+    hidden_size: r.positive('hidden_size', d.hidden_size),
+    intermediate_size: r.positive('intermediate_size', d.intermediate_size),
+    num_hidden_layers: r.int('num_hidden_layers', d.num_hidden_layers),
+    num_attention_heads: r.positive('num_attention_heads', d.num_attention_heads),
+    num_channels: r.positive('num_channels', d.num_channels),
+    image_size: r.positive('image_size', d.image_size),
+    patch_size: r.positive('patch_size', d.patch_size),
+    layer_norm_eps: r.num('layer_norm_eps', d.layer_norm_eps),
+    hidden_act: r.str('hidden_act', d.hidden_act),
   };
   if (c.hidden_size % c.num_attention_heads !== 0) {
     throw new ConfigError(`vision_config: hidden_size ${c.hidden_size} is not divisible by num_attention_heads ${c.num_attention_heads}`);
@@ -213,4 +239,52 @@ export function parseIdefics3Config(json: unknown, file: string): Idefics3Config
 export function imageSeqLen(c: Idefics3Config): number {
   const side = c.vision_config.image_size / c.vision_config.patch_size;
   return (side * side) / (c.scale_factor * c.scale_factor);
+}
+
+export interface LlavaConfig {
+  model_type: 'llava';
+  vision_config: VisionConfig;
+  text_config: TextConfig;
+  image_token_index: number;
+  /** Index into the vision tower's hidden states (0 = after pre_layrnorm, i = after layer i − 1; negative from the end). */
+  vision_feature_layer: number;
+  vision_feature_select_strategy: 'default' | 'full';
+  projector_hidden_act: string;
+  multimodal_projector_bias: boolean;
+  tie_word_embeddings: boolean;
+}
+
+/** Parses a LLaVA-1.5 (LlavaForConditionalGeneration) config.json. */
+export function parseLlavaConfig(json: unknown, file: string): LlavaConfig {
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new ConfigError(`${file}: not a JSON object`);
+  const r = new Reader(json as Json, file);
+  const type = r.str('model_type', '');
+  if (type !== 'llava') throw new ConfigError(`${file}: model_type "${type}" is not LLaVA (expected "llava")`);
+  const vr = r.sub('vision_config');
+  const vtype = vr.has('model_type') ? vr.str('model_type') : 'clip_vision_model';
+  if (vtype !== 'clip_vision_model') throw new ConfigError(`${file}: vision_config.model_type "${vtype}" is not supported (expected clip_vision_model)`);
+  const vision = visionConfig(vr, CLIP_DEFAULTS);
+  const text = textConfig(r.sub('text_config'), r);
+  const layerRaw = r.get('vision_feature_layer') ?? -2;
+  if (typeof layerRaw !== 'number' || !Number.isInteger(layerRaw)) {
+    throw new ConfigError(`${file}: vision_feature_layer must be an integer (lists of layers are not supported), got ${JSON.stringify(layerRaw)}`);
+  }
+  const L = vision.num_hidden_layers;
+  if (layerRaw < -(L + 1) || layerRaw > L) throw new ConfigError(`${file}: vision_feature_layer ${layerRaw} is outside the ${L + 1} hidden states`);
+  const strategy = r.str('vision_feature_select_strategy', 'default');
+  if (strategy !== 'default' && strategy !== 'full') {
+    throw new ConfigError(`${file}: vision_feature_select_strategy "${strategy}" is not supported (expected "default" or "full")`);
+  }
+  const tie = r.bool('tie_word_embeddings', false) || text.tie_word_embeddings;
+  return {
+    model_type: 'llava',
+    vision_config: vision,
+    text_config: { ...text, tie_word_embeddings: tie },
+    image_token_index: r.int('image_token_index', 32000),
+    vision_feature_layer: layerRaw,
+    vision_feature_select_strategy: strategy,
+    projector_hidden_act: r.str('projector_hidden_act', 'gelu'),
+    multimodal_projector_bias: r.bool('multimodal_projector_bias', true),
+    tie_word_embeddings: tie,
+  };
 }

@@ -3,10 +3,14 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Gpu } from '../gpu/device.ts';
 import { SmolVLM } from './smolvlm.ts';
+import { Llava } from './llava.ts';
 import type { VisionLanguageModel } from './vlm.ts';
 import type { ModelLoadOptions } from './weights.ts';
 
-export const SUPPORTED = { idefics3: 'SmolVLM / Idefics3 (Idefics3ForConditionalGeneration)' } as const;
+export const SUPPORTED = {
+  idefics3: 'SmolVLM / Idefics3 (Idefics3ForConditionalGeneration)',
+  llava: 'LLaVA-1.5 (LlavaForConditionalGeneration)',
+} as const;
 
 export async function modelType(dir: string): Promise<string> {
   const file = join(dir, 'config.json');
@@ -26,6 +30,8 @@ export async function loadModelDir(gpu: Gpu, dir: string, opts: ModelLoadOptions
   switch (type) {
     case 'idefics3':
       return SmolVLM.load(gpu, dir, opts);
+    case 'llava':
+      return Llava.load(gpu, dir, opts);
     default:
       throw new Error(
         `${join(dir, 'config.json')}: model_type "${type}" is not supported; supported: ${Object.entries(SUPPORTED)

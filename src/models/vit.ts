@@ -12,6 +12,7 @@ import { linear } from '../ops/matmul.ts';
 import { attention } from '../ops/attention.ts';
 import { add, activationOf, type Activation } from '../ops/elementwise.ts';
 import { patchEmbed } from '../ops/patch-embed.ts';
+import { classPosition } from '../ops/embedding.ts';
 
 /** nn.Linear: weight [out, in], optional bias [out]. */
 export class Linear {
@@ -159,5 +160,56 @@ export class SiglipVisionTransformer {
     const out = this.post_layernorm.forward(g, x);
     taps?.tap(g, 'vision_hidden', out);
     return out;
+  }
+}
+
+/**
+ * CLIP vision tower (transformers CLIPVisionTransformer) as LLaVA uses it: patch conv without bias,
+ * class embedding prepended, position embeddings over 1 + patches, pre_layrnorm, then only the encoder
+ * layers up to the selected hidden state (post_layernorm is not used by LLaVA and not loaded).
+ */
+export class ClipVisionTransformer {
+  readonly embeddings: { patch_embedding: { weight: Tensor }; class_embedding: Tensor; position_embedding: { weight: Tensor } };
+  readonly pre_layrnorm: LayerNorm;
+  readonly layers: EncoderLayer[];
+  readonly patches: number;
+  constructor(
+    vb: VarBuilder,
+    readonly config: VisionConfig,
+    /** How many encoder layers to run: the hidden state LLaVA selects is the output of the last of them. */
+    layersNeeded: number,
+  ) {
+    const c = config;
+    const D = c.hidden_size;
+    this.patches = (c.image_size / c.patch_size) ** 2;
+    const emb = vb.pp('embeddings');
+    this.embeddings = {
+      patch_embedding: { weight: emb.pp('patch_embedding').get('weight', [D, c.num_channels, c.patch_size, c.patch_size]) },
+      // Added in a kernel that reads them as f32.
+      class_embedding: emb.get('class_embedding', [D], { f32: true }),
+      position_embedding: { weight: emb.pp('position_embedding').get('weight', [this.patches + 1, D], { f32: true }) },
+    };
+    this.pre_layrnorm = new LayerNorm(vb.pp('pre_layrnorm'), D, c.layer_norm_eps);
+    this.layers = Array.from({ length: layersNeeded }, (_, i) => new EncoderLayer(vb.pp('encoder.layers').pp(i), c));
+  }
+
+  /** pixels [tiles, C, S, S] → the selected hidden state [tiles·(1 + patches), D], CLS rows included. */
+  forward(g: Graph, pixels: Tensor, taps?: Taps): Tensor {
+    const [tiles, C, H, W] = pixels.shape;
+    const c = this.config;
+    if (C !== c.num_channels || H !== c.image_size || W !== c.image_size) {
+      throw new Error(`vision tower: pixel_values are [${tiles}, ${C}, ${H}, ${W}], expected [tiles, ${c.num_channels}, ${c.image_size}, ${c.image_size}]`);
+    }
+    const e = this.embeddings;
+    let x = classPosition(g, patchEmbed(g, pixels, e.patch_embedding.weight), e.class_embedding, e.position_embedding.weight);
+    taps?.tap(g, 'vision_embeddings', x);
+    x = this.pre_layrnorm.forward(g, x);
+    taps?.tap(g, 'vision_pre_layrnorm', x);
+    const block = tiles > 1 ? this.patches + 1 : 0;
+    this.layers.forEach((layer, i) => {
+      x = layer.forward(g, x, block, taps, i === 0 ? 'layer0_vision_attn' : undefined);
+      taps?.tap(g, `layer${i}_vision`, x);
+    });
+    return x;
   }
 }

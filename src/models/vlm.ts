@@ -74,11 +74,16 @@ export abstract class VisionLanguageModel {
     return this.cache;
   }
 
+  /** Row of encodeImages()' output that the k-th image placeholder takes (identity unless rows are skipped). */
+  featureRow(k: number): number {
+    return k;
+  }
+
   /** Maps each <image> position of `ids` to its feature row, checking the counts agree. */
   imageRows(ids: ArrayLike<number>, tiles: number): Uint32Array {
     const rows = new Uint32Array(ids.length).fill(NOT_IMAGE);
     let k = 0;
-    for (let t = 0; t < ids.length; t++) if (ids[t] === this.imageTokenId) rows[t] = k++;
+    for (let t = 0; t < ids.length; t++) if (ids[t] === this.imageTokenId) rows[t] = this.featureRow(k++);
     const want = tiles * this.featuresPerTile;
     if (k !== want) {
       throw new Error(
@@ -104,10 +109,12 @@ export abstract class VisionLanguageModel {
     let imageRows: Tensor | undefined;
     let image: { features: Tensor; rows: Tensor } | undefined;
     if (tiles > 0) {
+      g.section('vision');
       pixels = g.input('pixel_values', [tiles, ...this.tileShape], 'f32');
       imageRows = g.input('image_rows', [T], 'u32');
       image = { features: this.encodeImages(g, pixels, taps), rows: imageRows };
     }
+    g.section('decoder');
     const x = taps.tap(g, 'inputs_embeds', embed(g, ids, this.text.embed_tokens, image));
     const h = this.text.forward(g, x, cache, taps);
     const last = mode === 'all' ? h : sliceRows(g, h, T - 1, 1);
@@ -123,7 +130,11 @@ export abstract class VisionLanguageModel {
    * Runs a prompt: ids (with image placeholders expanded) and the image tiles' pixels. Tokens occupy
    * positions pos .. pos + T of the KV cache. Returns the plan, whose outputs can then be read.
    */
-  async forward(ids: ArrayLike<number>, pixels: Float32Array | null, opts: ForwardOptions & { pos?: number; reserve?: number } = {}): Promise<StepPlan> {
+  async forward(
+    ids: ArrayLike<number>,
+    pixels: Float32Array | null,
+    opts: ForwardOptions & { pos?: number; reserve?: number; profile?: (times: Map<string, number>) => void } = {},
+  ): Promise<StepPlan> {
     const T = ids.length;
     if (T === 0) throw new Error('forward: empty prompt');
     const pos = opts.pos ?? 0;
@@ -142,7 +153,8 @@ export abstract class VisionLanguageModel {
       plan.exe.write(plan.pixels!, pixels!);
       plan.exe.write(plan.imageRows!, rows);
     }
-    plan.exe.run({ pos });
+    if (opts.profile) opts.profile(await plan.exe.runProfiled({ pos }));
+    else plan.exe.run({ pos });
     return plan;
   }
 

@@ -48,3 +48,38 @@ export function embed(g: Graph, ids: Tensor, table: Tensor, image?: { features: 
   }
   return g.add(kernel, inputs, { shape: [T, D], dtype: 'f32' }, { hasImage: !!image });
 }
+
+const classPositionKernel: Kernel<null> = {
+  name: 'class_position',
+  encode(node, buf) {
+    const [patches, cls, pos] = node.inputs;
+    const [T, D] = node.output.shape;
+    return [
+      {
+        pipeline: { shader: 'embedding', entry: 'class_position', aliases: { WT: 'f32' } },
+        bindings: [
+          { binding: 1, buffer: buf(patches) },
+          { binding: 2, buffer: buf(cls) },
+          { binding: 3, buffer: buf(pos) },
+          { binding: 5, buffer: buf(node.output) },
+        ],
+        uniforms: () => uniforms(T, D, 0, pos.dim(0)),
+        workgroups: [Math.ceil(D / 64), T],
+      },
+    ];
+  },
+};
+
+/**
+ * CLIP embeddings: patches [tiles·N, D] → [tiles·(N+1), D] with the class embedding [D] prepended to each
+ * image's rows and the position embedding [N+1, D] added (cls and pos as f32).
+ */
+export function classPosition(g: Graph, patches: Tensor, cls: Tensor, pos: Tensor): Tensor {
+  const D = patches.dim(1);
+  const N = pos.dim(0) - 1;
+  expectShape('class embedding', 'class embedding', cls, [D], ['f32']);
+  expectShape('class embedding', 'position embedding', pos, [N + 1, D], ['f32']);
+  if (patches.dim(0) % N !== 0) throw new Error(`class embedding: ${patches.dim(0)} patch rows are not a multiple of ${N} positions`);
+  const tiles = patches.dim(0) / N;
+  return g.add(classPositionKernel, [patches, cls, pos], { shape: [tiles * (N + 1), D], dtype: 'f32' }, null);
+}

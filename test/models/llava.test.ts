@@ -1,0 +1,75 @@
+// LLaVA-1.5 against the llava-tiny reference (openai/CLIP vision tower + llama2.c decoder): every
+// intermediate, logits at every position and the 12 greedy tokens, with the current and the legacy
+// llava-hf checkpoint layouts.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { copyFileSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { assertClose, testGpu } from '../helpers.ts';
+import { FIXTURES, openReference, type Reference } from '../reference.ts';
+import { Llava } from '../../src/models/llava.ts';
+import { greedy } from '../../src/generate.ts';
+
+// The fixture README's tolerance for f32 weights and f32 compute.
+const TOL = 1e-4;
+const TAPS = ['vision_embeddings', 'vision_pre_layrnorm', 'layer0_vision', 'vision_hidden', 'projector_out', 'inputs_embeds', 'layer0_text', 'text_final_norm', 'logits'];
+const SRC = join(FIXTURES, 'llava-tiny');
+
+let legacyDir: string;
+before(() => {
+  // The legacy file as a model directory of its own: same config and tokenizer, legacy tensor names.
+  legacyDir = mkdtempSync(join(tmpdir(), 'llava-legacy-'));
+  for (const f of readdirSync(SRC)) if (!f.startsWith('model')) copyFileSync(join(SRC, f), join(legacyDir, f));
+  copyFileSync(join(SRC, 'model-legacy.safetensors'), join(legacyDir, 'model.safetensors'));
+});
+after(() => rmSync(legacyDir, { recursive: true, force: true }));
+
+for (const layout of ['current', 'legacy'] as const) {
+  describe(`llava-tiny, ${layout} layout`, () => {
+    let model: Llava;
+    let ref: Reference;
+    before(async () => {
+      model = await Llava.load(await testGpu(), layout === 'current' ? SRC : legacyDir);
+      ref = await openReference(join(SRC, 'reference.safetensors'));
+    });
+    after(async () => {
+      model?.dispose();
+      await ref?.close();
+    });
+
+    it('detects the layout from the tensor names', () => {
+      assert.equal(model.layout, layout);
+    });
+
+    it('matches every intermediate and the logits at every position', async () => {
+      const ids = await ref.i32('input_ids');
+      const pixels = (await ref.f32('pixel_values')).data;
+      const plan = await model.forward(ids, pixels, { logits: 'all', taps: TAPS });
+      const report: string[] = [];
+      for (const tap of TAPS) {
+        const want = await ref.f32(tap);
+        const t = plan.taps.get(tap);
+        assert.ok(t, `the model does not produce ${tap}`);
+        assert.deepEqual([1, ...t.shape], want.shape, `${tap}: shape`);
+        const { maxAbs } = assertClose(await plan.exe.read(t), want.data, { atol: TOL }, `llava ${layout} ${tap}`);
+        report.push(`${tap} ${maxAbs.toExponential(2)}`);
+      }
+      console.log(`llava-tiny (${layout}) max |Δ|: ${report.join(', ')}`);
+    });
+
+    it('generates the 12 greedy tokens with the KV cache', async () => {
+      const ids = await ref.i32('input_ids');
+      const pixels = (await ref.f32('pixel_values')).data;
+      const want = await ref.i32('greedy_ids');
+      const wantLogits = (await ref.f32('greedy_logits')).data;
+      const V = model.textConfig.vocab_size;
+      const got: number[] = [];
+      for await (const s of greedy(model, ids, pixels, { maxNewTokens: want.length, stopAtEos: false, withLogits: true })) {
+        assertClose(s.logits!, wantLogits.subarray(got.length * V, (got.length + 1) * V), { atol: TOL }, `greedy_logits row ${got.length}`);
+        got.push(s.token);
+      }
+      assert.deepEqual(got, [...want]);
+    });
+  });
+}
