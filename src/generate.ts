@@ -21,6 +21,8 @@ export interface GenerateOptions extends SamplingOptions {
   /** Also read back each step's logits row (slower; for tests and diff). */
   withLogits?: boolean;
   signal?: AbortSignal;
+  /** Called once the prompt is processed, with the device time per section (vision, decoder) in ms. */
+  onPrefill?: (sections: Map<string, number>) => void;
 }
 
 export interface TokenStep {
@@ -116,7 +118,8 @@ export async function* generateTokens(
     let px = pixels;
     for (let n = 0; n < o.maxNewTokens; n++) {
       o.signal?.throwIfAborted();
-      const plan = await model.forward(input, px, { pos, reserve: n === 0 ? o.maxNewTokens : 0 });
+      const profile = n === 0 ? o.onPrefill : undefined;
+      const plan = await model.forward(input, px, { pos, reserve: n === 0 ? o.maxNewTokens : 0, profile });
       let logits: Float32Array | undefined;
       let token: number;
       if (sampling || o.withLogits) logits = (await plan.exe.read(plan.logits)) as Float32Array;

@@ -16,6 +16,7 @@ interface Encoded {
   pipeline: GPUComputePipeline;
   bindGroup: GPUBindGroup;
   node: string;
+  section: string;
 }
 
 export class Executable {
@@ -56,9 +57,9 @@ export class Executable {
       throw new GpuError(`tensor ${t} has no buffer (${t.chunks ? 'split weights must be bound per chunk' : 'not planned'})`);
     };
     const ctx: KernelContext = { has: (f) => gpu.has(f), dummy: gpu.dummy };
-    const dispatches: { d: Dispatch; node: string }[] = [];
+    const dispatches: { d: Dispatch; node: string; section: string }[] = [];
     for (const n of layout.order) {
-      for (const d of n.kernel.encode(n, bufferOf, ctx)) dispatches.push({ d, node: `${n.kernel.name}→${n.output}` });
+      for (const d of n.kernel.encode(n, bufferOf, ctx)) dispatches.push({ d, node: `${n.kernel.name}→${n.output}`, section: n.section });
     }
     const uniformBuffer = gpu.pool.create(
       Math.max(1, dispatches.length) * UNIFORM_SLOT,
@@ -67,7 +68,7 @@ export class Executable {
     );
     const pipelines = await Promise.all(dispatches.map(({ d }) => gpu.pipelines.get(d.pipeline)));
     const encoded = await gpu.scoped('binding the graph', () =>
-      dispatches.map(({ d, node }, i) => {
+      dispatches.map(({ d, node, section }, i) => {
         const pipeline = pipelines[i];
         const entries: GPUBindGroupEntry[] = [
           { binding: 0, resource: { buffer: uniformBuffer, offset: i * UNIFORM_SLOT, size: UNIFORM_SLOT } },
@@ -77,7 +78,7 @@ export class Executable {
           })),
         ];
         const bindGroup = gpu.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries, label: node });
-        return { dispatch: d, pipeline, bindGroup, node };
+        return { dispatch: d, pipeline, bindGroup, node, section };
       }),
     );
     return new Executable(gpu, layout, buffers, encoded, uniformBuffer);
@@ -99,6 +100,71 @@ export class Executable {
 
   /** Encodes every dispatch into one compute pass and submits once. */
   run(step: Step = { pos: 0 }, timestampWrites?: GPUComputePassTimestampWrites): void {
+    this.writeUniforms(step);
+    const enc = this.gpu.device.createCommandEncoder();
+    const pass = enc.beginComputePass(timestampWrites ? { timestampWrites } : undefined);
+    this.encode(pass, this.encoded);
+    pass.end();
+    this.gpu.device.queue.submit([enc.finish()]);
+  }
+
+  /**
+   * Runs like run() — one encoder, one submission — but with one compute pass per section, each bracketed
+   * by timestamps; resolves to the device milliseconds of each section. Without timestamp-query the
+   * sections are timed together by the wall clock and reported as one entry, "all".
+   */
+  async runProfiled(step: Step = { pos: 0 }): Promise<Map<string, number>> {
+    const sections: { name: string; items: Encoded[] }[] = [];
+    for (const e of this.encoded) {
+      const last = sections[sections.length - 1];
+      if (last && last.name === e.section) last.items.push(e);
+      else sections.push({ name: e.section, items: [e] });
+    }
+    if (!this.gpu.has('timestamp-query') || sections.length === 0) {
+      const t0 = performance.now();
+      this.run(step);
+      await this.gpu.device.queue.onSubmittedWorkDone();
+      return new Map([['all', performance.now() - t0]]);
+    }
+    this.writeUniforms(step);
+    const n = sections.length * 2;
+    const querySet = this.gpu.device.createQuerySet({ type: 'timestamp', count: n });
+    const resolve = this.gpu.pool.create(n * 8, GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC, 'timestamps');
+    const staging = this.gpu.pool.create(n * 8, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, 'timestamps readback');
+    try {
+      const enc = this.gpu.device.createCommandEncoder();
+      sections.forEach((s, i) => {
+        const pass = enc.beginComputePass({ timestampWrites: { querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 } });
+        this.encode(pass, s.items);
+        pass.end();
+      });
+      enc.resolveQuerySet(querySet, 0, n, resolve, 0);
+      enc.copyBufferToBuffer(resolve, 0, staging, 0, n * 8);
+      this.gpu.device.queue.submit([enc.finish()]);
+      await staging.mapAsync(GPUMapMode.READ);
+      const t = new BigUint64Array(staging.getMappedRange(0, n * 8).slice(0));
+      staging.unmap();
+      const out = new Map<string, number>();
+      sections.forEach((s, i) => out.set(s.name, (out.get(s.name) ?? 0) + Number(t[2 * i + 1] - t[2 * i]) / 1e6));
+      return out;
+    } finally {
+      querySet.destroy();
+      this.gpu.pool.destroy(resolve);
+      this.gpu.pool.destroy(staging);
+    }
+  }
+
+  private encode(pass: GPUComputePassEncoder, items: Encoded[]): void {
+    for (const e of items) {
+      const [x, y = 1, z = 1] = e.dispatch.workgroups;
+      if (x === 0 || y === 0 || z === 0) continue;
+      pass.setPipeline(e.pipeline);
+      pass.setBindGroup(0, e.bindGroup);
+      pass.dispatchWorkgroups(x, y, z);
+    }
+  }
+
+  private writeUniforms(step: Step): void {
     if (this.disposed) throw new GpuError('run: this plan was disposed');
     this.gpu.checkAlive();
     const words = new Uint32Array(this.uniformData);
@@ -108,19 +174,7 @@ export class Executable {
       if (src.length * 4 > UNIFORM_SLOT) throw new GpuError(`${e.node}: uniforms exceed ${UNIFORM_SLOT} bytes`);
       words.set(src, (i * UNIFORM_SLOT) / 4);
     });
-    const q = this.gpu.device.queue;
-    if (this.encoded.length) q.writeBuffer(this.uniformBuffer, 0, this.uniformData);
-    const enc = this.gpu.device.createCommandEncoder();
-    const pass = enc.beginComputePass(timestampWrites ? { timestampWrites } : undefined);
-    for (const e of this.encoded) {
-      const [x, y = 1, z = 1] = e.dispatch.workgroups;
-      if (x === 0 || y === 0 || z === 0) continue;
-      pass.setPipeline(e.pipeline);
-      pass.setBindGroup(0, e.bindGroup);
-      pass.dispatchWorkgroups(x, y, z);
-    }
-    pass.end();
-    q.submit([enc.finish()]);
+    if (this.encoded.length) this.gpu.device.queue.writeBuffer(this.uniformBuffer, 0, this.uniformData);
   }
 
   /** Reads a planned tensor (an output, a kept intermediate or an input) back as f32 / u32 values. */

@@ -48,6 +48,8 @@ export class Node<A = unknown> {
   readonly inputs: Tensor[];
   readonly output: Tensor;
   readonly attrs: A;
+  /** The part of the model it belongs to ("vision", "decoder"), timed separately when profiling. */
+  section = 'main';
   constructor(kernel: Kernel<A>, inputs: Tensor[], output: Tensor, attrs: A) {
     this.kernel = kernel;
     this.inputs = inputs;
@@ -60,6 +62,12 @@ export class Graph {
   readonly nodes: Node[] = [];
   readonly inputs: Tensor[] = [];
   private readonly names = new Map<string, Tensor>();
+  private currentSection = 'main';
+
+  /** Nodes added from now on belong to `name` (a profiling section: a separate compute pass when timed). */
+  section(name: string): void {
+    this.currentSection = name;
+  }
 
   /** A tensor the caller fills before each execution (pixels, token ids). */
   input(name: string, shape: number[], dtype: DType): Tensor {
@@ -96,6 +104,7 @@ export class Graph {
       t = new Tensor(out.shape, out.dtype, 'value');
     }
     const node = new Node(kernel, inputs, t, attrs);
+    node.section = this.currentSection;
     t.node = node;
     this.nodes.push(node as Node);
     return t;
