@@ -490,7 +490,8 @@ try {
         samples: m.samples,
         timing: timer ? 'gpu-timestamp' : 'wall',
       });
-      process.stderr.write(`validated and timed: ${c.name}\n`);
+      const r = rows[rows.length - 1];
+      process.stderr.write(`validated and timed: ${c.name}: ${r.medianMs.toFixed(3)} ms, ${r.gflops.toFixed(2)} GFLOP/s, ${r.gbps.toFixed(2)} GB/s\n`);
     } finally {
       exe.dispose();
       for (const n of g.nodes) for (const t of n.inputs) if (t.kind === 'weight') for (const ch of t.chunks ?? []) gpu.pool.destroy(ch.buffer);
