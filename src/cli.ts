@@ -1,4 +1,5 @@
-// The webgpu-vlm command line: `diff` checks a model against a reference file; `info` shows the adapter.
+// The webgpu-vlm command line: `run` answers a prompt about an image with streamed text; `diff` checks a
+// model against a reference file; `info` shows the adapter.
 import { parseArgs } from 'node:util';
 import { Gpu } from './gpu/device.ts';
 import { loadModelDir } from './models/registry.ts';
@@ -8,14 +9,36 @@ import { progressBar } from './progress.ts';
 const USAGE = `webgpu-vlm — vision-language models on WebGPU
 
 Usage:
+  webgpu-vlm run --model DIR|ORG/NAME [--image FILE ...] --prompt "..." [options]
   webgpu-vlm diff --model DIR --reference FILE.safetensors [--atol X] [--tol NAME=X ...] [--json]
   webgpu-vlm info
   webgpu-vlm COMMAND --help
 
 Commands:
+  run    Generate a reply to a prompt about zero or more images, streamed to stdout.
   diff   Run the model in DIR on the inputs of a reference file (pixel_values, input_ids) and compare
          every tensor of that file it knows (intermediates, logits, greedy_ids, greedy_logits).
   info   Print the WebGPU adapter, its features and limits.`;
+
+const RUN_USAGE = `webgpu-vlm run --model DIR|ORG/NAME [--image FILE ...] --prompt "..." [options]
+
+Loads the model (a directory, or a Hub id found offline in the Hugging Face cache), renders the chat
+template with the images and the prompt, and streams the reply to stdout. Load progress and a final
+timings line go to stderr.
+
+Options:
+  --model DIR|ID         model directory or Hugging Face id (HF_HUB_CACHE / HF_HOME / ~/.cache/huggingface/hub)
+  --image FILE           an image (PNG, JPEG, WebP, GIF, TIFF, ...); repeat for several
+  --prompt TEXT          the question
+  --max-new-tokens N     default 128
+  --temperature T        0 = greedy (default); > 0 samples
+  --top-k K              sample among the K most likely tokens
+  --top-p P              nucleus sampling
+  --seed N               sampling seed (default 0)
+  --stop TEXT            stop when the reply contains TEXT; repeatable
+  --dtype auto|f32|f16   weight storage (default auto)
+  --json                 print one JSON object (text, tokens, timings) instead of streaming
+  -h, --help             this help`;
 
 const DIFF_USAGE = `webgpu-vlm diff --model DIR --reference FILE.safetensors [options]
 
@@ -91,6 +114,69 @@ async function diff(argv: string[]): Promise<number> {
   }
 }
 
+function numberOpt(name: string, v: string | undefined, check: (n: number) => boolean, what: string): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!check(n)) fail(`run: ${name} expects ${what}, got "${v}"`, RUN_USAGE);
+  return n;
+}
+
+async function run(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      model: { type: 'string' },
+      image: { type: 'string', multiple: true },
+      prompt: { type: 'string' },
+      'max-new-tokens': { type: 'string' },
+      temperature: { type: 'string' },
+      'top-k': { type: 'string' },
+      'top-p': { type: 'string' },
+      seed: { type: 'string' },
+      stop: { type: 'string', multiple: true },
+      dtype: { type: 'string' },
+      json: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    console.log(RUN_USAGE);
+    return 0;
+  }
+  if (!values.model) fail('run: --model DIR|ID is required', RUN_USAGE);
+  if (values.prompt === undefined) fail('run: --prompt TEXT is required', RUN_USAGE);
+  const dtype = values.dtype ?? 'auto';
+  if (dtype !== 'auto' && dtype !== 'f32' && dtype !== 'f16') fail(`run: --dtype expects auto, f32 or f16, got "${dtype}"`, RUN_USAGE);
+  const maxNewTokens = numberOpt('--max-new-tokens', values['max-new-tokens'], (n) => Number.isInteger(n) && n > 0, 'a positive integer') ?? 128;
+  const temperature = numberOpt('--temperature', values.temperature, (n) => n >= 0, 'a number >= 0');
+  const topK = numberOpt('--top-k', values['top-k'], (n) => Number.isInteger(n) && n > 0, 'a positive integer');
+  const topP = numberOpt('--top-p', values['top-p'], (n) => n > 0 && n <= 1, 'a number in (0, 1]');
+  const seed = numberOpt('--seed', values.seed, (n) => Number.isInteger(n), 'an integer');
+  const { loadModel } = await import('./pipeline.ts');
+  const pipe = await loadModel(values.model, { dtype, onProgress: progressBar('loading') });
+  try {
+    if (!values.json) process.stderr.write(`${pipe.model.gpu.describe().split('\n')[0]}\n`);
+    const gen = pipe.generate({ prompt: values.prompt, images: values.image ?? [], maxNewTokens, temperature, topK, topP, seed, stop: values.stop });
+    if (!values.json) for await (const chunk of gen) process.stdout.write(chunk.text);
+    const r = await gen;
+    const t = r.timings;
+    if (values.json) {
+      console.log(JSON.stringify({ text: r.text, tokens: r.tokens, finishReason: r.finishReason, timings: t, adapter: pipe.model.gpu.info.description }, null, 2));
+    } else {
+      process.stdout.write('\n');
+      process.stderr.write(
+        `load ${(t.loadMs / 1000).toFixed(2)} s, image encode ${t.imageEncodeMs.toFixed(1)} ms, TTFT ${t.ttftMs.toFixed(1)} ms, ` +
+          `prefill ${t.prefillTokensPerSecond.toFixed(1)} tok/s (${t.promptTokens} tokens), decode ${t.decodeTokensPerSecond.toFixed(1)} tok/s ` +
+          `(${t.newTokens} tokens, ${r.finishReason})\n`,
+      );
+    }
+    return 0;
+  } finally {
+    pipe.dispose();
+  }
+}
+
 async function info(argv: string[]): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {
     console.log('webgpu-vlm info\n\nPrints the WebGPU adapter, the features this runtime uses and its limits.');
@@ -107,6 +193,8 @@ export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   try {
     switch (cmd) {
+      case 'run':
+        return await run(rest);
       case 'diff':
         return await diff(rest);
       case 'info':

@@ -1,0 +1,76 @@
+// A checkpoint of real size: writes the random-weight SmolVLM-256M-shaped BF16 checkpoint
+// (bench/make-checkpoint.ts: one ~513 MB file and a sharded copy), then for each layout loads it through
+// the public API, answers a prompt about one unsplit image while streaming tokens, and records load
+// time, peak RSS and GPU memory against the checkpoint size, and the generation timings.
+// Not part of CI: on lavapipe the 1024-patch ViT takes minutes.
+//
+//   npx tsx bench/model.bench.ts [--dir DIR (reuse a written checkpoint)] [--tokens N] [--dtype auto|f16|f32] [--json FILE] [--layouts single,sharded]
+import { parseArgs } from 'node:util';
+import { existsSync, rmSync, statSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { makeCheckpoint } from './make-checkpoint.ts';
+import { loadModel } from '../src/pipeline.ts';
+import { progressBar } from '../src/progress.ts';
+import type { WeightDType } from '../src/io/upload.ts';
+
+const { values: args } = parseArgs({
+  options: {
+    dir: { type: 'string' },
+    tokens: { type: 'string' },
+    dtype: { type: 'string' },
+    json: { type: 'string' },
+    layouts: { type: 'string' },
+    keep: { type: 'boolean' },
+  },
+  strict: true,
+});
+
+const mib = (n: number) => `${(n / 2 ** 20).toFixed(0)} MiB`;
+const dir = args.dir ?? join(tmpdir(), 'smolvlm-256m-random');
+const made = !args.dir || !existsSync(join(dir, 'single', 'model.safetensors'));
+if (made) await makeCheckpoint(dir);
+const layouts = (args.layouts ?? 'single,sharded').split(',');
+const tokens = Number(args.tokens ?? 4);
+const dtype = (args.dtype ?? 'auto') as WeightDType;
+
+// A 512×512 test picture (the tile size, so the image is a single unsplit tile).
+const image = await sharp({ create: { width: 512, height: 512, channels: 3, background: { r: 40, g: 120, b: 200 } } })
+  .composite([{ input: Buffer.from('<svg width="512" height="512"><circle cx="256" cy="256" r="120" fill="yellow"/></svg>'), top: 0, left: 0 }])
+  .png()
+  .toBuffer();
+
+const results = [];
+for (const layout of layouts) {
+  const modelDir = join(dir, layout);
+  const ckptBytes = readdirSync(modelDir)
+    .filter((f) => f.endsWith('.safetensors'))
+    .reduce((a, f) => a + statSync(join(modelDir, f)).size, 0);
+  global.gc?.();
+  const rss0 = process.memoryUsage().rss;
+  let peakRss = rss0;
+  const sampler = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 20);
+  const t0 = performance.now();
+  const pipe = await loadModel(modelDir, { dtype, onProgress: progressBar(`loading ${layout}`) });
+  const loadS = (performance.now() - t0) / 1000;
+  const peakLoadRss = Math.max(peakRss, process.memoryUsage().rss);
+  const gpuBytes = pipe.model.gpu.pool.liveBytes;
+  pipe.imageConfig.doImageSplitting = false;
+  console.log(`\n${layout}: ${pipe.model.gpu.describe().split('\n')[0]}`);
+  console.log(`checkpoint ${mib(ckptBytes)} BF16 → GPU ${mib(gpuBytes)} (${dtype}); load ${loadS.toFixed(1)} s, peak RSS +${mib(peakLoadRss - rss0)} over ${mib(rss0)}`);
+  process.stdout.write('streamed: ');
+  const gen = pipe.generate({ prompt: 'What is in the image?', images: [image], maxNewTokens: tokens });
+  for await (const c of gen) process.stdout.write(`[${c.token}]`);
+  const r = await gen;
+  clearInterval(sampler);
+  const t = r.timings;
+  console.log(
+    `\nimage encode ${t.imageEncodeMs.toFixed(0)} ms, TTFT ${t.ttftMs.toFixed(0)} ms, prefill ${t.prefillTokensPerSecond.toFixed(1)} tok/s (${t.promptTokens} tokens), ` +
+      `decode ${t.decodeTokensPerSecond.toFixed(2)} tok/s (${t.newTokens} tokens); peak RSS overall +${mib(peakRss - rss0)}`,
+  );
+  results.push({ layout, checkpointBytes: ckptBytes, gpuBytes, dtype, loadSeconds: loadS, rssBefore: rss0, peakRssLoad: peakLoadRss, peakRss, timings: t, tokens: r.tokens });
+  pipe.dispose();
+}
+if (args.json) writeFileSync(args.json, JSON.stringify({ date: new Date().toISOString(), results }, null, 2));
+if (made && !args.keep) rmSync(dir, { recursive: true, force: true });

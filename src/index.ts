@@ -1,0 +1,15 @@
+// webgpu-vlm: vision-language models on WebGPU from Node. The public API.
+export { loadModel, VisionLanguagePipeline, Generation } from './pipeline.ts';
+export type { LoadModelOptions, GenerateRequest, GenerateResult, TextChunk, Timings } from './pipeline.ts';
+export type { ChatMessage } from './text/chat.ts';
+export type { ImageInput } from './image/preprocess.ts';
+export type { LoadProgress } from './models/weights.ts';
+export type { WeightDType } from './io/upload.ts';
+export { Gpu, GpuError } from './gpu/device.ts';
+export type { GpuOptions } from './gpu/device.ts';
+export { LoadError } from './io/safetensors.ts';
+export { HubError } from './io/hub.ts';
+export { loadModelDir } from './models/registry.ts';
+export { generateTokens } from './generate.ts';
+export type { GenerateOptions, SamplingOptions, TokenStep } from './generate.ts';
+export { VisionLanguageModel } from './models/vlm.ts';

@@ -1,0 +1,297 @@
+// From an image and a question to streamed text: a loaded model with its tokenizer, chat template and
+// image processor. generate() renders the chat, expands the image placeholders as the model's processor
+// does, preprocesses the images, and streams decoded text while the GPU generates.
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Gpu } from './gpu/device.ts';
+import { looksLikeHubId, resolveHubId } from './io/hub.ts';
+import { loadModelDir } from './models/registry.ts';
+import type { VisionLanguageModel } from './models/vlm.ts';
+import type { LoadProgress } from './models/weights.ts';
+import type { WeightDType } from './io/upload.ts';
+import { TextTokenizer } from './text/tokenizer.ts';
+import { loadChatTemplate, renderChat, type ChatMessage } from './text/chat.ts';
+import { expandImages, loadImageSeqLen, loadImageTokens, type ImageTokens } from './text/prompt.ts';
+import { loadImageProcessorConfig, preprocessImage, type ImageInput, type ImageProcessorConfig } from './image/preprocess.ts';
+import { generateTokens } from './generate.ts';
+
+export interface LoadModelOptions {
+  /** Storage of float weights: 'auto' (default: as stored where the device reads it, BF16 → f32), 'f32' or 'f16'. */
+  dtype?: WeightDType;
+  onProgress?: (p: LoadProgress) => void;
+  /** Hub revision to look up in the local cache (default "main"). */
+  revision?: string;
+  /** Use this GPU instead of opening one (it is then not destroyed by dispose()). */
+  gpu?: Gpu;
+}
+
+export interface GenerateRequest {
+  /** Chat messages; image parts ({ type: 'image' }) take the images in order. */
+  messages?: ChatMessage[];
+  /** Shorthand for one user message: the images first, then this text. */
+  prompt?: string;
+  images?: ImageInput[];
+  maxNewTokens?: number;
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  seed?: number;
+  /** Stop strings: generation ends when the text contains one (it is cut off before it). */
+  stop?: string[];
+  signal?: AbortSignal;
+}
+
+export interface Timings {
+  loadMs: number;
+  /** Host image preprocessing (decode, resize, split, normalise). */
+  preprocessMs: number;
+  /** Device time of the vision tower and projector (GPU timestamps; 0 without images). */
+  imageEncodeMs: number;
+  /** From the generate() call to the first token. */
+  ttftMs: number;
+  promptTokens: number;
+  prefillTokensPerSecond: number;
+  newTokens: number;
+  decodeTokensPerSecond: number;
+}
+
+export interface GenerateResult {
+  text: string;
+  tokens: number[];
+  finishReason: 'eos' | 'length' | 'stop';
+  timings: Timings;
+}
+
+export interface TextChunk {
+  token: number;
+  /** Text this token completes (empty while a multi-byte character is incomplete). */
+  text: string;
+}
+
+/** The result of generate(): await it for the whole text, or iterate it for streamed chunks. */
+export class Generation implements AsyncIterable<TextChunk>, PromiseLike<GenerateResult> {
+  private readonly chunks: TextChunk[] = [];
+  private waiters: (() => void)[] = [];
+  private done = false;
+  private readonly result: Promise<GenerateResult>;
+
+  constructor(run: (emit: (c: TextChunk) => void) => Promise<GenerateResult>) {
+    this.result = run((c) => {
+      this.chunks.push(c);
+      this.wake();
+    }).finally(() => {
+      this.done = true;
+      this.wake();
+    });
+    this.result.catch(() => {}); // surfaced through then() or the iterator
+  }
+
+  private wake(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+
+  then<A = GenerateResult, B = never>(
+    ok?: ((v: GenerateResult) => A | PromiseLike<A>) | null,
+    err?: ((e: unknown) => B | PromiseLike<B>) | null,
+  ): Promise<A | B> {
+    return this.result.then(ok, err);
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<TextChunk> {
+    let i = 0;
+    for (;;) {
+      if (i < this.chunks.length) {
+        yield this.chunks[i++];
+        continue;
+      }
+      if (this.done) {
+        await this.result; // rethrows a failure
+        return;
+      }
+      await new Promise<void>((r) => this.waiters.push(r));
+    }
+  }
+}
+
+export class VisionLanguagePipeline {
+  private constructor(
+    readonly model: VisionLanguageModel,
+    readonly tokenizer: TextTokenizer,
+    readonly chatTemplate: string,
+    readonly imageConfig: ImageProcessorConfig,
+    readonly imageSeqLen: number,
+    readonly imageTokens: ImageTokens,
+    readonly dir: string,
+    readonly loadMs: number,
+    /** Token ids that end a reply: generation_config.json's eos_token_id, plus the config's. */
+    readonly eos: number[],
+    private readonly ownsGpu: boolean,
+  ) {}
+
+  static async load(pathOrId: string, opts: LoadModelOptions = {}): Promise<VisionLanguagePipeline> {
+    const t0 = performance.now();
+    let dir = pathOrId;
+    let root: string | undefined;
+    if (looksLikeHubId(pathOrId)) {
+      const snap = resolveHubId(pathOrId, opts.revision);
+      dir = snap.dir;
+      root = snap.repo;
+    }
+    const [tokenizer, chatTemplate, imageConfig, imageSeqLen, imageTokens] = await Promise.all([
+      TextTokenizer.load(dir),
+      loadChatTemplate(dir),
+      loadImageProcessorConfig(dir),
+      loadImageSeqLen(dir),
+      loadImageTokens(dir),
+    ]);
+    const gpu = opts.gpu ?? (await Gpu.create());
+    try {
+      const model = await loadModelDir(gpu, dir, { dtype: opts.dtype, onProgress: opts.onProgress, root });
+      if (model.featuresPerTile !== imageSeqLen) {
+        model.dispose();
+        throw new Error(`${dir}: processor_config.json image_seq_len ${imageSeqLen} differs from the ${model.featuresPerTile} features per image the model config gives`);
+      }
+      const eos = [...new Set([...(await generationEos(dir)), ...model.textConfig.eos_token_id])];
+      return new VisionLanguagePipeline(model, tokenizer, chatTemplate, imageConfig, imageSeqLen, imageTokens, dir, performance.now() - t0, eos, !opts.gpu);
+    } catch (e) {
+      if (!opts.gpu) gpu.destroy();
+      throw e;
+    }
+  }
+
+  /** The chat as the model sees it: template rendered, placeholders expanded; and the preprocessed pixels. */
+  async prepare(req: GenerateRequest): Promise<{ text: string; ids: number[]; pixels: Float32Array | null; preprocessMs: number }> {
+    const images = req.images ?? [];
+    let messages = req.messages;
+    if (!messages) {
+      if (req.prompt === undefined) throw new Error('generate: give `messages` or `prompt`');
+      messages = [{ role: 'user', content: [...images.map(() => ({ type: 'image' as const })), { type: 'text' as const, text: req.prompt }] }];
+    } else if (req.prompt !== undefined) {
+      throw new Error('generate: give either `messages` or `prompt`, not both');
+    }
+    const t0 = performance.now();
+    const pre = await Promise.all(images.map((img) => preprocessImage(img, this.imageConfig)));
+    const preprocessMs = performance.now() - t0;
+    const chat = renderChat(this.chatTemplate, messages, { addGenerationPrompt: true });
+    const text = expandImages(chat, pre.map((p) => ({ rows: p.rows, cols: p.cols })), this.imageSeqLen, this.imageTokens);
+    const ids = this.tokenizer.encode(text);
+    let pixels: Float32Array | null = null;
+    if (pre.length) {
+      const total = pre.reduce((a, p) => a + p.pixelValues.length, 0);
+      pixels = new Float32Array(total);
+      let o = 0;
+      for (const p of pre) {
+        pixels.set(p.pixelValues, o);
+        o += p.pixelValues.length;
+      }
+    }
+    return { text, ids, pixels, preprocessMs };
+  }
+
+  generate(req: GenerateRequest): Generation {
+    return new Generation(async (emit) => {
+      const t0 = performance.now();
+      const maxNewTokens = req.maxNewTokens ?? 128;
+      if (!(Number.isInteger(maxNewTokens) && maxNewTokens > 0)) throw new Error(`generate: maxNewTokens must be a positive integer, got ${maxNewTokens}`);
+      const { ids, pixels, preprocessMs } = await this.prepare(req);
+      const tokens: number[] = [];
+      let emitted = '';
+      let imageEncodeMs = 0;
+      let prefillMs = 0;
+      let ttft = 0;
+      let finishReason: GenerateResult['finishReason'] = 'length';
+      const stops = req.stop ?? [];
+      const tGen = performance.now();
+      for await (const step of generateTokens(this.model, ids, pixels, {
+        maxNewTokens,
+        temperature: req.temperature,
+        topK: req.topK,
+        topP: req.topP,
+        seed: req.seed,
+        signal: req.signal,
+        eos: this.eos,
+        onPrefill: (s) => {
+          imageEncodeMs = s.get('vision') ?? 0;
+        },
+      })) {
+        if (tokens.length === 0) {
+          ttft = performance.now() - t0;
+          prefillMs = performance.now() - tGen;
+        }
+        if (this.eos.includes(step.token)) {
+          finishReason = 'eos';
+          tokens.push(step.token);
+          break;
+        }
+        tokens.push(step.token);
+        // Decode everything so far and emit what is new, holding back an incomplete UTF-8 sequence.
+        const full = this.tokenizer.decode(tokens.filter((t) => !this.eos.includes(t)), true);
+        const stopAt = stops.map((s) => full.indexOf(s)).filter((i) => i >= 0);
+        if (stopAt.length) {
+          const cut = full.slice(0, Math.min(...stopAt));
+          if (cut.length > emitted.length) emit({ token: step.token, text: cut.slice(emitted.length) });
+          emitted = cut;
+          finishReason = 'stop';
+          break;
+        }
+        if (!full.endsWith('\uFFFD') && full.length >= emitted.length && full.startsWith(emitted)) {
+          emit({ token: step.token, text: full.slice(emitted.length) });
+          emitted = full;
+        } else {
+          emit({ token: step.token, text: '' });
+        }
+      }
+      const tEnd = performance.now();
+      const decodeMs = tEnd - tGen - prefillMs;
+      const text = finishReason === 'stop' ? emitted : this.tokenizer.decode(tokens.filter((t) => !this.eos.includes(t)), true);
+      return {
+        text,
+        tokens,
+        finishReason,
+        timings: {
+          loadMs: this.loadMs,
+          preprocessMs,
+          imageEncodeMs,
+          ttftMs: ttft,
+          promptTokens: ids.length,
+          prefillTokensPerSecond: ids.length / (prefillMs / 1000),
+          newTokens: tokens.length,
+          decodeTokensPerSecond: tokens.length > 1 ? (tokens.length - 1) / (decodeMs / 1000) : 0,
+        },
+      };
+    });
+  }
+
+  dispose(): void {
+    this.model.dispose();
+    if (this.ownsGpu) this.model.gpu.destroy();
+  }
+}
+
+/** eos_token_id of generation_config.json (a number or a list), or none when the file is absent. */
+async function generationEos(dir: string): Promise<number[]> {
+  const file = join(dir, 'generation_config.json');
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch {
+    return [];
+  }
+  let json: { eos_token_id?: unknown };
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
+  }
+  const v = json.eos_token_id;
+  const list = v === undefined || v === null ? [] : Array.isArray(v) ? v : [v];
+  if (!list.every((x) => Number.isInteger(x) && x >= 0)) throw new Error(`${file}: eos_token_id must be a token id or a list of them, got ${JSON.stringify(v)}`);
+  return list as number[];
+}
+
+/** Loads a model from a directory or an offline Hugging Face cache id, with its tokenizer and processors. */
+export function loadModel(pathOrId: string, opts: LoadModelOptions = {}): Promise<VisionLanguagePipeline> {
+  return VisionLanguagePipeline.load(pathOrId, opts);
+}
