@@ -11,7 +11,8 @@ import type { LoadProgress } from './models/weights.ts';
 import type { WeightDType } from './io/upload.ts';
 import { TextTokenizer } from './text/tokenizer.ts';
 import { loadChatTemplate, renderChat, type ChatMessage } from './text/chat.ts';
-import { expandImages, loadImageSeqLen, loadImageTokens, type ImageTokens } from './text/prompt.ts';
+import { expandImages, loadImageSeqLen, loadImageTokens, replacePlaceholders, type ImageTokens } from './text/prompt.ts';
+import { modelType } from './models/registry.ts';
 import { loadImageProcessorConfig, preprocessImage, type ImageInput, type ImageProcessorConfig } from './image/preprocess.ts';
 import { generateTokens } from './generate.ts';
 
@@ -121,6 +122,8 @@ export class VisionLanguagePipeline {
     readonly tokenizer: TextTokenizer,
     readonly chatTemplate: string,
     readonly imageConfig: ImageProcessorConfig,
+    /** How image placeholders expand: Idefics3's tile blocks, or LLaVA's one token per feature. */
+    readonly promptFormat: 'idefics3' | 'llava',
     readonly imageSeqLen: number,
     readonly imageTokens: ImageTokens,
     readonly dir: string,
@@ -139,22 +142,36 @@ export class VisionLanguagePipeline {
       dir = snap.dir;
       root = snap.repo;
     }
-    const [tokenizer, chatTemplate, imageConfig, imageSeqLen, imageTokens] = await Promise.all([
+    const format = (await modelType(dir)) === 'llava' ? 'llava' : 'idefics3';
+    const [tokenizer, chatTemplate, imageConfig, imageTokens] = await Promise.all([
       TextTokenizer.load(dir),
       loadChatTemplate(dir),
       loadImageProcessorConfig(dir),
-      loadImageSeqLen(dir),
       loadImageTokens(dir),
     ]);
+    // Idefics3 states the placeholder count in processor_config.json; LLaVA's follows from the vision config.
+    const statedSeqLen = format === 'idefics3' ? await loadImageSeqLen(dir) : undefined;
     const gpu = opts.gpu ?? (await Gpu.create());
     try {
       const model = await loadModelDir(gpu, dir, { dtype: opts.dtype, onProgress: opts.onProgress, root });
-      if (model.featuresPerTile !== imageSeqLen) {
+      if (statedSeqLen !== undefined && model.featuresPerTile !== statedSeqLen) {
         model.dispose();
-        throw new Error(`${dir}: processor_config.json image_seq_len ${imageSeqLen} differs from the ${model.featuresPerTile} features per image the model config gives`);
+        throw new Error(`${dir}: processor_config.json image_seq_len ${statedSeqLen} differs from the ${model.featuresPerTile} features per image the model config gives`);
       }
       const eos = [...new Set([...(await generationEos(dir)), ...model.textConfig.eos_token_id])];
-      return new VisionLanguagePipeline(model, tokenizer, chatTemplate, imageConfig, imageSeqLen, imageTokens, dir, performance.now() - t0, eos, !opts.gpu);
+      return new VisionLanguagePipeline(
+        model,
+        tokenizer,
+        chatTemplate,
+        imageConfig,
+        format,
+        model.featuresPerTile,
+        imageTokens,
+        dir,
+        performance.now() - t0,
+        eos,
+        !opts.gpu,
+      );
     } catch (e) {
       if (!opts.gpu) gpu.destroy();
       throw e;
@@ -174,8 +191,15 @@ export class VisionLanguagePipeline {
     const t0 = performance.now();
     const pre = await Promise.all(images.map((img) => preprocessImage(img, this.imageConfig)));
     const preprocessMs = performance.now() - t0;
-    const chat = renderChat(this.chatTemplate, messages, { addGenerationPrompt: true });
-    const text = expandImages(chat, pre.map((p) => ({ rows: p.rows, cols: p.cols })), this.imageSeqLen, this.imageTokens);
+    const chat = renderChat(this.chatTemplate, messages, {
+      addGenerationPrompt: true,
+      bosToken: this.tokenizer.specialToken('bos_token'),
+      eosToken: this.tokenizer.specialToken('eos_token'),
+    });
+    const text =
+      this.promptFormat === 'llava'
+        ? replacePlaceholders(chat, this.imageTokens.image, pre.length, (i) => this.imageTokens.image.repeat(this.imageSeqLen * pre[i].tiles))
+        : expandImages(chat, pre.map((p) => ({ rows: p.rows, cols: p.cols })), this.imageSeqLen, this.imageTokens);
     const ids = this.tokenizer.encode(text);
     let pixels: Float32Array | null = null;
     if (pre.length) {

@@ -127,15 +127,21 @@ export function expandImages(
   imageSeqLen: number,
   tokens: ImageTokens = DEFAULT_IMAGE_TOKENS,
 ): string {
-  if (tokens.image.length === 0) throw new Error('the image token must not be empty');
-  const parts = text.split(tokens.image);
+  return replacePlaceholders(text, tokens.image, grids.length, (i) => imagePromptString(grids[i]!, imageSeqLen, tokens));
+}
+
+/**
+ * Replaces the i-th `image` placeholder of `text` by block(i). Throws when the number of placeholders
+ * differs from `images`. (LLaVA's processor repeats the image token once per feature.)
+ */
+export function replacePlaceholders(text: string, image: string, images: number, block: (i: number) => string): string {
+  if (image.length === 0) throw new Error('the image token must not be empty');
+  const parts = text.split(image);
   const placeholders = parts.length - 1;
-  if (placeholders !== grids.length) {
-    throw new Error(
-      `the prompt has ${placeholders} ${tokens.image} placeholder(s) but ${grids.length} image(s) were given; they must match`,
-    );
+  if (placeholders !== images) {
+    throw new Error(`the prompt has ${placeholders} ${image} placeholder(s) but ${images} image(s) were given; they must match`);
   }
   let out = parts[0]!;
-  for (let i = 0; i < grids.length; i++) out += imagePromptString(grids[i]!, imageSeqLen, tokens) + parts[i + 1]!;
+  for (let i = 0; i < images; i++) out += block(i) + parts[i + 1]!;
   return out;
 }

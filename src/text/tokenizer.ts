@@ -40,6 +40,14 @@ export class TextTokenizer {
     return this.tokenizer.decode(ids, { skip_special_tokens: skipSpecial });
   }
 
+  /** A special token's text from tokenizer_config.json (a string or an AddedToken object), if set. */
+  specialToken(key: 'bos_token' | 'eos_token' | 'unk_token' | 'pad_token'): string | undefined {
+    const v = this.config[key];
+    if (typeof v === 'string') return v;
+    if (v && typeof v === 'object' && typeof (v as { content?: unknown }).content === 'string') return (v as { content: string }).content;
+    return undefined;
+  }
+
   tokenId(token: string): number | undefined {
     return this.tokenizer.token_to_id(token);
   }
