@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Every check that needs a real GPU, in one run (for the device machine, through
+# ../shared/device/remote.sh which provides node and the Vulkan loader):
+#   1. the kernel and model correctness tests on that GPU,
+#   2. the kernel benchmark at SmolVLM-256M shapes (JSON),
+#   3. the demo (tiny fixture end to end, max |Δlogit|),
+#   4. the real-size random checkpoint: load, stream tokens, memory.
+# Results go to $OUT (default ./gpu-out). Each step's log is kept even when a step fails.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${OUT:-gpu-out}
+mkdir -p "$out"
+export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp/xdg}; mkdir -p "$XDG_RUNTIME_DIR"
+status=0
+step() {
+  local name=$1; shift
+  local t0=$(date +%s)
+  echo "=== $name: $*"
+  "$@" > "$out/$name.txt" 2>&1; local rc=$?
+  echo "=== $name: rc=$rc in $(( $(date +%s) - t0 )) s"; tail -n 25 "$out/$name.txt" | grep -v '^Warning: maxDynamic'
+  [ $rc = 0 ] || status=1
+}
+step info node src/bin.mjs info
+step tests node --import tsx --test --test-concurrency=1 test/ops/*.test.ts test/models/*.test.ts test/api/*.test.ts
+step bench node --import tsx bench/kernels.bench.ts --json "$out/bench.json"
+step demo node --import tsx src/demo.ts
+step model node --import tsx bench/model.bench.ts --layouts single --tokens 16 --json "$out/model.json"
+exit $status
