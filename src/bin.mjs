@@ -1,6 +1,5 @@
 #!/usr/bin/env node
-// Entry point of the `webgpu-vlm` command: registers the TypeScript loader (tsx), then runs src/cli.ts.
-import { register } from 'tsx/esm/api';
+// Entry point of the `webgpu-vlm` command: loads src/cli.ts through tsx's scoped TypeScript importer.
+import { tsImport } from 'tsx/esm/api';
 
-register();
-await import('./cli.ts');
+await tsImport('./cli.ts', import.meta.url);
