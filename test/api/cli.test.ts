@@ -1,0 +1,66 @@
+// The webgpu-vlm command line as a user runs it: run (streamed and --json), --help on every command,
+// and non-zero exits with clear messages on misuse.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { FIXTURES } from '../reference.ts';
+
+const BIN = fileURLToPath(new URL('../../src/bin.mjs', import.meta.url));
+const cli = (...args: string[]) => spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 300_000 });
+const SMOL = join(FIXTURES, 'smolvlm-tiny');
+const LLAVA = join(FIXTURES, 'llava-tiny');
+
+describe('webgpu-vlm run', () => {
+  it('streams a reply and prints the timings line (SmolVLM)', () => {
+    const r = cli('run', '--model', SMOL, '--image', join(SMOL, 'image.png'), '--prompt', 'What is in the image?', '--max-new-tokens', '6');
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, /loading 100% .*59\/59 tensors/);
+    assert.match(r.stderr, /load [\d.]+ s, image encode [\d.]+ ms, TTFT [\d.]+ ms, prefill [\d.]+ tok\/s \(\d+ tokens\), decode [\d.]+ tok\/s \(6 tokens, length\)/);
+  });
+
+  it('prints a machine-readable result with --json (LLaVA)', () => {
+    const r = cli('run', '--model', LLAVA, '--image', join(LLAVA, 'image.png'), '--prompt', 'Hi?', '--max-new-tokens', '5', '--json');
+    assert.equal(r.status, 0, r.stderr);
+    const out = JSON.parse(r.stdout);
+    assert.equal(out.tokens.length, 5);
+    assert.equal(typeof out.text, 'string');
+    assert.equal(out.timings.promptTokens, 50);
+    assert.ok(out.timings.imageEncodeMs >= 0);
+  });
+
+  it('has --help on every command', () => {
+    for (const cmd of ['run', 'diff', 'info']) {
+      const r = cli(cmd, '--help');
+      assert.equal(r.status, 0, `${cmd}: ${r.stderr}`);
+      assert.match(r.stdout, new RegExp(`webgpu-vlm ${cmd}`));
+    }
+    assert.equal(cli('--help').status, 0);
+  });
+
+  it('exits 2 with a clear message on misuse', () => {
+    const cases: [string[], RegExp][] = [
+      [['run', '--prompt', 'x'], /--model DIR\|ID is required/],
+      [['run', '--model', SMOL], /--prompt TEXT is required/],
+      [['run', '--model', SMOL, '--prompt', 'x', '--max-new-tokens', 'many'], /--max-new-tokens expects a positive integer, got "many"/],
+      [['run', '--model', SMOL, '--prompt', 'x', '--top-p', '2'], /--top-p expects a number in \(0, 1\], got "2"/],
+      [['run', '--model', SMOL, '--prompt', 'x', '--dtype', 'int4'], /--dtype expects auto, f32 or f16, got "int4"/],
+      [['run', '--bogus'], /Unknown option '--bogus'/],
+    ];
+    for (const [args, msg] of cases) {
+      const r = cli(...args);
+      assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, msg);
+    }
+  });
+
+  it('exits 1 naming the problem for a missing model or image', () => {
+    const r = cli('run', '--model', '/nonexistent/model', '--prompt', 'x');
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /\/nonexistent\/model/);
+    const i = cli('run', '--model', SMOL, '--image', '/nonexistent.png', '--prompt', 'x');
+    assert.equal(i.status, 1);
+    assert.match(i.stderr, /\/nonexistent\.png/);
+  });
+});
