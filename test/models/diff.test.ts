@@ -33,6 +33,24 @@ describe('webgpu-vlm diff', () => {
   });
   after(() => rmSync(tmp, { recursive: true, force: true }));
 
+  for (const layout of ['current', 'legacy']) {
+    it(`exits 0 on llava-tiny (${layout} layout)`, () => {
+      const src = join(FIXTURES, 'llava-tiny');
+      let dir = src;
+      if (layout === 'legacy') {
+        dir = join(tmp, 'llava-legacy');
+        cpSync(src, dir, { recursive: true });
+        cpSync(join(src, 'model-legacy.safetensors'), join(dir, 'model.safetensors'));
+      }
+      const r = cli('diff', '--model', dir, '--reference', join(src, 'reference.safetensors'));
+      assert.equal(r.status, 0, r.stdout + r.stderr);
+      for (const t of ['vision_hidden', 'projector_out', 'inputs_embeds', 'logits', 'greedy_logits']) {
+        assert.match(r.stdout, new RegExp(`^${t}\\s.*\\sok`, 'm'), t);
+      }
+      assert.match(r.stdout, /greedy_ids\s+\[12\].*ok \(all equal\)/);
+    });
+  }
+
   it('exits 1 and names the first bad tensor when a vision weight is perturbed', async () => {
     const src = join(FIXTURES, 'smolvlm-tiny');
     const dir = join(tmp, 'perturbed');
