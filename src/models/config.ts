@@ -14,7 +14,8 @@ type Json = Record<string, unknown>;
 class Reader {
   constructor(
     private readonly obj: Json,
-    private readonly where: string,
+    /** The file and key path, named in every error. */
+    readonly where: string,
   ) {}
 
   private raw(key: string): unknown {
@@ -165,10 +166,10 @@ function visionConfig(r: Reader, d: VisionConfig = SIGLIP_DEFAULTS): VisionConfi
     hidden_act: r.str('hidden_act', d.hidden_act),
   };
   if (c.hidden_size % c.num_attention_heads !== 0) {
-    throw new ConfigError(`vision_config: hidden_size ${c.hidden_size} is not divisible by num_attention_heads ${c.num_attention_heads}`);
+    throw new ConfigError(`${r.where}: hidden_size ${c.hidden_size} is not divisible by num_attention_heads ${c.num_attention_heads}`);
   }
   if (c.image_size % c.patch_size !== 0) {
-    throw new ConfigError(`vision_config: image_size ${c.image_size} is not a multiple of patch_size ${c.patch_size}`);
+    throw new ConfigError(`${r.where}: image_size ${c.image_size} is not a multiple of patch_size ${c.patch_size}`);
   }
   return c;
 }
@@ -195,17 +196,17 @@ function textConfig(r: Reader, top: Reader): TextConfig {
     eos_token_id: r.ids('eos_token_id'),
   };
   if (!Number.isInteger(c.head_dim) || c.head_dim % 2 !== 0) {
-    throw new ConfigError(`text_config: head_dim ${c.head_dim} must be an even integer (hidden_size / num_attention_heads when absent)`);
+    throw new ConfigError(`${r.where}: head_dim ${c.head_dim} must be an even integer (hidden_size / num_attention_heads when absent)`);
   }
   if (heads % c.num_key_value_heads !== 0) {
-    throw new ConfigError(`text_config: num_attention_heads ${heads} is not a multiple of num_key_value_heads ${c.num_key_value_heads}`);
+    throw new ConfigError(`${r.where}: num_attention_heads ${heads} is not a multiple of num_key_value_heads ${c.num_key_value_heads}`);
   }
   const scaling = r.get('rope_scaling');
   if (scaling !== undefined && scaling !== null) {
-    throw new ConfigError(`text_config: rope_scaling ${JSON.stringify(scaling)} is not supported (only default RoPE)`);
+    throw new ConfigError(`${r.where}: rope_scaling ${JSON.stringify(scaling)} is not supported (only default RoPE)`);
   }
-  if (r.get('rope_interleaved') === true) throw new ConfigError('text_config: rope_interleaved true is not supported');
-  if (r.get('qk_layer_norms') === true) throw new ConfigError('text_config: qk_layer_norms true is not supported');
+  if (r.get('rope_interleaved') === true) throw new ConfigError(`${r.where}: rope_interleaved true is not supported`);
+  if (r.get('qk_layer_norms') === true) throw new ConfigError(`${r.where}: qk_layer_norms true is not supported`);
   return c;
 }
 
