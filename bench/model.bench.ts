@@ -56,7 +56,7 @@ for (const layout of layouts) {
   const loadS = (performance.now() - t0) / 1000;
   const peakLoadRss = Math.max(peakRss, process.memoryUsage().rss);
   const gpuBytes = pipe.model.gpu.pool.liveBytes;
-  pipe.imageConfig.doImageSplitting = false;
+  if (pipe.imageConfig.kind !== 'clip') pipe.imageConfig.doImageSplitting = false;
   console.log(`\n${layout}: ${pipe.model.gpu.describe().split('\n')[0]}`);
   console.log(`checkpoint ${mib(ckptBytes)} BF16 → GPU ${mib(gpuBytes)} (${dtype}); load ${loadS.toFixed(1)} s, peak RSS +${mib(peakLoadRss - rss0)} over ${mib(rss0)}`);
   process.stdout.write('streamed: ');

@@ -21,8 +21,12 @@ fn rope(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   let h = (idx / half) % p.heads;
   let t = idx / (half * p.heads);
   let theta = f32(p.pos0 + t) * inv_freq[i];
-  let c = cos(theta);
-  let s = sin(theta);
+  // WGSL only bounds sin/cos error inside [-π, π] and GPUs' fast sin/cos lose accuracy outside it, so
+  // reduce the angle first: 2π split in a short head (k·2π_hi is exact for k < 2^16) and a tail.
+  let k = round(theta * 0.15915494309189535);
+  let r = (theta - k * 6.28125) - k * 0.0019353071795864769;
+  let c = cos(r);
+  let s = sin(r);
   let row = p.heads * p.d;
   let src = t * row + h * p.d + i;
   let dst = (p.dst_row0 + t) * row + h * p.d + i;

@@ -13,7 +13,7 @@ import { TextTokenizer } from './text/tokenizer.ts';
 import { loadChatTemplate, renderChat, type ChatMessage } from './text/chat.ts';
 import { expandImages, loadImageSeqLen, loadImageTokens, replacePlaceholders, type ImageTokens } from './text/prompt.ts';
 import { modelType } from './models/registry.ts';
-import { loadImageProcessorConfig, preprocessImage, type ImageInput, type ImageProcessorConfig } from './image/preprocess.ts';
+import { loadAnyImageProcessorConfig, preprocessImage, type AnyImageProcessorConfig, type ImageInput } from './image/preprocess.ts';
 import { generateTokens } from './generate.ts';
 
 export interface LoadModelOptions {
@@ -121,7 +121,7 @@ export class VisionLanguagePipeline {
     readonly model: VisionLanguageModel,
     readonly tokenizer: TextTokenizer,
     readonly chatTemplate: string,
-    readonly imageConfig: ImageProcessorConfig,
+    readonly imageConfig: AnyImageProcessorConfig,
     /** How image placeholders expand: Idefics3's tile blocks, or LLaVA's one token per feature. */
     readonly promptFormat: 'idefics3' | 'llava',
     readonly imageSeqLen: number,
@@ -146,7 +146,7 @@ export class VisionLanguagePipeline {
     const [tokenizer, chatTemplate, imageConfig, imageTokens] = await Promise.all([
       TextTokenizer.load(dir),
       loadChatTemplate(dir),
-      loadImageProcessorConfig(dir),
+      loadAnyImageProcessorConfig(dir),
       loadImageTokens(dir),
     ]);
     // Idefics3 states the placeholder count in processor_config.json; LLaVA's follows from the vision config.

@@ -1,8 +1,10 @@
 /**
- * Idefics3 / SmolVLM image preprocessing (the semantics of transformers' slow `Idefics3ImageProcessor`,
- * configured by a model directory's `preprocessor_config.json`).
+ * Image preprocessing for two processor families, configured by a model directory's `preprocessor_config.json`:
+ * Idefics3 / SmolVLM (the semantics of transformers' slow `Idefics3ImageProcessor`) and CLIP / LLaVA-1.5
+ * (transformers' slow `CLIPImageProcessor` and `LlavaImageProcessor`, numpy/PIL path). Both share decoding, the
+ * Pillow-exact resampling and the rescale/normalize arithmetic below.
  *
- * Pipeline for one image (H×W = height×width, L = `size.longest_edge`, M = `max_image_size.longest_edge`):
+ * Idefics3 pipeline for one image (H×W = height×width, L = `size.longest_edge`, M = `max_image_size.longest_edge`):
  *
  * 1. Decode with sharp: first frame of animated images, EXIF orientation applied (what transformers'
  *    `load_image` does with `ImageOps.exif_transpose`), embedded ICC profiles ignored (PIL ignores them too),
@@ -46,6 +48,29 @@
  * `do_pad` only matters for batches (it pads every sample to the batch's largest tile count with all-zero
  * images and returns a `pixel_attention_mask`); every tile here is M×M, so for one image it is a no-op and
  * batching/padding is left to the caller.
+ *
+ * CLIP / LLaVA-1.5 pipeline for one image (`CLIPImageProcessor.preprocess`; `LlavaImageProcessor` adds step 3):
+ *
+ * 1. Decode as above.
+ * 2. `do_convert_rgb`: transformers' `convert_to_rgb` is PIL `image.convert("RGB")`, which drops alpha (no white
+ *    composite, unlike Idefics3), and it runs first, before any resize. With `do_convert_rgb` false transformers
+ *    would fail to normalise 4 channels; here alpha is dropped either way.
+ * 3. `do_pad` (`LlavaImageProcessor` only, default false; `CLIPImageProcessor` stores the key and never reads it):
+ *    `pad_to_square` onto a max(H, W) square filled with `int(x * 255)` of each `image_mean` channel (truncated:
+ *    OpenAI CLIP's mean gives (122, 116, 104), the colour of original LLaVA-1.5's `expand2square`), the image at row
+ *    (max − H) // 2 or column (max − W) // 2. Square images are left alone.
+ * 4. `do_resize`, `size.shortest_edge` S (`get_resize_output_image_size`, default_to_square False): short side → S,
+ *    long side → int(S · long / short), truncated; W ≤ H counts as portrait. `{"height", "width"}` resizes to exactly
+ *    that. PIL `resize` with `resample` (default 3, bicubic); an unchanged size is a no-op.
+ * 5. `do_center_crop` to `crop_size` ch×cw (`image_transforms.center_crop`): top = (H − ch) // 2,
+ *    left = (W − cw) // 2 (floor division); along an axis where the crop is larger than the image, the image is
+ *    zero-padded (level 0, before rescaling) and placed at ceil((ch − H) / 2), which is the same window.
+ * 6. `do_rescale` / `do_normalize` as step 5 above. Output [1, 3, ch, cw] (the resized size without a crop),
+ *    rows = cols = 0.
+ * "…Fast" configs are read the same way and get these (slow-path) pixels; the fast processors resize with
+ * torchvision, which can differ from PIL by a few levels. llava-hf's LLaVA-1.5 checkpoints ship a `CLIPImageProcessor`
+ * config (resize + centre crop, no pad); original LLaVA-1.5 padded to square first, which is what an
+ * `LlavaImageProcessor` config with `"do_pad": true` reproduces.
  */
 import * as fsp from 'node:fs/promises';
 import * as nodePath from 'node:path';
@@ -56,6 +81,11 @@ import type { Metadata, SharpOptions } from 'sharp';
 // Configuration
 
 export interface ImageProcessorConfig {
+  /**
+   * The discriminant in {@link AnyImageProcessorConfig}: `loadAnyImageProcessorConfig` sets it to 'idefics3';
+   * `parseImageProcessorConfig` leaves it out. Absent means Idefics3.
+   */
+  kind?: 'idefics3';
   doConvertRgb: boolean;
   doResize: boolean;
   /** `size.longest_edge` */
@@ -72,8 +102,41 @@ export interface ImageProcessorConfig {
   imageStd: [number, number, number];
 }
 
+/** transformers' `CLIPImageProcessor` / `LlavaImageProcessor` settings (see the module comment). */
+export interface ClipProcessorConfig {
+  kind: 'clip';
+  /** `LlavaImageProcessor`'s `do_pad` (pad to a square with the mean colour, before resizing); always false for `CLIPImageProcessor`, which ignores the key. */
+  doPad: boolean;
+  /** Alpha is dropped whatever its value (see the module comment). */
+  doConvertRgb: boolean;
+  doResize: boolean;
+  /** `size`: `{"shortest_edge": S}` (aspect ratio kept) or `{"height": H, "width": W}` (exact). */
+  size: { shortestEdge: number } | { height: number; width: number };
+  /** PIL resampling code: 0 nearest, 1 lanczos, 2 bilinear, 3 bicubic, 4 box, 5 hamming. */
+  resample: number;
+  doCenterCrop: boolean;
+  cropSize: { height: number; width: number };
+  doRescale: boolean;
+  rescaleFactor: number;
+  doNormalize: boolean;
+  imageMean: [number, number, number];
+  imageStd: [number, number, number];
+}
+
+/** Either processor's config, told apart by `kind` (absent or 'idefics3' = Idefics3). */
+export type AnyImageProcessorConfig = ImageProcessorConfig | ClipProcessorConfig;
+
 /** transformers' MAX_IMAGE_SIZE: no resized edge exceeds it. */
 const MAX_EDGE = 4096;
+/** A bound on CLIP `size`/`crop_size` edges, for config validation only. */
+const MAX_CLIP_EDGE = 65536;
+/** transformers' OPENAI_CLIP_MEAN / OPENAI_CLIP_STD, `CLIPImageProcessor`'s defaults. */
+const OPENAI_CLIP_MEAN: [number, number, number] = [0.48145466, 0.4578275, 0.40821073];
+const OPENAI_CLIP_STD: [number, number, number] = [0.26862954, 0.26130258, 0.27577711];
+
+const IDEFICS3_TYPE = /idefics3|smolvlm/i;
+/** `image_processor_type`s read as CLIP (the slow, fast and v5 "Pil" class names). */
+const CLIP_TYPE = /^(CLIP|Llava)ImageProcessor(Fast|Pil)?$/;
 
 function describe(v: unknown): string {
   if (v === undefined) return 'undefined';
@@ -81,31 +144,64 @@ function describe(v: unknown): string {
   return s === undefined ? String(v) : s.length > 80 ? `${s.slice(0, 77)}...` : s;
 }
 
-/**
- * Validates a parsed `preprocessor_config.json`. Missing keys take the defaults of transformers'
- * `Idefics3ImageProcessor.__init__` (size 1456, max_image_size 364, LANCZOS, rescale 1/255, mean = std = 0.5).
- * Errors name the file and the key.
- */
-export function parseImageProcessorConfig(json: unknown, file: string): ImageProcessorConfig {
+/** Typed access to a parsed `preprocessor_config.json`, with errors that name the file and the key. */
+function configReader(json: unknown, file: string) {
   const fail = (key: string, msg: string): never => {
     throw new Error(`${file}: ${key === '' ? '' : `key "${key}": `}${msg}`);
   };
   if (json === null || typeof json !== 'object' || Array.isArray(json)) fail('', `expected a JSON object, got ${describe(json)}`);
   const o = json as Record<string, unknown>;
-
-  const type = o['image_processor_type'];
-  if (type !== undefined && (typeof type !== 'string' || !/idefics3|smolvlm/i.test(type))) {
-    fail('image_processor_type', `expected an Idefics3/SmolVLM image processor, got ${describe(type)}`);
-  }
+  /** The value of `key`, or undefined when it is absent or null (transformers' "use the default"). */
+  const get = (key: string): unknown => (o[key] === null ? undefined : o[key]);
   const bool = (key: string, dflt: boolean): boolean => {
-    const v = o[key];
-    if (v === undefined || v === null) return dflt;
+    const v = get(key);
+    if (v === undefined) return dflt;
     if (typeof v !== 'boolean') fail(key, `expected true or false, got ${describe(v)}`);
     return v as boolean;
   };
+  const triple = (key: string, dflt: [number, number, number], nonZero: boolean): [number, number, number] => {
+    const v = get(key);
+    if (v === undefined) return dflt;
+    const arr: unknown[] = typeof v === 'number' ? [v, v, v] : Array.isArray(v) ? v : [];
+    const ok = (x: unknown): x is number => typeof x === 'number' && Number.isFinite(x) && (!nonZero || x !== 0);
+    if (arr.length !== 3 || !arr.every(ok)) {
+      fail(key, `expected a number or 3 finite${nonZero ? ' non-zero' : ''} numbers, got ${describe(v)}`);
+    }
+    return [arr[0], arr[1], arr[2]] as [number, number, number];
+  };
+  const resample = (dflt: number): number => {
+    const rs = get('resample');
+    if (rs === undefined) return dflt;
+    if (typeof rs !== 'number' || !Number.isInteger(rs) || !(rs in FILTERS || rs === 0)) {
+      fail('resample', `expected a PIL resampling code 0..5 (0 nearest, 1 lanczos, 2 bilinear, 3 bicubic, 4 box, 5 hamming), got ${describe(rs)}`);
+    }
+    return rs as number;
+  };
+  const rescaleFactor = (): number => {
+    const rf = get('rescale_factor');
+    if (rf === undefined) return 1 / 255;
+    if (typeof rf !== 'number' || !Number.isFinite(rf) || rf <= 0) fail('rescale_factor', `expected a positive number, got ${describe(rf)}`);
+    return rf as number;
+  };
+  return { o, get, fail, bool, triple, resample, rescaleFactor };
+}
+
+/**
+ * Validates a parsed Idefics3/SmolVLM `preprocessor_config.json`. Missing keys take the defaults of transformers'
+ * `Idefics3ImageProcessor.__init__` (size 1456, max_image_size 364, LANCZOS, rescale 1/255, mean = std = 0.5).
+ * Errors name the file and the key. CLIP/LLaVA configs are rejected: see {@link parseAnyImageProcessorConfig}.
+ */
+export function parseImageProcessorConfig(json: unknown, file: string): ImageProcessorConfig {
+  const { o, get, fail, bool, triple, resample, rescaleFactor } = configReader(json, file);
+
+  const type = o['image_processor_type'];
+  if (type !== undefined && (typeof type !== 'string' || !IDEFICS3_TYPE.test(type))) {
+    const hint = typeof type === 'string' && CLIP_TYPE.test(type) ? ' (CLIP/LLaVA configs: use parseAnyImageProcessorConfig or loadAnyImageProcessorConfig)' : '';
+    fail('image_processor_type', `expected an Idefics3/SmolVLM image processor, got ${describe(type)}${hint}`);
+  }
   const edge = (key: string, dflt: number): number => {
-    const v = o[key];
-    if (v === undefined || v === null) return dflt;
+    const v = get(key);
+    if (v === undefined) return dflt;
     if (typeof v !== 'object' || Array.isArray(v)) fail(key, `expected an object like {"longest_edge": N}, got ${describe(v)}`);
     const le = (v as Record<string, unknown>)['longest_edge'];
     if (le === undefined) fail(key, `only {"longest_edge": N} is supported, got ${describe(v)}`);
@@ -114,34 +210,12 @@ export function parseImageProcessorConfig(json: unknown, file: string): ImagePro
     }
     return le as number;
   };
-  const triple = (key: string, dflt: [number, number, number], nonZero: boolean): [number, number, number] => {
-    const v = o[key];
-    if (v === undefined || v === null) return dflt;
-    const arr: unknown[] = typeof v === 'number' ? [v, v, v] : Array.isArray(v) ? v : [];
-    const ok = (x: unknown): x is number => typeof x === 'number' && Number.isFinite(x) && (!nonZero || x !== 0);
-    if (arr.length !== 3 || !arr.every(ok)) {
-      fail(key, `expected a number or 3 finite${nonZero ? ' non-zero' : ''} numbers, got ${describe(v)}`);
-    }
-    return [arr[0], arr[1], arr[2]] as [number, number, number];
-  };
 
   const doResize = bool('do_resize', true);
   const longestEdge = edge('size', 4 * 364);
   const maxImageSize = edge('max_image_size', 364);
-  let resample = 1;
-  const rs = o['resample'];
-  if (rs !== undefined && rs !== null) {
-    if (typeof rs !== 'number' || !Number.isInteger(rs) || !(rs in FILTERS || rs === 0)) {
-      fail('resample', `expected a PIL resampling code 0..5 (0 nearest, 1 lanczos, 2 bilinear, 3 bicubic, 4 box, 5 hamming), got ${describe(rs)}`);
-    }
-    resample = rs as number;
-  }
-  let rescaleFactor = 1 / 255;
-  const rf = o['rescale_factor'];
-  if (rf !== undefined && rf !== null) {
-    if (typeof rf !== 'number' || !Number.isFinite(rf) || rf <= 0) fail('rescale_factor', `expected a positive number, got ${describe(rf)}`);
-    rescaleFactor = rf as number;
-  }
+  const rs = resample(1);
+  const rf = rescaleFactor();
   bool('do_pad', true); // validated only: a no-op for a single image (see the module comment)
   return {
     doConvertRgb: bool('do_convert_rgb', true),
@@ -149,17 +223,118 @@ export function parseImageProcessorConfig(json: unknown, file: string): ImagePro
     longestEdge,
     doImageSplitting: bool('do_image_splitting', true),
     maxImageSize,
-    resample,
+    resample: rs,
     doRescale: bool('do_rescale', true),
-    rescaleFactor,
+    rescaleFactor: rf,
     doNormalize: bool('do_normalize', true),
     imageMean: triple('image_mean', [0.5, 0.5, 0.5], false),
     imageStd: triple('image_std', [0.5, 0.5, 0.5], true),
   };
 }
 
-/** Reads and validates `dir/preprocessor_config.json`. */
-export async function loadImageProcessorConfig(dir: string): Promise<ImageProcessorConfig> {
+/**
+ * Validates a parsed CLIP/LLaVA `preprocessor_config.json`: `image_processor_type` "CLIPImageProcessor",
+ * "LlavaImageProcessor" (either with a "Fast" or "Pil" suffix), or absent (then `feature_extractor_type`, if
+ * present, must be "CLIPFeatureExtractor"). Missing keys take the defaults of transformers'
+ * `CLIPImageProcessor.__init__` (shortest_edge 224, BICUBIC, center crop 224×224, rescale 1/255, OpenAI CLIP
+ * mean/std; `LlavaImageProcessor`: do_pad false). Integer `size`/`crop_size` are read as transformers'
+ * `get_size_dict` does (`size` N = shortest edge N, `crop_size` N = N×N). Errors name the file and the key.
+ */
+export function parseClipProcessorConfig(json: unknown, file: string): ClipProcessorConfig {
+  const { get, fail, bool, triple, resample, rescaleFactor } = configReader(json, file);
+
+  const type = get('image_processor_type');
+  let llava = false;
+  if (type !== undefined) {
+    if (typeof type !== 'string' || !CLIP_TYPE.test(type)) {
+      fail('image_processor_type', `expected CLIPImageProcessor or LlavaImageProcessor (optionally …Fast), got ${describe(type)}`);
+    }
+    llava = (type as string).startsWith('Llava');
+  } else {
+    const fe = get('feature_extractor_type');
+    if (fe !== undefined && fe !== 'CLIPFeatureExtractor') fail('feature_extractor_type', `expected "CLIPFeatureExtractor", got ${describe(fe)}`);
+  }
+  const positive = (key: string, v: unknown): number => {
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > MAX_CLIP_EDGE) {
+      fail(key, `expected an integer in [1, ${MAX_CLIP_EDGE}], got ${describe(v)}`);
+    }
+    return v as number;
+  };
+  /** `{"height", "width"}` only (null when the object has other keys). */
+  const heightWidth = (key: string, v: object): { height: number; width: number } | null => {
+    const keys = Object.keys(v).sort().join(',');
+    if (keys !== 'height,width') return null;
+    const r = v as Record<string, unknown>;
+    return { height: positive(`${key}.height`, r['height']), width: positive(`${key}.width`, r['width']) };
+  };
+  const isObject = (v: unknown): v is object => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+  let size: ClipProcessorConfig['size'] = { shortestEdge: 224 };
+  const sz = get('size');
+  if (typeof sz === 'number') {
+    size = { shortestEdge: positive('size', sz) };
+  } else if (sz !== undefined) {
+    const hw = isObject(sz) ? heightWidth('size', sz) : null;
+    if (hw) size = hw;
+    else if (isObject(sz) && Object.keys(sz).join(',') === 'shortest_edge') size = { shortestEdge: positive('size.shortest_edge', (sz as Record<string, unknown>)['shortest_edge']) };
+    else fail('size', `expected {"shortest_edge": N} or {"height": H, "width": W}, got ${describe(sz)}`);
+  }
+  let cropSize = { height: 224, width: 224 };
+  const cs = get('crop_size');
+  if (typeof cs === 'number') {
+    const n = positive('crop_size', cs);
+    cropSize = { height: n, width: n };
+  } else if (cs !== undefined) {
+    const hw = isObject(cs) ? heightWidth('crop_size', cs) : null;
+    if (!hw) fail('crop_size', `expected {"height": H, "width": W}, got ${describe(cs)}`);
+    cropSize = hw!;
+  }
+  const doResize = bool('do_resize', true);
+  const rs = resample(3);
+  const doCenterCrop = bool('do_center_crop', true);
+  const rf = rescaleFactor();
+  const imageMean = triple('image_mean', OPENAI_CLIP_MEAN, false);
+  // Validated for both; CLIPImageProcessor stores unknown keys such as do_pad as attributes and never reads them.
+  const doPad = bool('do_pad', false) && llava;
+  if (doPad && !imageMean.every((m) => Math.trunc(m * 255) >= 0 && Math.trunc(m * 255) <= 255)) {
+    fail('image_mean', `with do_pad, int(255·mean) must be a uint8 level (0..255) for every channel, got ${describe(imageMean)}`);
+  }
+  return {
+    kind: 'clip',
+    doPad,
+    doConvertRgb: bool('do_convert_rgb', true),
+    doResize,
+    size,
+    resample: rs,
+    doCenterCrop,
+    cropSize,
+    doRescale: bool('do_rescale', true),
+    rescaleFactor: rf,
+    doNormalize: bool('do_normalize', true),
+    imageMean,
+    imageStd: triple('image_std', OPENAI_CLIP_STD, true),
+  };
+}
+
+/**
+ * Validates a parsed `preprocessor_config.json` of either kind, chosen by `image_processor_type` (Idefics3/SmolVLM
+ * or CLIP/LLaVA; absent: `feature_extractor_type` "CLIPFeatureExtractor" means CLIP, anything else Idefics3, as
+ * `parseImageProcessorConfig` has always read such files). Idefics3 results carry `kind: 'idefics3'`.
+ */
+export function parseAnyImageProcessorConfig(json: unknown, file: string): AnyImageProcessorConfig {
+  const { get, fail } = configReader(json, file);
+  const type = get('image_processor_type');
+  if (type === undefined) {
+    if (get('feature_extractor_type') === 'CLIPFeatureExtractor') return parseClipProcessorConfig(json, file);
+  } else if (typeof type === 'string' && CLIP_TYPE.test(type)) {
+    return parseClipProcessorConfig(json, file);
+  } else if (typeof type !== 'string' || !IDEFICS3_TYPE.test(type)) {
+    fail('image_processor_type', `expected an Idefics3/SmolVLM or a CLIP/LLaVA image processor, got ${describe(type)}`);
+  }
+  return { kind: 'idefics3', ...parseImageProcessorConfig(json, file) };
+}
+
+async function readConfigJson(dir: string): Promise<{ json: unknown; file: string }> {
   const file = nodePath.join(dir, 'preprocessor_config.json');
   let text: string;
   try {
@@ -168,13 +343,23 @@ export async function loadImageProcessorConfig(dir: string): Promise<ImageProces
     const code = (e as NodeJS.ErrnoException).code;
     throw new Error(`${file}: ${code === 'ENOENT' ? 'file not found' : `cannot read: ${(e as Error).message}`}`, { cause: e });
   }
-  let json: unknown;
   try {
-    json = JSON.parse(text);
+    return { json: JSON.parse(text), file };
   } catch (e) {
     throw new Error(`${file}: invalid JSON: ${(e as Error).message}`, { cause: e });
   }
+}
+
+/** Reads and validates `dir/preprocessor_config.json` as an Idefics3/SmolVLM config. */
+export async function loadImageProcessorConfig(dir: string): Promise<ImageProcessorConfig> {
+  const { json, file } = await readConfigJson(dir);
   return parseImageProcessorConfig(json, file);
+}
+
+/** Reads and validates `dir/preprocessor_config.json` of either kind (see {@link parseAnyImageProcessorConfig}). */
+export async function loadAnyImageProcessorConfig(dir: string): Promise<AnyImageProcessorConfig> {
+  const { json, file } = await readConfigJson(dir);
+  return parseAnyImageProcessorConfig(json, file);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -197,7 +382,10 @@ export interface PreprocessedImage {
   cols: number;
 }
 
-/** An input image that cannot be used: unreadable, corrupt, empty, zero-size or over the pixel limit. */
+/**
+ * An input image that cannot be used: unreadable, corrupt, empty, zero-size, or over the pixel limit (as given, or
+ * once padded or resized by a CLIP/LLaVA config).
+ */
 export class ImageError extends Error {
   /** The path, when the input was a file. */
   readonly file?: string;
@@ -223,6 +411,13 @@ function errText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
+/** How messages name an input, and its path when it is a file. */
+function inputLabel(input: ImageInput): { label: string; file?: string } {
+  if (typeof input === 'string') return { label: input, file: input };
+  if (input instanceof Uint8Array) return { label: `image data (${input.length} bytes)` };
+  return { label: 'raw image' };
+}
+
 function checkSize(width: number, height: number, maxPixels: number, label: string, file: string | undefined): void {
   if (!(width > 0 && height > 0)) throw new ImageError(`${label}: image has zero size (${width}x${height})`, { file });
   if (width * height > maxPixels) {
@@ -236,7 +431,7 @@ function checkSize(width: number, height: number, maxPixels: number, label: stri
 async function decode(input: ImageInput, maxPixels: number): Promise<Pixels> {
   if (typeof input === 'object' && !(input instanceof Uint8Array)) {
     const { data, width, height, channels } = input;
-    const label = 'raw image';
+    const { label } = inputLabel(input);
     if (!(Number.isInteger(width) && Number.isInteger(height) && width >= 0 && height >= 0)) {
       throw new ImageError(`${label}: width and height must be non-negative integers, got ${width}x${height}`);
     }
@@ -249,11 +444,8 @@ async function decode(input: ImageInput, maxPixels: number): Promise<Pixels> {
   }
 
   let src: string | Buffer;
-  let label: string;
-  let file: string | undefined;
+  const { label, file } = inputLabel(input);
   if (typeof input === 'string') {
-    file = input;
-    label = input;
     let st;
     try {
       st = await fsp.stat(input);
@@ -265,7 +457,6 @@ async function decode(input: ImageInput, maxPixels: number): Promise<Pixels> {
     if (st.size === 0) throw new ImageError(`${label}: file is empty (0 bytes)`, { file });
     src = input;
   } else {
-    label = `image data (${input.length} bytes)`;
     if (input.length === 0) throw new ImageError('image data is empty (0 bytes)');
     src = Buffer.isBuffer(input) ? input : Buffer.from(input.buffer, input.byteOffset, input.byteLength);
   }
@@ -566,14 +757,41 @@ function resize(img: Pixels, outW: number, outH: number, resample: number): Pixe
   return rgba ? unpremultiply(cur) : cur;
 }
 
-function crop(img: Pixels, x0: number, y0: number, w: number, h: number): Pixels {
+/**
+ * The w×h window of `img` whose top-left corner is at (x0, y0): a crop, or, where the window reaches past the
+ * image (negative offsets included), a paste of the image onto a canvas of `fill` (one level per channel; zeros
+ * when absent).
+ */
+function extract(img: Pixels, x0: number, y0: number, w: number, h: number, fill?: readonly number[]): Pixels {
   const ch = img.channels;
   const out = new Uint8Array(w * h * ch);
-  for (let y = 0; y < h; y++) {
-    const s = ((y0 + y) * img.width + x0) * ch;
-    out.set(img.data.subarray(s, s + w * ch), y * w * ch);
+  const xa = Math.max(0, x0);
+  const xb = Math.min(img.width, x0 + w);
+  const ya = Math.max(0, y0);
+  const yb = Math.min(img.height, y0 + h);
+  if (fill?.some((v) => v !== 0) && (xa > x0 || ya > y0 || xb < x0 + w || yb < y0 + h)) {
+    for (let i = 0; i < w * h; i++) for (let c = 0; c < ch; c++) out[i * ch + c] = fill[c];
+  }
+  if (xb > xa) {
+    for (let y = ya; y < yb; y++) {
+      const s = (y * img.width + xa) * ch;
+      out.set(img.data.subarray(s, s + (xb - xa) * ch), ((y - y0) * w + (xa - x0)) * ch);
+    }
   }
   return { data: out, width: w, height: h, channels: ch };
+}
+
+/** PIL `convert("RGB")` of an RGB(A) image: the alpha channel is dropped, not composited. */
+function dropAlpha(img: Pixels): Pixels {
+  if (img.channels === 3) return img;
+  const n = img.width * img.height;
+  const out = new Uint8Array(n * 3);
+  for (let i = 0; i < n; i++) {
+    out[i * 3] = img.data[i * 4];
+    out[i * 3 + 1] = img.data[i * 4 + 1];
+    out[i * 3 + 2] = img.data[i * 4 + 2];
+  }
+  return { data: out, width: img.width, height: img.height, channels: 3 };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -623,20 +841,49 @@ function visionEncoderSize(height: number, width: number, m: number): [number, n
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// CLIP geometry
+
+/**
+ * `CLIPImageProcessor.resize` → `get_resize_output_image_size(default_to_square=False)` for `{shortest_edge: s}`:
+ * the short side becomes s, the long side int(s · long / short) (truncated); `{height, width}` is taken as is.
+ * Returns [height, width].
+ */
+function clipResizeSize(height: number, width: number, size: ClipProcessorConfig['size']): [number, number] {
+  if (!('shortestEdge' in size)) return [size.height, size.width];
+  const s = size.shortestEdge;
+  if (width <= height) return [Math.trunc((s * height) / width), s];
+  return [s, Math.trunc((s * width) / height)];
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // The processor
 
 /**
- * Preprocesses one image the Idefics3/SmolVLM way (see the module comment). `opts.maxPixels` (default 100
- * megapixels) bounds width×height, checked from the header before decoding.
+ * Preprocesses one image the way `cfg` says: Idefics3/SmolVLM (an {@link ImageProcessorConfig}, `kind` absent or
+ * 'idefics3') or CLIP/LLaVA (a {@link ClipProcessorConfig}, one image, rows = cols = 0); see the module comment.
+ * `opts.maxPixels` (default 100 megapixels) bounds width×height, checked from the header before decoding (and, for
+ * CLIP, again after padding to square and after resizing).
  */
 export async function preprocessImage(
   input: ImageInput,
-  cfg: ImageProcessorConfig,
+  cfg: AnyImageProcessorConfig,
   opts: { maxPixels?: number } = {},
 ): Promise<PreprocessedImage> {
   const maxPixels = opts.maxPixels ?? DEFAULT_MAX_PIXELS;
   if (!(maxPixels > 0)) throw new RangeError(`preprocessImage: maxPixels must be positive, got ${maxPixels}`);
-  let img = await decode(input, maxPixels);
+  const img = await decode(input, maxPixels);
+  if (cfg.kind === 'clip') {
+    const { label, file } = inputLabel(input);
+    const frame = clipFrame(img, cfg, (w, h, what) => checkSize(w, h, maxPixels, `${label} (${what})`, file));
+    return { pixelValues: toPixelValues([frame], cfg, false), tiles: 1, height: frame.height, width: frame.width, rows: 0, cols: 0 };
+  }
+  const { frames, rows, cols } = idefics3Frames(img, cfg);
+  const m = cfg.maxImageSize;
+  return { pixelValues: toPixelValues(frames, cfg, cfg.doConvertRgb), tiles: frames.length, height: m, width: m, rows, cols };
+}
+
+/** Idefics3 resizing and splitting: the M×M frames in output order, and the split grid. */
+function idefics3Frames(img: Pixels, cfg: ImageProcessorConfig): { frames: Pixels[]; rows: number; cols: number } {
   const m = cfg.maxImageSize;
   const rs = cfg.resample;
 
@@ -645,26 +892,60 @@ export async function preprocessImage(
     img = resize(img, w, h, rs);
   }
 
-  let frames: Pixels[];
-  let rows = 0;
-  let cols = 0;
-  if (cfg.doImageSplitting) {
-    const [h, w] = visionEncoderSize(img.height, img.width, m);
-    img = resize(img, w, h, rs);
-    if (h > m || w > m) {
-      rows = Math.ceil(h / m);
-      cols = Math.ceil(w / m);
-      frames = [];
-      for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) frames.push(crop(img, c * m, r * m, m, m));
-      frames.push(resize(img, m, m, rs));
-    } else {
-      frames = [img];
-    }
-  } else {
-    frames = [resize(img, m, m, rs)];
-  }
+  if (!cfg.doImageSplitting) return { frames: [resize(img, m, m, rs)], rows: 0, cols: 0 };
+  const [h, w] = visionEncoderSize(img.height, img.width, m);
+  img = resize(img, w, h, rs);
+  if (!(h > m || w > m)) return { frames: [img], rows: 0, cols: 0 };
+  const rows = Math.ceil(h / m);
+  const cols = Math.ceil(w / m);
+  const frames: Pixels[] = [];
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) frames.push(extract(img, c * m, r * m, m, m));
+  frames.push(resize(img, m, m, rs));
+  return { frames, rows, cols };
+}
 
-  const plane = m * m;
+/**
+ * CLIP/LLaVA: convert to RGB, pad to square, resize, centre-crop (see the module comment). `check(w, h, what)` is
+ * called on each size an intermediate image is about to take.
+ */
+function clipFrame(img: Pixels, cfg: ClipProcessorConfig, check: (w: number, h: number, what: string) => void): Pixels {
+  // convert_to_rgb is PIL convert("RGB"): alpha dropped, before anything else. Without do_convert_rgb
+  // transformers would fail to normalise 4 channels; the alpha channel is dropped all the same.
+  img = dropAlpha(img);
+  if (cfg.doPad && img.width !== img.height) {
+    // LlavaImageProcessor.pad_to_square: background int(x * 255) per channel, image centred at (max - side) // 2.
+    const s = Math.max(img.width, img.height);
+    check(s, s, 'padded to square');
+    const bg = cfg.imageMean.map((x) => Math.trunc(x * 255));
+    img = extract(img, -Math.floor((s - img.width) / 2), -Math.floor((s - img.height) / 2), s, s, bg);
+  }
+  if (cfg.doResize) {
+    const [h, w] = clipResizeSize(img.height, img.width, cfg.size);
+    check(w, h, 'resized');
+    img = resize(img, w, h, cfg.resample);
+  }
+  if (cfg.doCenterCrop) {
+    // center_crop: top = (H - ch) // 2, left = (W - cw) // 2; where the crop is larger it zero-pads, placing the
+    // image at ceil((ch - H) / 2) = -((H - ch) // 2): the same window, reaching past the image.
+    const { height: ch, width: cw } = cfg.cropSize;
+    if (ch !== img.height || cw !== img.width) {
+      img = extract(img, Math.floor((img.width - cw) / 2), Math.floor((img.height - ch) / 2), cw, ch);
+    }
+  }
+  return img;
+}
+
+/**
+ * Channel-first float32 [frames, 3, H, W] of equally sized frames: `do_rescale` float32(float64(x) · factor), then
+ * `do_normalize` (x − mean) / std in float32, as numpy computes them. RGBA frames are composited over white when
+ * `overWhiteAlpha`; otherwise their alpha channel is ignored.
+ */
+function toPixelValues(
+  frames: Pixels[],
+  cfg: Pick<ClipProcessorConfig, 'doRescale' | 'rescaleFactor' | 'doNormalize' | 'imageMean' | 'imageStd'>,
+  overWhiteAlpha: boolean,
+): Float32Array {
+  const plane = frames[0].width * frames[0].height;
   const out = new Float32Array(frames.length * 3 * plane);
   const f32 = Math.fround;
   for (let c = 0; c < 3; c++) {
@@ -680,8 +961,7 @@ export async function preprocessImage(
     for (let t = 0; t < frames.length; t++) {
       const { data: d, channels: ch } = frames[t];
       const dst = out.subarray((t * 3 + c) * plane, (t * 3 + c + 1) * plane);
-      if (ch === 3 || !cfg.doConvertRgb) {
-        // Without do_convert_rgb an alpha channel is simply dropped.
+      if (ch === 3 || !overWhiteAlpha) {
         for (let i = 0, p = c; i < plane; i++, p += ch) dst[i] = lut[d[p]];
       } else {
         for (let i = 0, p = c; i < plane; i++, p += 4) {
@@ -691,7 +971,7 @@ export async function preprocessImage(
       }
     }
   }
-  return { pixelValues: out, tiles: frames.length, height: m, width: m, rows, cols };
+  return out;
 }
 
 /** PIL `alpha_composite` of straight-alpha value `v` with alpha `a` (0 < a < 255) onto opaque white. */

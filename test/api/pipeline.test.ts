@@ -134,3 +134,23 @@ describe('Hugging Face cache resolution (offline)', () => {
     });
   });
 });
+
+describe('loadModel + generate (LLaVA tiny)', () => {
+  const LLAVA = join(FIXTURES, 'llava-tiny');
+  it('prepares the reference input_ids (BOS, 36 image tokens) and CLIP pixel_values, and greedy-decodes the reference tokens', async () => {
+    const pipe = await loadModel(LLAVA, { gpu: await testGpu() });
+    const ref = await openReference(join(LLAVA, 'reference.safetensors'));
+    try {
+      const req = { messages: [{ role: 'user', content: [{ type: 'image' as const }, { type: 'text' as const, text: 'Hi?' }] }], images: [join(LLAVA, 'image.png')] };
+      const p = await pipe.prepare(req);
+      assert.deepEqual(p.ids, [...(await ref.i32('input_ids'))]);
+      assertClose(p.pixels!, (await ref.f32('pixel_values')).data, { atol: 1e-6 }, 'pixel_values');
+      const want = [...(await ref.i32('greedy_ids'))];
+      const r = await pipe.generate({ ...req, maxNewTokens: want.length });
+      assert.deepEqual(r.tokens, want);
+    } finally {
+      await ref.close();
+      pipe.dispose();
+    }
+  });
+});
