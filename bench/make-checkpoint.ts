@@ -95,7 +95,8 @@ function randomBf16(n: number, init: Spec['init'], seed: number): Uint8Array {
   return new Uint8Array(out.buffer);
 }
 
-async function writeFile(path: string, specs: Spec[], seedBase: number, log: (s: string) => void): Promise<number> {
+/** Writes `specs` in order; tensor values are seeded by their index in the whole checkpoint (`seedOf`), so the single and sharded layouts hold identical weights. */
+async function writeFile(path: string, specs: Spec[], seedOf: (s: Spec) => number, log: (s: string) => void): Promise<number> {
   const tensors: TensorSpec[] = specs.map((s) => ({ name: s.name, dtype: 'BF16', shape: s.shape }));
   const header = encodeSafetensorsHeader(tensors, { format: 'pt' });
   const fh = await open(path, 'w');
@@ -104,7 +105,7 @@ async function writeFile(path: string, specs: Spec[], seedBase: number, log: (s:
     let pos = header.bytes.length;
     for (const [i, s] of specs.entries()) {
       const n = s.shape.reduce((a, b) => a * b, 1);
-      const data = randomBf16(n, s.init, seedBase + i * 7919);
+      const data = randomBf16(n, s.init, seedOf(s));
       await fh.write(data, 0, data.length, pos);
       pos += data.length;
       if (i % 50 === 0) log(`  ${path}: ${i + 1}/${specs.length} tensors, ${(pos / 2 ** 20).toFixed(0)} MiB`);
@@ -127,7 +128,9 @@ export async function makeCheckpoint(out: string, shards = 2, log: (s: string) =
     for (const f of readdirSync(HF_DIR)) copyFileSync(join(HF_DIR, f), join(dir, f));
   }
   log(`writing ${specs.length} BF16 tensors (${cfg.text_config.num_hidden_layers} text layers, ${cfg.vision_config.num_hidden_layers} vision layers)`);
-  const bytes = await writeFile(join(single, 'model.safetensors'), specs, 1, log);
+  const index = new Map(specs.map((s, i) => [s, i]));
+  const seedOf = (s: Spec) => 1 + index.get(s)! * 7919;
+  const bytes = await writeFile(join(single, 'model.safetensors'), specs, seedOf, log);
   // Sharded: split the sorted tensor list into `shards` runs of similar size.
   const sizes = specs.map((s) => 2 * s.shape.reduce((a, b) => a * b, 1));
   const total = sizes.reduce((a, b) => a + b, 0);
@@ -143,7 +146,7 @@ export async function makeCheckpoint(out: string, shards = 2, log: (s: string) =
       weightMap[specs[k].name] = name;
       k++;
     }
-    await writeFile(join(sharded, name), part, 1 + specs.indexOf(part[0]), log);
+    await writeFile(join(sharded, name), part, seedOf, log);
   }
   writeFileSync(join(sharded, 'model.safetensors.index.json'), JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2));
   log(`wrote ${single} (${(bytes / 1e6).toFixed(1)} MB) and ${sharded} (${shards} shards)`);
