@@ -90,6 +90,12 @@ export class BufferPool {
     return new Float32Array(await this.read(src, count * 4, offsetElems * 4));
   }
 
+  /** Destroys the buffers waiting for reuse (after a model is disposed, say). */
+  trim(): void {
+    for (const list of this.free.values()) for (const b of list) this.destroy(b);
+    this.free.clear();
+  }
+
   destroyAll(): void {
     for (const b of this.live) b.destroy();
     this.live.clear();

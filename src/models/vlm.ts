@@ -172,11 +172,13 @@ export abstract class VisionLanguageModel {
     this.plans.clear();
   }
 
+  /** Frees every GPU buffer the model holds: weights, KV cache, and the plans' activation buffers. */
   dispose(): void {
     this.disposePlans();
     this.cache?.dispose();
     this.cache = undefined;
     this.text.dispose(this.gpu);
     this.store.dispose();
+    this.gpu.pool.trim();
   }
 }
