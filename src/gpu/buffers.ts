@@ -59,11 +59,17 @@ export class BufferPool {
     this.free.set(buf.size, list);
   }
 
-  /** Creates a storage buffer holding `data`. */
+  /** Creates a buffer holding `data` (written through the queue: it works on every backend, null included). */
   upload(data: ArrayBufferView, label?: string, usage: number = STORAGE): GPUBuffer {
-    const buf = this.create(data.byteLength, usage, label, true);
-    new Uint8Array(buf.getMappedRange()).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
-    buf.unmap();
+    const buf = this.create(data.byteLength, usage | GPUBufferUsage.COPY_DST, label);
+    let bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    if (bytes.byteLength % 4 !== 0) {
+      // writeBuffer takes 4-byte multiples: pad a copy (odd counts of 16-bit values).
+      const padded = new Uint8Array(Math.ceil(bytes.byteLength / 4) * 4);
+      padded.set(bytes);
+      bytes = padded;
+    }
+    this.gpu.device.queue.writeBuffer(buf, 0, bytes.buffer, bytes.byteOffset, bytes.byteLength);
     return buf;
   }
 

@@ -1,0 +1,87 @@
+// Host overhead of one decode step of the SmolVLM-256M-shaped decoder (30 layers), on Dawn's null
+// backend: no GPU work happens, so the time is our code (uniforms, encoding) plus Dawn's validation
+// and submission. Reports µs per decode step, µs per dispatch and dispatches per step.
+// The checkpoint is a sparse file with the real header (bench/make-checkpoint.ts's tensor list): the
+// weights are zeros, which the null backend never reads anyway.
+//
+//   npm run bench:host [-- --steps N] [--json FILE]
+import { parseArgs } from 'node:util';
+import { mkdtempSync, readFileSync, rmSync, copyFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Gpu } from '../src/gpu/device.ts';
+import { SmolVLM } from '../src/models/smolvlm.ts';
+import { parseIdefics3Config } from '../src/models/config.ts';
+import { encodeSafetensorsHeader } from '../src/io/safetensors.ts';
+import { HF_DIR, idefics3Tensors } from './make-checkpoint.ts';
+
+const { values: args } = parseArgs({ options: { steps: { type: 'string' }, json: { type: 'string' } } });
+const steps = Number(args.steps ?? 500);
+const VOCAB = 8192;
+
+const dir = mkdtempSync(join(tmpdir(), 'host-bench-'));
+try {
+  for (const f of readdirSync(HF_DIR)) copyFileSync(join(HF_DIR, f), join(dir, f));
+  // The null backend caps its memory near 512 MiB, below the 256M model's weights, so the vocabulary is
+  // cut to 8,192 rows: every layer, shape of the step and dispatch is as in the real model; only the
+  // embedding and LM-head tables are smaller, and their host cost does not depend on their size.
+  const json = JSON.parse(readFileSync(join(HF_DIR, 'config.json'), 'utf8'));
+  json.vocab_size = json.text_config.vocab_size = VOCAB;
+  writeFileSync(join(dir, 'config.json'), JSON.stringify(json));
+  const cfg = parseIdefics3Config(json, 'config.json');
+  const specs = idefics3Tensors(cfg).map((s) => ({ name: s.name, dtype: 'BF16' as const, shape: s.shape }));
+  const header = encodeSafetensorsHeader(specs, { format: 'pt' });
+  const fh = await open(join(dir, 'model.safetensors'), 'w');
+  await fh.write(header.bytes, 0, header.bytes.length, 0);
+  await fh.truncate(header.bytes.length + header.dataLength); // sparse: zeros, no disk traffic
+  await fh.close();
+
+  const gpu = await Gpu.create({ dawnFlags: ['backend=null'] });
+  try {
+    console.log(`adapter: ${gpu.info.device || gpu.info.description} (Dawn null backend: validation and submission only); vocabulary cut to ${VOCAB}`);
+    // f16 storage halves the weights again (host work does not depend on their dtype).
+    const model = await SmolVLM.load(gpu, dir, { dtype: 'f16' });
+    const prompt = 32;
+    model.ensureCapacity(prompt + steps + 1);
+    // Compile the one-token plan once (as the first decode step does), then time steps.
+    const plan = await model.forward([1], null, { pos: prompt });
+    const ids = new Uint32Array(1);
+    const run = (pos: number) => {
+      ids[0] = (pos * 7) % cfg.text_config.vocab_size;
+      plan.exe.write(plan.ids, ids);
+      plan.exe.run({ pos });
+    };
+    for (let i = 0; i < 20; i++) run(prompt + i); // warm-up
+    const times: number[] = [];
+    for (let i = 0; i < steps; i++) {
+      const t0 = performance.now();
+      run(prompt + i);
+      times.push(performance.now() - t0);
+    }
+    await gpu.device.queue.onSubmittedWorkDone();
+    times.sort((a, b) => a - b);
+    const median = times[Math.floor(times.length / 2)] * 1000;
+    const p90 = times[Math.floor(times.length * 0.9)] * 1000;
+    const dispatches = plan.exe.dispatchCount;
+    const out = {
+      layers: cfg.text_config.num_hidden_layers,
+      steps,
+      dispatchesPerStep: dispatches,
+      usPerStepMedian: median,
+      usPerStepP90: p90,
+      usPerDispatch: median / dispatches,
+      pipelines: gpu.pipelines.size,
+    };
+    console.log(
+      `decode step (${out.layers} layers): ${median.toFixed(0)} µs median, ${p90.toFixed(0)} µs p90 over ${steps} steps; ` +
+        `${dispatches} dispatches per step, ${out.usPerDispatch.toFixed(2)} µs per dispatch; one submission per step`,
+    );
+    if (args.json) writeFileSync(args.json, JSON.stringify(out, null, 2));
+    model.dispose();
+  } finally {
+    gpu.destroy();
+  }
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}
