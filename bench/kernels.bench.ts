@@ -357,25 +357,27 @@ const cases: Case[] = [
   linearCase('decode lm_head', 1, tc.hidden_size, tc.vocab_size, 'F32'),
   linearCase('decode lm_head', 1, tc.hidden_size, tc.vocab_size, 'F16'),
   linearCase('decode lm_head (tiled, reference variant)', 1, tc.hidden_size, tc.vocab_size, 'F32', 'none', 'tiled'),
-  {
-    name: `decode attention kv=${kvLen} ${tc.num_attention_heads}/${tc.num_key_value_heads} heads ×${tc.head_dim}`,
-    kernel: 'attention',
-    flops: 4 * kvLen * tc.num_attention_heads * tc.head_dim,
-    bytes: 4 * 2 * kvLen * tc.num_key_value_heads * tc.head_dim,
-    async build(_gpu, g, rng) {
-      const [H, KV, d] = [tc.num_attention_heads, tc.num_key_value_heads, tc.head_dim];
-      const [qv, kv, vv] = [rng.array(H * d), rng.array(kvLen * KV * d), rng.array(kvLen * KV * d)];
-      const q = g.input('q', [1, H * d], 'f32');
-      const k = g.input('k', [kvLen, KV * d], 'f32');
-      const v = g.input('v', [kvLen, KV * d], 'f32');
-      return {
-        outputs: [attention(g, q, k, v, { heads: H, kvHeads: KV, causal: true })],
-        inputs: [[q, qv], [k, kv], [v, vv]],
-        pos: kvLen - 1,
-        check: ([y]) => assertClose(y, attention64(qv, kv, vv, 1, H, KV, d, () => kvLen - 1), TOL, 'decode attention'),
-      };
-    },
-  },
+  ...(['split', 'single'] as const).map(
+    (variant): Case => ({
+      name: `decode attention kv=${kvLen} ${tc.num_attention_heads}/${tc.num_key_value_heads} heads ×${tc.head_dim}${variant === 'single' ? ' (single pass, reference variant)' : ' (split-KV)'}`,
+      kernel: 'attention',
+      flops: 4 * kvLen * tc.num_attention_heads * tc.head_dim,
+      bytes: 4 * 2 * kvLen * tc.num_key_value_heads * tc.head_dim,
+      async build(_gpu, g, rng) {
+        const [H, KV, d] = [tc.num_attention_heads, tc.num_key_value_heads, tc.head_dim];
+        const [qv, kv, vv] = [rng.array(H * d), rng.array(kvLen * KV * d), rng.array(kvLen * KV * d)];
+        const q = g.input('q', [1, H * d], 'f32');
+        const k = g.input('k', [kvLen, KV * d], 'f32');
+        const v = g.input('v', [kvLen, KV * d], 'f32');
+        return {
+          outputs: [attention(g, q, k, v, { heads: H, kvHeads: KV, causal: true, variant })],
+          inputs: [[q, qv], [k, kv], [v, vv]],
+          pos: kvLen - 1,
+          check: ([y]) => assertClose(y, attention64(qv, kv, vv, 1, H, KV, d, () => kvLen - 1), TOL, `decode attention ${variant}`),
+        };
+      },
+    }),
+  ),
   {
     name: `argmax over ${tc.vocab_size}`,
     kernel: 'argmax',
@@ -499,10 +501,11 @@ try {
     }
   }
   // Compute roof: the best matmul rate measured in this run.
-  const compute = Math.max(...rows.filter((r) => r.kernel.startsWith('matmul')).map((r) => r.gflops), 1e-9);
+  // (Without a matmul row in this run — a --filter — there is no compute roof: NaN, printed as "-".)
+  const compute = Math.max(...rows.filter((r) => r.kernel.startsWith('matmul')).map((r) => r.gflops), Number.NaN);
   for (const r of rows) {
-    const roof = Math.min(compute, r.intensity * bandwidth);
-    r.roofline = r.intensity > 0 ? r.gflops / roof : r.gbps / bandwidth;
+    const roof = Number.isNaN(compute) ? r.intensity * bandwidth : Math.min(compute, r.intensity * bandwidth);
+    r.roofline = r.intensity > 0 && !Number.isNaN(compute) ? r.gflops / roof : r.gbps / bandwidth;
   }
   const w = Math.max(...rows.map((r) => r.name.length));
   console.log(`\nroofline: copy bandwidth ${bandwidth.toFixed(1)} GB/s, best matmul ${compute.toFixed(1)} GFLOP/s; times are ${timer ? 'GPU timestamps' : 'wall clock'} (median)`);

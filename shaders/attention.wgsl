@@ -1,6 +1,6 @@
-// Scaled dot-product attention, flash style: one workgroup per (query row, head) streams the keys in
-// blocks of 64 with an online softmax (running max and sum in f32), so any sequence length works
-// without materialising the score matrix.
+// Scaled dot-product attention, flash style: a workgroup streams keys in blocks of 64 with an online
+// softmax (running max and sum in f32), so any sequence length works without materialising the score
+// matrix.
 //   scores = q·kᵀ · scale (scale = 1/sqrt(d)); causal: key j is visible to query t iff j <= pos0 + t.
 //   Grouped-query attention: query head h reads KV head h / (heads / kv_heads).
 //   Bidirectional attention over several images at once is block-diagonal: with block > 0, query t
@@ -8,12 +8,16 @@
 // q: [T, heads·d]; k, v: [S, kv_heads·d] (the KV cache, of which the first kv_len rows are valid);
 // out: [T, heads·d]. d <= 256.
 // Versions:
-//   v1 (this): one query per workgroup, block of 64 keys per iteration, shared-memory reductions.
+//   v1 `attention`: one workgroup per (query, head) over all its keys, shared-memory reductions.
+//   v2 `attention_partial` + `attention_combine` (split-KV, "flash decoding"), for decode: T·heads
+//      workgroups leave most of a GPU idle (9 on SmolVLM-256M), so the keys are also split in `splits`
+//      chunks of `chunk` keys, one workgroup each, writing (max, sum, unnormalised output) to a scratch
+//      buffer that a second pass merges.
 
 struct Params {
   T: u32, heads: u32, kv_heads: u32, d: u32,
   kv_len: u32, pos0: u32, causal: u32, scale: f32,
-  block: u32, _p0: u32, _p1: u32, _p2: u32,
+  block: u32, chunk: u32, splits: u32, _p0: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -21,10 +25,13 @@ struct Params {
 @group(0) @binding(2) var<storage, read> k: array<f32>;
 @group(0) @binding(3) var<storage, read> v: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
+// Split-KV scratch: per (t, h, split) the d unnormalised outputs, then the running max and sum.
+@group(0) @binding(5) var<storage, read_write> part: array<f32>;
 
 const BK: u32 = 64u;      // keys per block = invocations per workgroup
 const MAXD: u32 = 256u;
 const DPT: u32 = MAXD / BK; // output dims per invocation
+const NEG: f32 = -0x1.fffffep+127f;
 
 var<workgroup> qs: array<f32, MAXD>;
 var<workgroup> ps: array<f32, BK>;
@@ -42,57 +49,115 @@ fn block_reduce(v: f32, t: u32, is_max: bool) -> f32 {
   return r;
 }
 
-@compute @workgroup_size(BK)
-fn attention(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let t = wg.x;
-  let h = wg.y;
-  let tid = lid.x;
+struct Partial {
+  m: f32,
+  l: f32,
+  acc: array<f32, DPT>,  // dims tid, tid + 64, ... of the unnormalised output
+}
+
+/** Keys query t may see: [first, end). */
+fn key_range(t: u32) -> vec2u {
+  var first = 0u;
+  var end = p.kv_len;
+  if (p.causal != 0u) { end = min(p.kv_len, p.pos0 + t + 1u); }
+  if (p.block != 0u) { first = (t / p.block) * p.block; end = first + p.block; }
+  return vec2u(first, end);
+}
+
+/** Online-softmax attention of query row t, head h over keys [j_begin, j_end), by the whole workgroup. */
+fn attend(t: u32, h: u32, tid: u32, j_begin: u32, j_end: u32) -> Partial {
   let kvh = h / (p.heads / p.kv_heads);
   let qrow = p.heads * p.d;
   let kvrow = p.kv_heads * p.d;
   for (var i = tid; i < p.d; i += BK) { qs[i] = q[t * qrow + h * p.d + i]; }
   workgroupBarrier();
-
-  var first = 0u;
-  var n_keys = p.kv_len;
-  if (p.causal != 0u) { n_keys = min(p.kv_len, p.pos0 + t + 1u); }
-  if (p.block != 0u) { first = (t / p.block) * p.block; n_keys = p.block; }
-
-  var m_run = -0x1.fffffep+127f;
-  var l_run = 0.0;
-  var acc: array<f32, DPT>;
-  for (var j0 = 0u; j0 < n_keys; j0 += BK) {
+  var r: Partial;
+  r.m = NEG;
+  r.l = 0.0;
+  for (var j0 = j_begin; j0 < j_end; j0 += BK) {
     let j = j0 + tid;
-    var s = -0x1.fffffep+127f;
-    if (j < n_keys) {
-      let kb = (first + j) * kvrow + kvh * p.d;
+    var s = NEG;
+    if (j < j_end) {
+      let kb = j * kvrow + kvh * p.d;
       var dot = 0.0;
       for (var i = 0u; i < p.d; i++) { dot = fma(qs[i], k[kb + i], dot); }
       s = dot * p.scale;
     }
-    let m_new = max(m_run, block_reduce(s, tid, true));
+    let m_new = max(r.m, block_reduce(s, tid, true));
     var e = 0.0;
-    if (j < n_keys) { e = exp(s - m_new); }
+    if (j < j_end) { e = exp(s - m_new); }
     ps[tid] = e;
-    let alpha = exp(m_run - m_new);
-    l_run = l_run * alpha + block_reduce(e, tid, false);
-    m_run = m_new;
+    let alpha = exp(r.m - m_new);
+    r.l = r.l * alpha + block_reduce(e, tid, false);
+    r.m = m_new;
     // ps is complete: block_reduce ended on a barrier after every invocation wrote its entry.
-    let nb = min(BK, n_keys - j0);
+    let nb = min(BK, j_end - j0);
     for (var c = 0u; c < DPT; c++) {
       let i = tid + c * BK;
       if (i < p.d) {
-        var o = acc[c] * alpha;
+        var o = r.acc[c] * alpha;
         for (var jj = 0u; jj < nb; jj++) {
-          o = fma(ps[jj], v[(first + j0 + jj) * kvrow + kvh * p.d + i], o);
+          o = fma(ps[jj], v[(j0 + jj) * kvrow + kvh * p.d + i], o);
         }
-        acc[c] = o;
+        r.acc[c] = o;
       }
     }
     workgroupBarrier();
   }
+  return r;
+}
+
+@compute @workgroup_size(BK)
+fn attention(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let t = wg.x;
+  let h = wg.y;
+  let range = key_range(t);
+  let r = attend(t, h, lid.x, range.x, range.y);
   for (var c = 0u; c < DPT; c++) {
-    let i = tid + c * BK;
-    if (i < p.d) { out[t * qrow + h * p.d + i] = acc[c] / l_run; }
+    let i = lid.x + c * BK;
+    if (i < p.d) { out[t * p.heads * p.d + h * p.d + i] = r.acc[c] / r.l; }
+  }
+}
+
+@compute @workgroup_size(BK)
+fn attention_partial(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let t = wg.x;
+  let h = wg.y;
+  let s = wg.z;
+  let range = key_range(t);
+  let j_begin = min(range.x + s * p.chunk, range.y);
+  let j_end = min(j_begin + p.chunk, range.y);
+  // An empty chunk (past the valid keys of this step) leaves m = NEG, l = 0: it weighs nothing below.
+  let r = attend(t, h, lid.x, j_begin, j_end);
+  let base = ((t * p.heads + h) * p.splits + s) * (p.d + 2u);
+  for (var c = 0u; c < DPT; c++) {
+    let i = lid.x + c * BK;
+    if (i < p.d) { part[base + i] = r.acc[c]; }
+  }
+  if (lid.x == 0u) {
+    part[base + p.d] = r.m;
+    part[base + p.d + 1u] = r.l;
+  }
+}
+
+@compute @workgroup_size(BK)
+fn attention_combine(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let t = wg.x;
+  let h = wg.y;
+  let stride = p.d + 2u;
+  let base = (t * p.heads + h) * p.splits * stride;
+  var m = NEG;
+  for (var s = 0u; s < p.splits; s++) { m = max(m, part[base + s * stride + p.d]); }
+  var l = 0.0;
+  for (var s = 0u; s < p.splits; s++) {
+    let ms = part[base + s * stride + p.d];
+    l += part[base + s * stride + p.d + 1u] * exp(ms - m);
+  }
+  for (var i = lid.x; i < p.d; i += BK) {
+    var o = 0.0;
+    for (var s = 0u; s < p.splits; s++) {
+      o = fma(part[base + s * stride + i], exp(part[base + s * stride + p.d] - m), o);
+    }
+    out[t * p.heads * p.d + h * p.d + i] = o / l;
   }
 }

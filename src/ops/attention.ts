@@ -14,8 +14,15 @@ interface Attrs {
   kvLen: (pos: number) => number;
   /** Block-diagonal bidirectional attention: rows attend within blocks of this many (0 = all). */
   block: number;
+  /** Split-KV: keys per split and number of splits (1 = the single-pass kernel). */
+  chunk: number;
+  splits: number;
 }
 
+const params = (a: Attrs, T: number, pos: number) =>
+  uniforms(T, a.heads, a.kvHeads, a.d, a.kvLen(pos), a.causal ? pos : 0, a.causal ? 1 : 0, f32(a.scale), a.block, a.chunk, a.splits);
+
+/** Single pass: one workgroup per (query, head). */
 const kernel: Kernel<Attrs> = {
   name: 'attention',
   encode(node, buf) {
@@ -31,13 +38,60 @@ const kernel: Kernel<Attrs> = {
           { binding: 3, buffer: buf(v) },
           { binding: 4, buffer: buf(node.output) },
         ],
-        uniforms: (step) =>
-          uniforms(T, a.heads, a.kvHeads, a.d, a.kvLen(step.pos), a.causal ? step.pos : 0, a.causal ? 1 : 0, f32(a.scale), a.block),
+        uniforms: (step) => params(a, T, step.pos),
         workgroups: [T, a.heads],
       },
     ];
   },
 };
+
+/** Split-KV, first pass: (query, head, split) → scratch of partial results. */
+const partialKernel: Kernel<Attrs> = {
+  name: 'attention_partial',
+  encode(node, buf) {
+    const [q, k, v] = node.inputs;
+    const T = q.dim(0);
+    const a = node.attrs;
+    return [
+      {
+        pipeline: { shader: 'attention', entry: 'attention_partial' },
+        bindings: [
+          { binding: 1, buffer: buf(q) },
+          { binding: 2, buffer: buf(k) },
+          { binding: 3, buffer: buf(v) },
+          { binding: 5, buffer: buf(node.output) },
+        ],
+        uniforms: (step) => params(a, T, step.pos),
+        workgroups: [T, a.heads, a.splits],
+      },
+    ];
+  },
+};
+
+/** Split-KV, second pass: merges the splits of each (query, head). */
+const combineKernel: Kernel<Attrs> = {
+  name: 'attention_combine',
+  encode(node, buf) {
+    const [part] = node.inputs;
+    const a = node.attrs;
+    const T = node.output.dim(0);
+    return [
+      {
+        pipeline: { shader: 'attention', entry: 'attention_combine' },
+        bindings: [
+          { binding: 4, buffer: buf(node.output) },
+          { binding: 5, buffer: buf(part) },
+        ],
+        uniforms: (step) => params(a, T, step.pos),
+        workgroups: [T, a.heads],
+      },
+    ];
+  },
+};
+
+/** Use split-KV when one workgroup per (query, head) would leave the device mostly idle. */
+const SPLIT_BELOW_WORKGROUPS = 128;
+const MAX_SPLITS = 32;
 
 export interface AttentionOptions {
   heads: number;
@@ -47,6 +101,8 @@ export interface AttentionOptions {
   scale?: number;
   /** Bidirectional only: independent sequences of this many rows each (image tiles); 0 = one sequence. */
   block?: number;
+  /** 'auto' (default) splits the keys when T·heads is small (decode); the others force a variant. */
+  variant?: 'auto' | 'single' | 'split';
 }
 
 /**
@@ -65,6 +121,10 @@ export function attention(g: Graph, q: Tensor, k: Tensor, v: Tensor, o: Attentio
   if (!causal && k.dim(0) !== T) throw new Error(`attention: bidirectional attention over ${k.dim(0)} keys for ${T} queries`);
   const block = o.block ?? 0;
   if (block && (causal || T % block !== 0)) throw new Error(`attention: block ${block} needs bidirectional attention over a multiple of it (T = ${T})`);
+  // Split-KV sizes from the most keys a step can see (the cache capacity): empty splits exit at once.
+  const maxKeys = block || k.dim(0);
+  const split = o.variant === 'split' || (o.variant !== 'single' && !block && T * heads < SPLIT_BELOW_WORKGROUPS && maxKeys > 64);
+  const chunk = split ? Math.max(64, Math.ceil(maxKeys / MAX_SPLITS / 64) * 64) : maxKeys;
   const attrs: Attrs = {
     heads,
     kvHeads,
@@ -73,6 +133,10 @@ export function attention(g: Graph, q: Tensor, k: Tensor, v: Tensor, o: Attentio
     scale: o.scale ?? 1 / Math.sqrt(d),
     kvLen: causal ? (pos) => pos + T : () => T,
     block,
+    chunk,
+    splits: split ? Math.ceil(maxKeys / chunk) : 1,
   };
-  return g.add(kernel, [q, k, v], { shape: [T, heads * d], dtype: 'f32' }, attrs);
+  if (!split) return g.add(kernel, [q, k, v], { shape: [T, heads * d], dtype: 'f32' }, attrs);
+  const part = g.add(partialKernel, [q, k, v], { shape: [T * heads * attrs.splits, d + 2], dtype: 'f32' }, attrs);
+  return g.add(combineKernel, [part], { shape: [T, heads * d], dtype: 'f32' }, attrs);
 }

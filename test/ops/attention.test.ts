@@ -116,7 +116,8 @@ describe('attention, causal over a KV cache', () => {
     [1, 100, 99, 6, 1, 80], // decode filling the cache exactly
     [1, 130, 129, 2, 1, 256], // decode, d = 256
   ] as [number, number, number, number, number, number][]) {
-    it(`T=${T} S=${S} pos=${pos} heads=${heads} kvHeads=${kvHeads} d=${d}`, async () => {
+    for (const variant of ['single', 'split'] as const)
+    it(`${variant}: T=${T} S=${S} pos=${pos} heads=${heads} kvHeads=${kvHeads} d=${d}`, async () => {
       const gpu = await testGpu();
       const rng = new Rng(T * 7 + S * 3 + pos * 5 + heads * 131 + kvHeads * 17 + d);
       const W = kvHeads * d;
@@ -132,10 +133,11 @@ describe('attention, causal over a KV cache', () => {
         const q = g.input('q', [T, heads * d], 'f32');
         const k = g.state('k_cache', [S, W], 'f32', kbuf);
         const v = g.state('v_cache', [S, W], 'f32', vbuf);
-        const y = attention(g, q, k, v, { heads, kvHeads, causal: true });
+        // 'split' = split-KV (flash decoding): partial softmax per chunk of keys, then a merge.
+        const y = attention(g, q, k, v, { heads, kvHeads, causal: true, variant });
         const [out] = await run(gpu, g, [y], [[q, qv]], { pos });
         const ref = attention64(qv, kv, vv, T, heads, kvHeads, d, (t) => pos + t);
-        assertClose(out, ref, TOL, `causal T=${T} pos=${pos} heads=${heads}/${kvHeads} d=${d}`);
+        assertClose(out, ref, TOL, `${variant} causal T=${T} pos=${pos} heads=${heads}/${kvHeads} d=${d}`);
       } finally {
         gpu.pool.destroy(kbuf);
         gpu.pool.destroy(vbuf);
@@ -143,7 +145,8 @@ describe('attention, causal over a KV cache', () => {
     });
   }
 
-  it('one plan reused at successive decode positions', async () => {
+  for (const variant of ['single', 'split'] as const)
+  it(`${variant}: one plan reused at successive decode positions`, async () => {
     // The same compiled graph (T = 1) run at pos 3, 64 and 65: kv_len and the mask follow step.pos.
     const gpu = await testGpu();
     const rng = new Rng(64);
@@ -158,7 +161,7 @@ describe('attention, causal over a KV cache', () => {
       const q = g.input('q', [1, heads * d], 'f32');
       const k = g.state('k_cache', [S, W], 'f32', kbuf);
       const v = g.state('v_cache', [S, W], 'f32', vbuf);
-      const y = attention(g, q, k, v, { heads, kvHeads, causal: true });
+      const y = attention(g, q, k, v, { heads, kvHeads, causal: true, variant });
       const exe = await Executable.compile(gpu, g, [y]);
       try {
         for (const pos of [3, 64, 65]) {
