@@ -502,7 +502,8 @@ try {
   }
   // Compute roof: the best matmul rate measured in this run.
   // (Without a matmul row in this run — a --filter — there is no compute roof: NaN, printed as "-".)
-  const compute = Math.max(...rows.filter((r) => r.kernel.startsWith('matmul')).map((r) => r.gflops), Number.NaN);
+  const matmuls = rows.filter((r) => r.kernel.startsWith('matmul')).map((r) => r.gflops);
+  const compute = matmuls.length ? Math.max(...matmuls) : Number.NaN;
   for (const r of rows) {
     const roof = Number.isNaN(compute) ? r.intensity * bandwidth : Math.min(compute, r.intensity * bandwidth);
     r.roofline = r.intensity > 0 && !Number.isNaN(compute) ? r.gflops / roof : r.gbps / bandwidth;
