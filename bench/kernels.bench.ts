@@ -194,9 +194,9 @@ const cases: Case[] = [
       };
     },
   },
-  // Connector: pixel shuffle folded into the projection.
-  {
-    name: `projector ${patches}×${vc.hidden_size} shuffle ×${cfg.scale_factor} → ${patches / cfg.scale_factor ** 2}×${tc.hidden_size}`,
+  // Connector: pixel shuffle folded into the projection; split-K (auto) and the plain tiles as reference.
+  ...(['auto', 'tiled'] as const).map((variant): Case => ({
+    name: `projector ${patches}×${vc.hidden_size} shuffle ×${cfg.scale_factor} → ${patches / cfg.scale_factor ** 2}×${tc.hidden_size}${variant === 'tiled' ? ' (tiled, reference variant)' : ''}`,
     kernel: 'matmul (pixel shuffle)',
     flops: 2 * patches * vc.hidden_size * tc.hidden_size,
     bytes: 4 * (patches * vc.hidden_size + tc.hidden_size * vc.hidden_size * cfg.scale_factor ** 2 + (patches / cfg.scale_factor ** 2) * tc.hidden_size),
@@ -216,12 +216,12 @@ const cases: Case[] = [
             for (let c = 0; c < E; c++)
               shuffled[r * K + (i * s + j) * E + c] = xv[((Math.floor(r / bw) * s + i) * gw + (r % bw) * s + j) * E + c];
       return {
-        outputs: [pixelShuffleProject(g, x, w.t, s)],
+        outputs: [pixelShuffleProject(g, x, w.t, s, 1, variant)],
         inputs: [[x, xv]],
         check: ([y]) => assertClose(y, linear64(shuffled, w.v, M, N, K), TOL, 'projector'),
       };
     },
-  },
+  })),
   // Decoder prefill.
   linearCase('prefill gate_proj', prefillT, tc.hidden_size, tc.intermediate_size, 'F32'),
   linearCase('prefill gate_proj', prefillT, tc.hidden_size, tc.intermediate_size, 'F16'),

@@ -3,6 +3,8 @@
 // Entry points:
 //   matmul: 64×64 output tile per workgroup of 16×16 invocations, 4×4 outputs per invocation
 //           (strided by 16 to keep shared-memory reads conflict-free), K step 16.
+//   matmul_splitk + splitk_reduce: the same tiles with K split over the grid's z, for few tiles and
+//           long K (see below).
 //   gemv:   for decode (M small, typically 1): a workgroup of 32×8 invocations computes 8 outputs;
 //           32 lanes stride over K (consecutive lanes read consecutive weights) and reduce in shared
 //           memory; z of the grid is the row m. Reads A plainly (a_mode 0) and no repeating residual.
@@ -24,7 +26,7 @@ struct Params {
   ldc: u32, act: u32, has_bias: u32, has_res: u32,
   a_mode: u32, s: u32, E: u32, gw: u32,
   C: u32, H: u32, W: u32, P: u32,
-  res_rows: u32, _p0: u32, _p1: u32, _p2: u32,
+  res_rows: u32, k_chunk: u32, splits: u32, _p2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -77,23 +79,20 @@ fn epilogue(m: u32, n: u32, acc: f32) {
   y[m * p.ldc + col] = v;
 }
 
-@compute @workgroup_size(16, 16)
-fn matmul(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u,
-          @builtin(local_invocation_index) li: u32) {
-  let m0 = wg.y * TM;
-  let c0 = wg.x * TN;
+/** The 64×64 output tile at (m0, c0) over k in [k_begin, k_end): 4×4 sums per invocation. */
+fn tile_product(m0: u32, c0: u32, lid: vec3u, li: u32, k_begin: u32, k_end: u32) -> array<array<f32, 4>, 4> {
   var acc: array<array<f32, 4>, 4>;
-  for (var k0 = 0u; k0 < p.K; k0 += TK) {
+  for (var k0 = k_begin; k0 < k_end; k0 += TK) {
     for (var i = 0u; i < 4u; i++) {
       let idx = li + i * 256u;
       let row = idx / TK;
       let kk = idx % TK;
       let k = k0 + kk;
       var av = 0.0;
-      if (m0 + row < p.M && k < p.K) { av = load_a(m0 + row, k); }
+      if (m0 + row < p.M && k < k_end) { av = load_a(m0 + row, k); }
       As[kk][row] = av;
       var wv = 0.0;
-      if (c0 + row < p.N && k < p.K) { wv = f32(w[(c0 + row) * p.K + k]); }
+      if (c0 + row < p.N && k < k_end) { wv = f32(w[(c0 + row) * p.K + k]); }
       Ws[kk][row] = wv;
     }
     workgroupBarrier();
@@ -112,6 +111,15 @@ fn matmul(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: v
     }
     workgroupBarrier();
   }
+  return acc;
+}
+
+@compute @workgroup_size(16, 16)
+fn matmul(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u,
+          @builtin(local_invocation_index) li: u32) {
+  let m0 = wg.y * TM;
+  let c0 = wg.x * TN;
+  let acc = tile_product(m0, c0, lid, li, 0u, p.K);
   for (var i = 0u; i < 4u; i++) {
     let m = m0 + lid.y + 16u * i;
     for (var j = 0u; j < 4u; j++) {
@@ -121,9 +129,42 @@ fn matmul(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: v
   }
 }
 
+// Split-K: when M and N give few tiles but K is long (the pixel-shuffle projector: 64×576 from
+// K = 12288), z splits K into k_chunk pieces; each writes raw sums to part[z][m][col] (col = n0 + n,
+// over the whole output width ldc), and splitk_reduce adds them and applies the epilogue.
+@group(0) @binding(6) var<storage, read_write> part: array<f32>;
+
+@compute @workgroup_size(16, 16)
+fn matmul_splitk(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u,
+                 @builtin(local_invocation_index) li: u32) {
+  let m0 = wg.y * TM;
+  let c0 = wg.x * TN;
+  let k_begin = wg.z * p.k_chunk;
+  let acc = tile_product(m0, c0, lid, li, k_begin, min(k_begin + p.k_chunk, p.K));
+  for (var i = 0u; i < 4u; i++) {
+    let m = m0 + lid.y + 16u * i;
+    for (var j = 0u; j < 4u; j++) {
+      let n = c0 + lid.x + 16u * j;
+      if (m < p.M && n < p.N) { part[(wg.z * p.M + m) * p.ldc + p.n0 + n] = acc[i][j]; }
+    }
+  }
+}
+
+@compute @workgroup_size(256)
+fn splitk_reduce(@builtin(global_invocation_id) gid: vec3u) {
+  // One invocation per output element over the full width (n0 = 0, N = ldc here).
+  let idx = gid.x + gid.y * 65535u * 256u;
+  if (idx >= p.M * p.ldc) { return; }
+  let m = idx / p.ldc;
+  let n = idx % p.ldc;
+  var s = 0.0;
+  for (var z = 0u; z < p.splits; z++) { s += part[(z * p.M + m) * p.ldc + n]; }
+  epilogue(m, n, s);
+}
+
 const LANES: u32 = 32u;
 const ROWS: u32 = 8u;
-var<workgroup> part: array<array<f32, LANES>, ROWS>;
+var<workgroup> lanes: array<array<f32, LANES>, ROWS>;
 
 @compute @workgroup_size(32, 8)
 fn gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
@@ -137,11 +178,11 @@ fn gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
       acc = fma(a[arow + k], f32(w[wrow + k]), acc);
     }
   }
-  part[lid.y][lid.x] = acc;
+  lanes[lid.y][lid.x] = acc;
   workgroupBarrier();
   for (var s = LANES / 2u; s > 0u; s >>= 1u) {
-    if (lid.x < s) { part[lid.y][lid.x] += part[lid.y][lid.x + s]; }
+    if (lid.x < s) { lanes[lid.y][lid.x] += lanes[lid.y][lid.x + s]; }
     workgroupBarrier();
   }
-  if (lid.x == 0u && n < p.N) { epilogue(m, n, part[lid.y][0]); }
+  if (lid.x == 0u && n < p.N) { epilogue(m, n, lanes[lid.y][0]); }
 }

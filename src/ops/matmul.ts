@@ -5,7 +5,7 @@
 import type { BufferOf, Dispatch, Graph, Kernel } from '../graph/graph.ts';
 import { type Tensor, expectShape } from '../graph/tensor.ts';
 import { ACT, type Activation } from './elementwise.ts';
-import { uniforms, chunksOf, whole, wgslType } from './common.ts';
+import { uniforms, chunksOf, whole, wgslType, grid1d } from './common.ts';
 
 /** How matmul.wgsl reads A; see the header of that file. */
 export type AOperand =
@@ -22,8 +22,8 @@ export interface LinearOptions extends ResidualRepeat {
   bias?: Tensor;
   residual?: Tensor;
   act?: Activation;
-  /** 'auto' takes gemv for M <= GEMV_MAX_M. */
-  variant?: 'auto' | 'tiled' | 'gemv';
+  /** 'auto' takes gemv for M <= GEMV_MAX_M, split-K for few tiles over a long K, else tiled. */
+  variant?: 'auto' | 'tiled' | 'gemv' | 'splitk';
 }
 
 export interface MatmulAttrs {
@@ -32,14 +32,80 @@ export interface MatmulAttrs {
   K: number;
   act: number;
   a: AOperand;
-  variant: 'tiled' | 'gemv';
+  variant: 'tiled' | 'gemv' | 'splitk';
   hasBias: boolean;
   hasRes: boolean;
   resRows: number;
+  /** Split-K: K per split and number of splits (1 otherwise). */
+  kChunk: number;
+  splits: number;
 }
 
 export const GEMV_MAX_M = 4;
 const A_MODE = { plain: 0, pixel_shuffle: 1, im2col: 2 } as const;
+
+/** The Params words of matmul.wgsl for the rows [row0, row0 + rows) of the weight. */
+function params(at: MatmulAttrs, row0: number, rows: number): number[] {
+  const a = at.a;
+  const modeWords =
+    a.mode === 'pixel_shuffle'
+      ? [A_MODE.pixel_shuffle, a.s, a.E, a.gridW, 0, 0, 0, 0]
+      : a.mode === 'im2col'
+        ? [A_MODE.im2col, 0, 0, a.gridW, a.C, a.H, a.W, a.P]
+        : [A_MODE.plain, 0, 0, 0, 0, 0, 0, 0];
+  const head = [at.M, rows, at.K, row0, at.N, at.act, at.hasBias ? 1 : 0, at.hasRes ? 1 : 0];
+  return [...head, ...modeWords, at.resRows, at.kChunk, at.splits];
+}
+
+/** Split-K, first pass: partial sums per K split into a scratch [splits·M, N] (one dispatch per weight chunk). */
+const splitKPartialKernel: Kernel<MatmulAttrs> = {
+  name: 'matmul_splitk',
+  encode(node, buf) {
+    const at = node.attrs;
+    const [x, w] = node.inputs;
+    return chunksOf(w, buf).map(
+      (c): Dispatch => ({
+        pipeline: { shader: 'matmul', entry: 'matmul_splitk', aliases: { WT: wgslType(w), BT: 'f32' } },
+        bindings: [
+          { binding: 1, buffer: buf(x) },
+          { binding: 2, buffer: c.buffer },
+          { binding: 6, buffer: buf(node.output) },
+        ],
+        uniforms: () => uniforms(...params(at, c.row0, c.rows)),
+        workgroups: [Math.ceil(c.rows / 64), Math.ceil(at.M / 64), at.splits],
+      }),
+    );
+  },
+};
+
+/** Split-K, second pass: sums the splits and applies bias, activation and residual. */
+const splitKReduceKernel: Kernel<MatmulAttrs> = {
+  name: 'splitk_reduce',
+  encode(node, buf, ctx) {
+    const at = node.attrs;
+    const [part, ...rest] = node.inputs;
+    const bias = at.hasBias ? rest.shift() : undefined;
+    const res = at.hasRes ? rest.shift() : undefined;
+    return [
+      {
+        pipeline: { shader: 'matmul', entry: 'splitk_reduce', aliases: { WT: 'f32', BT: bias ? wgslType(bias) : 'f32' } },
+        bindings: [
+          { binding: 3, buffer: bias ? whole('matmul bias', bias, buf) : ctx.dummy },
+          { binding: 4, buffer: res ? buf(res) : ctx.dummy },
+          { binding: 5, buffer: buf(node.output) },
+          { binding: 6, buffer: buf(part) },
+        ],
+        uniforms: () => uniforms(...params(at, 0, at.N)),
+        workgroups: grid1d(at.M * at.N, 256),
+      },
+    ];
+  },
+};
+
+/** Split K when the tiles would leave the device idle and each split still has a long K. */
+const SPLITK_BELOW_TILES = 64;
+const SPLITK_MIN_CHUNK = 512;
+const SPLITK_MAX = 32;
 
 export const matmulKernel: Kernel<MatmulAttrs> = {
   name: 'matmul',
@@ -49,14 +115,6 @@ export const matmulKernel: Kernel<MatmulAttrs> = {
     const bias = at.hasBias ? rest.shift() : undefined;
     const res = at.hasRes ? rest.shift() : undefined;
     return chunksOf(w, buf).map((c): Dispatch => {
-      const a = at.a;
-      const modeWords =
-        a.mode === 'pixel_shuffle'
-          ? [A_MODE.pixel_shuffle, a.s, a.E, a.gridW, 0, 0, 0, 0]
-          : a.mode === 'im2col'
-            ? [A_MODE.im2col, 0, 0, a.gridW, a.C, a.H, a.W, a.P]
-            : [A_MODE.plain, 0, 0, 0, 0, 0, 0, 0];
-      const head = [at.M, c.rows, at.K, c.row0, at.N, at.act, at.hasBias ? 1 : 0, at.hasRes ? 1 : 0];
       const gemv = at.variant === 'gemv';
       return {
         pipeline: {
@@ -71,7 +129,7 @@ export const matmulKernel: Kernel<MatmulAttrs> = {
           { binding: 4, buffer: res ? buf(res) : ctx.dummy },
           { binding: 5, buffer: buf(node.output) },
         ],
-        uniforms: () => uniforms(...head, ...modeWords, at.resRows),
+        uniforms: () => uniforms(...params(at, c.row0, c.rows)),
         workgroups: gemv ? [Math.ceil(c.rows / 8), 1, at.M] : [Math.ceil(c.rows / 64), Math.ceil(at.M / 64)],
       };
     });
@@ -87,8 +145,18 @@ export function matmulNode(g: Graph, x: Tensor, w: Tensor, M: number, a: AOperan
   if (opts.residual) expectShape('linear', 'residual', opts.residual, [resRows || M, N], ['f32']);
   if (resRows && M % resRows !== 0) throw new Error(`linear: ${M} rows are not a whole number of ${resRows}-row residual repeats`);
   if (resRows && opts.variant === 'gemv') throw new Error('linear: the gemv variant does not repeat residuals');
-  const variant = opts.variant === 'tiled' || opts.variant === 'gemv' ? opts.variant : M <= GEMV_MAX_M && a.mode === 'plain' ? 'gemv' : 'tiled';
+  const tiles = Math.ceil(M / 64) * Math.ceil(N / 64);
+  const variant =
+    opts.variant && opts.variant !== 'auto'
+      ? opts.variant
+      : M <= GEMV_MAX_M && a.mode === 'plain'
+        ? 'gemv'
+        : tiles < SPLITK_BELOW_TILES && K >= 2 * SPLITK_MIN_CHUNK
+          ? 'splitk'
+          : 'tiled';
   if (variant === 'gemv' && a.mode !== 'plain') throw new Error(`linear: the gemv variant reads a plain A operand only, not ${a.mode}`);
+  const splits = variant === 'splitk' ? Math.max(2, Math.min(SPLITK_MAX, Math.floor(K / SPLITK_MIN_CHUNK))) : 1;
+  const kChunk = variant === 'splitk' ? Math.ceil(K / splits / 16) * 16 : K;
   const inputs = [x, w, ...(opts.bias ? [opts.bias] : []), ...(opts.residual ? [opts.residual] : [])];
   const attrs: MatmulAttrs = {
     M,
@@ -100,7 +168,13 @@ export function matmulNode(g: Graph, x: Tensor, w: Tensor, M: number, a: AOperan
     hasBias: !!opts.bias,
     hasRes: !!opts.residual,
     resRows,
+    kChunk,
+    splits: variant === 'splitk' ? Math.ceil(K / kChunk) : 1,
   };
+  if (variant === 'splitk') {
+    const part = g.add(splitKPartialKernel, [x, w], { shape: [attrs.splits * M, N], dtype: 'f32' }, attrs);
+    return g.add(splitKReduceKernel, [part, ...inputs.slice(2)], { shape: [M, N], dtype: 'f32' }, attrs);
+  }
   return g.add(matmulKernel, inputs, { shape: [M, N], dtype: 'f32' }, attrs);
 }
 

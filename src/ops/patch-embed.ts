@@ -23,6 +23,6 @@ export function patchEmbed(g: Graph, pixels: Tensor, weight: Tensor, bias?: Tens
     bias,
     residual: pos,
     residualRows: pos ? n : 0,
-    variant: 'tiled',
+    variant: 'auto',
   });
 }

@@ -3,13 +3,13 @@
 // Reference: transformers Idefics3Connector.pixel_shuffle + modality_projection (no bias).
 import type { Graph } from '../graph/graph.ts';
 import { type Tensor, expectShape } from '../graph/tensor.ts';
-import { matmulNode } from './matmul.ts';
+import { matmulNode, type LinearOptions } from './matmul.ts';
 
 /**
  * x: [tiles·seq, E] vision features, each tile a square gw×gw grid (seq = gw²); w: [out, E·s²].
  * Returns [tiles·seq/s², out].
  */
-export function pixelShuffleProject(g: Graph, x: Tensor, w: Tensor, s: number, tiles = 1): Tensor {
+export function pixelShuffleProject(g: Graph, x: Tensor, w: Tensor, s: number, tiles = 1, variant: LinearOptions['variant'] = 'auto'): Tensor {
   const [rows, E] = x.shape;
   const seq = rows / tiles;
   if (!Number.isInteger(seq)) throw new Error(`pixel shuffle: ${rows} vision tokens do not split into ${tiles} tiles`);
@@ -17,5 +17,5 @@ export function pixelShuffleProject(g: Graph, x: Tensor, w: Tensor, s: number, t
   if (gw * gw !== seq) throw new Error(`pixel shuffle: ${seq} vision tokens do not form a square grid`);
   if (gw % s !== 0) throw new Error(`pixel shuffle: grid side ${gw} is not divisible by scale_factor ${s}`);
   expectShape('pixel shuffle projector', 'weight', w, [null, E * s * s], ['f32', 'f16']);
-  return matmulNode(g, x, w, (tiles * seq) / (s * s), { mode: 'pixel_shuffle', s, E, gridW: gw }, { variant: 'tiled' });
+  return matmulNode(g, x, w, (tiles * seq) / (s * s), { mode: 'pixel_shuffle', s, E, gridW: gw }, { variant });
 }

@@ -25,8 +25,8 @@ describe('matmul', () => {
     [2, 300, 129],
   ];
   for (const dtype of ['F32', 'F16', 'BF16'] as SourceDType[]) {
-    for (const variant of ['tiled', 'gemv'] as const) {
-      for (const [M, N, K] of shapes) {
+    for (const variant of ['tiled', 'gemv', 'splitk'] as const) {
+      for (const [M, N, K] of [...shapes, ...(variant === 'splitk' ? ([[3, 70, 1500], [65, 5, 2100]] as [number, number, number][]) : [])]) {
         if (variant === 'gemv' && M > 4) continue;
         it(`${variant} ${dtype} M=${M} N=${N} K=${K} with bias, gelu, residual`, async () => {
           const gpu = await testGpu();
@@ -80,6 +80,21 @@ describe('matmul', () => {
       assertClose(out, linear64(xv, w.v, M, N, K), TOL.F32, `split ${variant}`);
     }
   });
+
+  it('split-K over a weight split into chunks', async () => {
+    // 8 KiB binding limit: the 300×40 weight (48 KB) is split in 6 chunks; the split-K scratch (2 × 3 × 300 f32) fits.
+    const gpu = await testGpu({ maxStorageBufferBindingSize: 8192 });
+    const rng = new Rng(8);
+    const [M, N, K] = [3, 300, 40];
+    const g = new Graph();
+    const xv = rng.array(M * K);
+    const w = await weight(gpu, g, 'w', [N, K], rng.array(N * K, 0.2));
+    const b = await weight(gpu, g, 'b', [N], rng.array(N, 0.1));
+    if ((w.t.chunks?.length ?? 0) < 2) throw new Error(`expected a split weight, got ${w.t.chunks?.length} chunk(s)`);
+    const x = g.input('x', [M, K], 'f32');
+    const [out] = await run(gpu, g, [linear(g, x, w.t, { bias: b.t, act: 'silu', variant: 'splitk' })], [[x, xv]]);
+    assertClose(out, linear64(xv, w.v, M, N, K, b.v, ACT.silu), TOL.F32, 'split-K over chunks');
+  });
 });
 
 describe('pixel-shuffle projector', () => {
@@ -97,7 +112,7 @@ describe('pixel-shuffle projector', () => {
       const K = E * s * s;
       const w = await weight(gpu, g, 'proj', [N, K], rng.array(N * K, 0.1));
       const x = g.input('x', [seq, E], 'f32');
-      const [out] = await run(gpu, g, [pixelShuffleProject(g, x, w.t, s)], [[x, xv]]);
+      const outs = await run(gpu, g, [pixelShuffleProject(g, x, w.t, s, 1, 'tiled'), pixelShuffleProject(g, x, w.t, s, 1, 'splitk')], [[x, xv]]);
       // Reference: the Idefics3 reshape/permute chain, element by element.
       const M = seq / (s * s);
       const shuffled = new Float32Array(M * K);
@@ -109,7 +124,9 @@ describe('pixel-shuffle projector', () => {
               const src = ((Math.floor(r / bw) * s + i) * gw + (r % bw) * s + j) * E + c;
               shuffled[r * K + (i * s + j) * E + c] = xv[src];
             }
-      assertClose(out, linear64(shuffled, w.v, M, N, K), TOL.F32, 'projector');
+      const want = linear64(shuffled, w.v, M, N, K);
+      assertClose(outs[0], want, TOL.F32, 'projector (tiled)');
+      assertClose(outs[1], want, TOL.F32, 'projector (split-K)');
     });
   }
 });
