@@ -25,4 +25,5 @@ step tests node --import tsx --test --test-concurrency=1 test/ops/*.test.ts test
 step bench node --import tsx bench/kernels.bench.ts --json "$out/bench.json"
 step demo node --import tsx src/demo.ts
 step model node --import tsx bench/model.bench.ts --layouts single --tokens 16 --json "$out/model.json"
+step host node --import tsx bench/host.bench.ts --json "$out/host.json"
 exit $status
