@@ -6,6 +6,7 @@
 // compute from our best matmul, both measured in the same run).
 //
 //   npm run bench [-- --quick] [--json FILE] [--filter REGEX] [--iterations N] [--time MS]
+// With --json FILE.json, the roofline plot goes to FILE.roofline.svg and FILE.roofline.png.
 import { parseArgs } from 'node:util';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { execSync } from 'node:child_process';
@@ -20,7 +21,7 @@ import { parseIdefics3Config } from '../src/models/config.ts';
 import { linear } from '../src/ops/matmul.ts';
 import { rmsNorm, layerNorm } from '../src/ops/norm.ts';
 import { softmax } from '../src/ops/softmax.ts';
-import { activation, add, siluMul, ACT } from '../src/ops/elementwise.ts';
+import { activation, add, siluMul, sliceRows, ACT } from '../src/ops/elementwise.ts';
 import { rope, ropeInvFreq } from '../src/ops/rope.ts';
 import { attention } from '../src/ops/attention.ts';
 import { patchEmbed } from '../src/ops/patch-embed.ts';
@@ -29,6 +30,7 @@ import { embed } from '../src/ops/embedding.ts';
 import { argmax } from '../src/ops/sample.ts';
 import type { SourceDType } from '../src/io/upload.ts';
 import { Rng, assertClose, weight } from '../test/data.ts';
+import { rooflineSvg, writeRoofline } from './roofline.ts';
 import {
   linear64,
   rmsNorm64,
@@ -431,8 +433,25 @@ async function measure(gpu: Gpu, timer: GpuTimer | null, exe: Executable, pos: n
   return { median: r.latency.p50, samples: r.latency.samplesCount, wallMedian: wall[Math.floor(wall.length / 2)] };
 }
 
-/** Device bandwidth: a large buffer-to-buffer copy, timed with timestamps around a pass-less encoder. */
-async function copyBandwidth(gpu: Gpu): Promise<number> {
+/**
+ * Device bandwidth: the better of a large copyBufferToBuffer timed by the wall clock (submission
+ * included, so it underestimates a fast GPU) and a 64 MiB copy through our copy kernel timed by GPU
+ * timestamps.
+ */
+async function copyBandwidth(gpu: Gpu, timer: GpuTimer | null): Promise<number> {
+  let kernel = 0;
+  if (timer) {
+    const g = new Graph();
+    const rows = Math.floor(Math.min(64 * 2 ** 20, gpu.maxBinding) / 4096);
+    const x = g.input('x', [rows, 1024], 'f32');
+    const y = sliceRows(g, x, 0, rows);
+    const exe = await Executable.compile(gpu, g, [y]);
+    const ns: number[] = [];
+    for (let i = 0; i < 7; i++) ns.push(await timer.time((w) => exe.run({ pos: 0 }, w)));
+    exe.dispose();
+    ns.sort((a, b) => a - b);
+    kernel = (2 * rows * 4096) / (ns[1] / 1e9) / 1e9;
+  }
   const bytes = Math.min(256 * 2 ** 20, gpu.limits.maxBufferSize / 2);
   const a = gpu.pool.create(bytes, undefined, 'copy src');
   const b = gpu.pool.create(bytes, undefined, 'copy dst');
@@ -448,7 +467,7 @@ async function copyBandwidth(gpu: Gpu): Promise<number> {
   gpu.pool.destroy(a);
   gpu.pool.destroy(b);
   times.sort((x, y) => x - y);
-  return (2 * bytes) / (times[1] / 1000) / 1e9; // read + write, second-best of 7
+  return Math.max(kernel, (2 * bytes) / (times[1] / 1000) / 1e9); // read + write, second-best of 7
 }
 
 function gitRevision(): string {
@@ -468,7 +487,7 @@ try {
   const iterations = Number(args.iterations ?? (args.quick ? 3 : 10));
   const time = Number(args.time ?? (args.quick ? 0 : 300));
   const filter = args.filter ? new RegExp(args.filter) : null;
-  const bandwidth = await copyBandwidth(gpu);
+  const bandwidth = await copyBandwidth(gpu, timer);
   const rows: Row[] = [];
   const rng = new Rng(1234);
   for (const c of cases) {
@@ -528,7 +547,10 @@ try {
       rows,
     };
     writeFileSync(args.json, JSON.stringify(out, null, 2));
-    console.log(`wrote ${args.json}`);
+    const base = args.json.replace(/\.json$/, '') + '.roofline';
+    const svg = rooflineSvg(rows, bandwidth, compute, `${gpu.info.description || gpu.info.vendor}: ${rows.length} kernels (${timer ? 'GPU timestamps' : 'wall clock'})`);
+    const files = Number.isNaN(compute) ? [] : await writeRoofline(base, svg);
+    console.log(`wrote ${[args.json, ...files].join(', ')}`);
   }
   timer?.destroy();
 } finally {
