@@ -1,9 +1,9 @@
 // From an image and a question to streamed text: a loaded model with its tokenizer, chat template and
 // image processor. generate() renders the chat, expands the image placeholders as the model's processor
 // does, preprocesses the images, and streams decoded text while the GPU generates.
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Gpu } from './gpu/device.ts';
+import { readJsonObject } from './io/json.ts';
 import { looksLikeHubId, resolveHubId } from './io/hub.ts';
 import { loadModelDir } from './models/registry.ts';
 import type { VisionLanguageModel } from './models/vlm.ts';
@@ -297,19 +297,8 @@ export class VisionLanguagePipeline {
 /** eos_token_id of generation_config.json (a number or a list), or none when the file is absent. */
 async function generationEos(dir: string): Promise<number[]> {
   const file = join(dir, 'generation_config.json');
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch {
-    return [];
-  }
-  let json: { eos_token_id?: unknown };
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
-  }
-  const v = json.eos_token_id;
+  const json = await readJsonObject(file, true);
+  const v = json?.eos_token_id;
   const list = v === undefined || v === null ? [] : Array.isArray(v) ? v : [v];
   if (!list.every((x) => Number.isInteger(x) && x >= 0)) throw new Error(`${file}: eos_token_id must be a token id or a list of them, got ${JSON.stringify(v)}`);
   return list as number[];

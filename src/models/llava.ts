@@ -6,16 +6,14 @@
 import type { Gpu } from '../gpu/device.ts';
 import type { Graph } from '../graph/graph.ts';
 import type { Tensor } from '../graph/tensor.ts';
-import { Checkpoint } from '../io/checkpoint.ts';
 import { parseLlavaConfig, type LlavaConfig } from './config.ts';
 import { ClipVisionTransformer, Linear } from './vit.ts';
 import { LlamaModel } from './llama.ts';
 import { Taps } from './taps.ts';
-import { VarBuilder, WeightStore, type ModelLoadOptions } from './weights.ts';
-import { VisionLanguageModel } from './vlm.ts';
+import { VarBuilder, type WeightStore, type ModelLoadOptions } from './weights.ts';
+import { VisionLanguageModel, loadCheckpointModel } from './vlm.ts';
 import { activationOf } from '../ops/elementwise.ts';
 import { sliceRows } from '../ops/elementwise.ts';
-import { join } from 'node:path';
 
 /** Weight prefixes of the two published layouts. */
 const LAYOUTS = {
@@ -82,22 +80,8 @@ export class Llava extends VisionLanguageModel {
     this.featuresPerTile = this.vision_tower.patches + (config.vision_feature_select_strategy === 'full' ? 1 : 0);
   }
 
-  static async load(gpu: Gpu, dir: string, opts: ModelLoadOptions = {}): Promise<Llava> {
-    const ckpt = await Checkpoint.open(dir, { root: opts.root });
-    try {
-      const config = parseLlavaConfig(ckpt.config, join(ckpt.dir, 'config.json'));
-      const store = new WeightStore(gpu, ckpt, opts.dtype);
-      const model = new Llava(gpu, store, config, detectLayout(ckpt.tensors.keys()));
-      try {
-        await store.load(opts.onProgress);
-      } catch (e) {
-        model.dispose();
-        throw e;
-      }
-      return model;
-    } finally {
-      await ckpt.close();
-    }
+  static load(gpu: Gpu, dir: string, opts: ModelLoadOptions = {}): Promise<Llava> {
+    return loadCheckpointModel(gpu, dir, opts, parseLlavaConfig, (store, config, ckpt) => new Llava(gpu, store, config, detectLayout(ckpt.tensors.keys())));
   }
 
   /**

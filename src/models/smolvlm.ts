@@ -4,15 +4,13 @@
 import type { Gpu } from '../gpu/device.ts';
 import type { Graph } from '../graph/graph.ts';
 import type { Tensor } from '../graph/tensor.ts';
-import { Checkpoint } from '../io/checkpoint.ts';
 import { parseIdefics3Config, imageSeqLen, type Idefics3Config } from './config.ts';
 import { SiglipVisionTransformer } from './vit.ts';
 import { Idefics3Connector } from './projector.ts';
 import { LlamaModel } from './llama.ts';
 import { Taps } from './taps.ts';
-import { VarBuilder, WeightStore, type ModelLoadOptions } from './weights.ts';
-import { VisionLanguageModel } from './vlm.ts';
-import { join } from 'node:path';
+import { VarBuilder, type WeightStore, type ModelLoadOptions } from './weights.ts';
+import { VisionLanguageModel, loadCheckpointModel } from './vlm.ts';
 
 export class SmolVLM extends VisionLanguageModel {
   readonly vision_model: SiglipVisionTransformer;
@@ -41,22 +39,8 @@ export class SmolVLM extends VisionLanguageModel {
     this.featuresPerTile = imageSeqLen(config);
   }
 
-  static async load(gpu: Gpu, dir: string, opts: ModelLoadOptions = {}): Promise<SmolVLM> {
-    const ckpt = await Checkpoint.open(dir, { root: opts.root });
-    try {
-      const config = parseIdefics3Config(ckpt.config, join(ckpt.dir, 'config.json'));
-      const store = new WeightStore(gpu, ckpt, opts.dtype);
-      const model = new SmolVLM(gpu, store, config);
-      try {
-        await store.load(opts.onProgress);
-      } catch (e) {
-        model.dispose();
-        throw e;
-      }
-      return model;
-    } finally {
-      await ckpt.close();
-    }
+  static load(gpu: Gpu, dir: string, opts: ModelLoadOptions = {}): Promise<SmolVLM> {
+    return loadCheckpointModel(gpu, dir, opts, parseIdefics3Config, (store, config) => new SmolVLM(gpu, store, config));
   }
 
   encodeImages(g: Graph, pixels: Tensor, taps: Taps): Tensor {

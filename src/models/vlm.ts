@@ -9,7 +9,9 @@ import type { Tensor } from '../graph/tensor.ts';
 import type { TextConfig } from './config.ts';
 import { KVCache, type LlamaModel } from './llama.ts';
 import { Taps } from './taps.ts';
-import type { WeightStore } from './weights.ts';
+import { WeightStore, type ModelLoadOptions } from './weights.ts';
+import { Checkpoint } from '../io/checkpoint.ts';
+import { join } from 'node:path';
 import { embed, NOT_IMAGE } from '../ops/embedding.ts';
 import { sliceRows } from '../ops/elementwise.ts';
 import { linear } from '../ops/matmul.ts';
@@ -180,5 +182,32 @@ export abstract class VisionLanguageModel {
     this.text.dispose(this.gpu);
     this.store.dispose();
     this.gpu.pool.trim();
+  }
+}
+
+/**
+ * Opens a model folder, parses its config, builds the model (which asks the store for its weights by
+ * name), then uploads them; the checkpoint is closed either way and a failed load frees what it took.
+ */
+export async function loadCheckpointModel<C, M extends VisionLanguageModel>(
+  gpu: Gpu,
+  dir: string,
+  opts: ModelLoadOptions,
+  parse: (json: unknown, file: string) => C,
+  build: (store: WeightStore, config: C, ckpt: Checkpoint) => M,
+): Promise<M> {
+  const ckpt = await Checkpoint.open(dir, { root: opts.root });
+  try {
+    const config = parse(ckpt.config, join(ckpt.dir, 'config.json'));
+    const model = build(new WeightStore(gpu, ckpt, opts.dtype), config, ckpt);
+    try {
+      await model.store.load(opts.onProgress);
+    } catch (e) {
+      model.dispose();
+      throw e;
+    }
+    return model;
+  } finally {
+    await ckpt.close();
   }
 }

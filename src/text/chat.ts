@@ -1,9 +1,9 @@
 // Chat templates: loading a model directory's Jinja chat template and rendering messages through
 // @huggingface/jinja (the engine of transformers.js; its Template compiles with trim_blocks and
 // lstrip_blocks on, as transformers' own Jinja environment does).
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Template } from '@huggingface/jinja';
+import { readJsonObject } from '../io/json.ts';
 
 export type ChatContentPart = { type: 'text'; text: string } | { type: 'image' };
 
@@ -22,26 +22,6 @@ export interface RenderChatOptions {
 }
 
 /** Reads `file` as JSON; undefined when the file does not exist. */
-async function readJsonIfPresent(file: string): Promise<Record<string, unknown> | undefined> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new Error(`${file}: cannot read (${(e as Error).message})`);
-  }
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (e) {
-    throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
-  }
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    throw new Error(`${file}: expected a JSON object at the top level`);
-  }
-  return value as Record<string, unknown>;
-}
-
 /**
  * Picks the template out of a `chat_template` value: a string, or a list of `{name, template}`
  * (the entry named `default` is used). Returns undefined when absent; throws when malformed.
@@ -75,7 +55,7 @@ export async function loadChatTemplate(dir: string): Promise<string> {
   const sources = ['chat_template.json', 'tokenizer_config.json'];
   for (const name of sources) {
     const file = join(dir, name);
-    const json = await readJsonIfPresent(file);
+    const json = await readJsonObject(file, true);
     if (json === undefined) continue;
     const template = pickTemplate(json['chat_template'], file);
     if (template !== undefined) return template;

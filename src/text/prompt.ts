@@ -11,8 +11,8 @@
 //     "\n"<fake_token_around_image><global-img>{<image> × seqLen}<fake_token_around_image>
 //   (so the last row is followed by "\n\n" before the global block, and tiles have no closing
 //   fake token: the next tile's opening one separates them).
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { readJsonObject } from '../io/json.ts';
 
 export interface ImageTokens {
   /** Placeholder written by the chat template and repeated imageSeqLen times per (sub-)image. */
@@ -34,28 +34,6 @@ export interface ImageGrid {
   cols: number;
 }
 
-async function readJson(file: string, optional: true): Promise<Record<string, unknown> | undefined>;
-async function readJson(file: string, optional?: false): Promise<Record<string, unknown>>;
-async function readJson(file: string, optional = false): Promise<Record<string, unknown> | undefined> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (e) {
-    if (optional && (e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new Error(`${file}: cannot read (${(e as Error).message})`);
-  }
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (e) {
-    throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
-  }
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    throw new Error(`${file}: expected a JSON object at the top level`);
-  }
-  return value as Record<string, unknown>;
-}
-
 /** A token given as a string or as a serialised AddedToken `{content: ...}`. */
 function tokenString(value: unknown): string | undefined {
   if (typeof value === 'string' && value.length > 0) return value;
@@ -74,7 +52,7 @@ function tokenString(value: unknown): string | undefined {
  */
 export async function loadImageTokens(dir: string): Promise<ImageTokens> {
   const file = join(dir, 'tokenizer_config.json');
-  const config = (await readJson(file, true)) ?? {};
+  const config = (await readJsonObject(file, true)) ?? {};
   return {
     image: tokenString(config['image_token']) ?? DEFAULT_IMAGE_TOKENS.image,
     fakeAround: tokenString(config['fake_image_token']) ?? DEFAULT_IMAGE_TOKENS.fakeAround,
@@ -85,7 +63,7 @@ export async function loadImageTokens(dir: string): Promise<ImageTokens> {
 /** `image_seq_len` of `processor_config.json`: the number of `<image>` tokens per (sub-)image. */
 export async function loadImageSeqLen(dir: string): Promise<number> {
   const file = join(dir, 'processor_config.json');
-  const config = await readJson(file);
+  const config = await readJsonObject(file);
   const v = config['image_seq_len'];
   if (v === undefined) throw new Error(`${file}: no "image_seq_len" key`);
   if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) {

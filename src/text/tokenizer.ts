@@ -1,6 +1,6 @@
 // Tokenizer from a model directory's tokenizer.json + tokenizer_config.json, through
 // @huggingface/tokenizers (the tokenizer of transformers.js).
-import { readFile } from 'node:fs/promises';
+import { readJsonObject } from '../io/json.ts';
 import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 
@@ -11,23 +11,8 @@ export class TextTokenizer {
   ) {}
 
   static async load(dir: string): Promise<TextTokenizer> {
-    const read = async (name: string, required: boolean) => {
-      const file = join(dir, name);
-      let text: string;
-      try {
-        text = await readFile(file, 'utf8');
-      } catch (e) {
-        if (!required) return {};
-        throw new Error(`${file}: cannot read the tokenizer (${(e as Error).message})`);
-      }
-      try {
-        return JSON.parse(text) as Record<string, unknown>;
-      } catch (e) {
-        throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
-      }
-    };
-    const json = await read('tokenizer.json', true);
-    const config = await read('tokenizer_config.json', false);
+    const json = await readJsonObject(join(dir, 'tokenizer.json'));
+    const config = (await readJsonObject(join(dir, 'tokenizer_config.json'), true)) ?? {};
     return new TextTokenizer(new Tokenizer(json, config), config);
   }
 
