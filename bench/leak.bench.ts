@@ -1,6 +1,12 @@
-// Leak check over long runs, on the tiny SmolVLM: RSS and live GPU buffers across 2,000 decode steps,
-// and across 20 rounds of load → generate → dispose. RSS is sampled after a forced GC (run with
-// --expose-gc; npm run bench:leak does). Fails (exit 1) if RSS grows by 5% or more, or buffers leak.
+// Leak check over long runs, on the tiny SmolVLM: RSS, JS heap and live GPU buffers across 2,000 decode
+// steps, and across 20 rounds of load → generate → dispose. Memory is sampled after a forced GC (run
+// with --expose-gc; npm run bench:leak does). Fails (exit 1) if GPU buffers leak, the JS heap grows by
+// more than 1 MiB, or RSS grows by 5% or more after warm-up.
+//
+// Warm-up: on lavapipe RSS rises by ~50 MiB over the first few hundred steps and then stays flat
+// (measured to 4,000 steps, ±6 MiB) while the JS heap stays at ~7 MiB: native memory of the driver
+// (its compiled kernels and command pools) reaching steady state, not a per-step leak. So RSS growth is
+// judged from step 250 on, and the growth from step 2 is printed beside it.
 //
 //   npm run bench:leak [-- --steps N] [--rounds N] [--json FILE]
 import { parseArgs } from 'node:util';
@@ -14,6 +20,7 @@ import { loadModel } from '../src/pipeline.ts';
 const { values: args } = parseArgs({ options: { steps: { type: 'string' }, rounds: { type: 'string' }, json: { type: 'string' } } });
 const steps = Number(args.steps ?? 2000);
 const rounds = Number(args.rounds ?? 20);
+const WARM = 250;
 const DIR = fileURLToPath(new URL('../test/fixtures/smolvlm-tiny', import.meta.url));
 const gc = (globalThis as { gc?: () => void }).gc ?? (() => console.warn('run with --expose-gc for exact RSS figures'));
 const rss = () => {
@@ -29,6 +36,8 @@ try {
   // 1. Long generation.
   const model = await SmolVLM.load(gpu, DIR);
   let rss1 = 0;
+  let rssWarm = 0;
+  let heap1 = 0;
   let buffers1 = 0;
   let n = 0;
   const t0 = performance.now();
@@ -37,20 +46,25 @@ try {
     n++;
     if (n === 2) {
       rss1 = rss();
+      heap1 = process.memoryUsage().heapUsed;
       buffers1 = gpu.pool.liveCount;
     }
+    if (n === Math.min(WARM, steps)) rssWarm = rss();
     if (n % 250 === 0) samples.push(rss());
   }
   const rssEnd = rss();
-  const growth = (rssEnd - rss1) / rss1;
+  const heapEnd = process.memoryUsage().heapUsed;
+  const growthFromStep2 = (rssEnd - rss1) / rss1;
+  const growth = (rssEnd - rssWarm) / rssWarm;
   const buffersEnd = gpu.pool.liveCount;
   console.log(
-    `${steps} decode steps in ${((performance.now() - t0) / 1000).toFixed(1)} s: RSS ${mib(rss1)} → ${mib(rssEnd)} MiB (${(100 * growth).toFixed(2)}%), ` +
+    `${steps} decode steps in ${((performance.now() - t0) / 1000).toFixed(1)} s: RSS step 2 ${mib(rss1)}, step ${WARM} ${mib(rssWarm)}, end ${mib(rssEnd)} MiB ` +
+      `(${(100 * growth).toFixed(2)}% after warm-up, ${(100 * growthFromStep2).toFixed(2)}% from step 2); JS heap ${mib(heap1)} → ${mib(heapEnd)} MiB; ` +
       `live GPU buffers ${buffers1} → ${buffersEnd}; RSS every 250 steps: ${samples.map(mib).join(' ')}`,
   );
-  if (growth >= 0.05 || buffersEnd !== buffers1) failed = true;
+  if (Math.abs(growth) >= 0.05 || heapEnd - heap1 > 2 ** 20 || buffersEnd !== buffers1) failed = true;
   model.dispose();
-  result.decode = { steps, rssAfterFirstStep: rss1, rssEnd, growth, buffersAfterFirstStep: buffers1, buffersEnd, samples };
+  result.decode = { steps, rssStep2: rss1, rssWarm, rssEnd, growth, growthFromStep2, heapStep2: heap1, heapEnd, buffersAfterFirstStep: buffers1, buffersEnd, samples };
 
   // 2. Load → generate → dispose.
   const base = gpu.pool.liveCount;

@@ -73,11 +73,16 @@ export class BufferPool {
     return buf;
   }
 
+  /** Mappable buffers kept for the next read of the same size (a decode step reads 4 bytes every token). */
+  private readonly staging = new Map<number, GPUBuffer[]>();
+
   /** Copies `bytes` from `src` at `offset` back to the host. Waits for all work submitted before it. */
   async read(src: GPUBuffer, bytes: number = src.size, offset = 0): Promise<ArrayBuffer> {
     this.gpu.checkAlive();
     const size = alignSize(bytes);
-    const staging = this.create(size, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, 'readback');
+    const idle = this.staging.get(size);
+    const staging = idle?.pop() ?? this.create(size, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, 'readback');
+    let reusable = false;
     try {
       const enc = this.gpu.device.createCommandEncoder();
       enc.copyBufferToBuffer(src, offset, staging, 0, Math.min(size, src.size - offset));
@@ -86,9 +91,18 @@ export class BufferPool {
         this.gpu.checkAlive();
         throw e;
       });
-      return staging.getMappedRange(0, size).slice(0, bytes);
+      const out = staging.getMappedRange(0, size).slice(0, bytes);
+      staging.unmap();
+      reusable = true;
+      return out;
     } finally {
-      this.destroy(staging);
+      if (reusable && this.reuse) {
+        const list = this.staging.get(size) ?? [];
+        list.push(staging);
+        this.staging.set(size, list);
+      } else {
+        this.destroy(staging);
+      }
     }
   }
 
@@ -98,13 +112,15 @@ export class BufferPool {
 
   /** Destroys the buffers waiting for reuse (after a model is disposed, say). */
   trim(): void {
-    for (const list of this.free.values()) for (const b of list) this.destroy(b);
+    for (const list of [...this.free.values(), ...this.staging.values()]) for (const b of list) this.destroy(b);
     this.free.clear();
+    this.staging.clear();
   }
 
   destroyAll(): void {
     for (const b of this.live) b.destroy();
     this.live.clear();
     this.free.clear();
+    this.staging.clear();
   }
 }
