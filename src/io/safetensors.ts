@@ -109,9 +109,20 @@ async function readFully(
   return done;
 }
 
+/** Element counts above this cannot match any file; `numelOf` stops multiplying once past it. */
+const NUMEL_LIMIT = 1n << 256n;
+
+/**
+ * Product of the dims, exact up to NUMEL_LIMIT; above it, some value > NUMEL_LIMIT (a long shape of
+ * huge dims would otherwise cost quadratic BigInt time: 55k dims of 2^53 took over a minute).
+ */
 function numelOf(shape: readonly number[]): bigint {
+  if (shape.includes(0)) return 0n;
   let n = 1n;
-  for (const d of shape) n *= BigInt(d);
+  for (const d of shape) {
+    n *= BigInt(d);
+    if (n > NUMEL_LIMIT) return n;
+  }
   return n;
 }
 
@@ -293,11 +304,12 @@ export class SafetensorsFile {
 
       const dt = dtype as StDType;
       const dims = shapeArr as number[];
-      const expectedBytes = numelOf(dims) * BigInt(ITEM_SIZE[dt]);
+      const numel = numelOf(dims);
+      const expectedBytes = numel * BigInt(ITEM_SIZE[dt]);
       const actualBytes = end - begin;
       if (expectedBytes !== BigInt(actualBytes)) {
         fail(
-          `size mismatch: shape ${JSON.stringify(dims)} x ${dt} (${ITEM_SIZE[dt]} bytes/element) needs ${expectedBytes} bytes, ` +
+          `size mismatch: shape ${JSON.stringify(dims)} x ${dt} (${ITEM_SIZE[dt]} bytes/element) needs ${numel > NUMEL_LIMIT ? 'more than 2^256' : expectedBytes} bytes, ` +
             `but data_offsets [${begin}, ${end}] span ${actualBytes} bytes`,
         );
       }
