@@ -23,3 +23,14 @@ export async function readJsonObject(file: string, optional = false): Promise<Re
   }
   return value as Record<string, unknown>;
 }
+
+/** JSON text of a value for an error message, shortened; never throws (deep nesting, cycles, BigInt). */
+export function jsonText(v: unknown, max = 200): string {
+  let s: string;
+  try {
+    s = JSON.stringify(v) ?? String(v);
+  } catch {
+    s = Array.isArray(v) ? '[...] (too deeply nested to print)' : typeof v === 'object' ? '{...} (too deeply nested to print)' : String(v);
+  }
+  return s.length > max ? `${s.slice(0, max - 3)}...` : s;
+}

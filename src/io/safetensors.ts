@@ -18,6 +18,7 @@ import * as nodePath from 'node:path';
 import { getFloat16 } from '@petamoriken/float16';
 import { ITEM_SIZE, ST_DTYPES, isStDType } from './dtype.ts';
 import type { StDType } from './dtype.ts';
+import { jsonText } from './json.ts';
 
 export type { StDType } from './dtype.ts';
 
@@ -286,7 +287,7 @@ export class SafetensorsFile {
       const shapeArr = shape as unknown[];
       for (let i = 0; i < shapeArr.length; i++) {
         if (!isNonNegSafeInt(shapeArr[i])) {
-          fail(`shape[${i}] must be a non-negative safe integer, got ${describe(shapeArr[i])} (shape ${JSON.stringify(shape)})`);
+          fail(`shape[${i}] must be a non-negative safe integer, got ${describe(shapeArr[i])} (shape ${jsonText(shape)})`);
         }
       }
 

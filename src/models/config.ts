@@ -1,6 +1,7 @@
 // Typed model configuration read from an HF config.json, with the defaults of the transformers
 // config classes for keys a checkpoint omits (Idefics3VisionConfig, LlamaConfig, Idefics3Config).
 // Unknown keys are ignored; a present key of the wrong type is an error naming the file and key.
+import { jsonText } from '../io/json.ts';
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -10,15 +11,6 @@ export class ConfigError extends Error {
 }
 
 type Json = Record<string, unknown>;
-
-/** JSON text of a value for an error message; JSON.stringify throws RangeError on deeply nested values. */
-function show(v: unknown): string {
-  try {
-    return JSON.stringify(v);
-  } catch {
-    return Array.isArray(v) ? '[...] (too deeply nested to print)' : '{...} (too deeply nested to print)';
-  }
-}
 
 class Reader {
   constructor(
@@ -33,8 +25,9 @@ class Reader {
 
   int(key: string, dflt?: number): number {
     const v = this.raw(key) ?? dflt;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) {
-      throw new ConfigError(`${this.where}: "${key}" must be a non-negative integer, got ${show(this.raw(key))}`);
+    // Above 2^31 no dimension, id or length is real; such a value would only make later allocations fail.
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 2 ** 31) {
+      throw new ConfigError(`${this.where}: "${key}" must be a non-negative integer below 2^31, got ${jsonText(this.raw(key))}`);
     }
     return v;
   }
@@ -48,20 +41,20 @@ class Reader {
   num(key: string, dflt?: number): number {
     const v = this.raw(key) ?? dflt;
     if (typeof v !== 'number' || !Number.isFinite(v)) {
-      throw new ConfigError(`${this.where}: "${key}" must be a finite number, got ${show(this.raw(key))}`);
+      throw new ConfigError(`${this.where}: "${key}" must be a finite number, got ${jsonText(this.raw(key))}`);
     }
     return v;
   }
 
   str(key: string, dflt?: string): string {
     const v = this.raw(key) ?? dflt;
-    if (typeof v !== 'string') throw new ConfigError(`${this.where}: "${key}" must be a string, got ${show(this.raw(key))}`);
+    if (typeof v !== 'string') throw new ConfigError(`${this.where}: "${key}" must be a string, got ${jsonText(this.raw(key))}`);
     return v;
   }
 
   bool(key: string, dflt: boolean): boolean {
     const v = this.raw(key) ?? dflt;
-    if (typeof v !== 'boolean') throw new ConfigError(`${this.where}: "${key}" must be true or false, got ${show(this.raw(key))}`);
+    if (typeof v !== 'boolean') throw new ConfigError(`${this.where}: "${key}" must be true or false, got ${jsonText(this.raw(key))}`);
     return v;
   }
 
@@ -71,7 +64,7 @@ class Reader {
     const list = Array.isArray(v) ? v : [v];
     for (const x of list) {
       if (typeof x !== 'number' || !Number.isInteger(x) || x < 0) {
-        throw new ConfigError(`${this.where}: "${key}" must be a token id or a list of them, got ${show(v)}`);
+        throw new ConfigError(`${this.where}: "${key}" must be a token id or a list of them, got ${jsonText(v)}`);
       }
     }
     return list as number[];
@@ -212,7 +205,7 @@ function textConfig(r: Reader, top: Reader): TextConfig {
   }
   const scaling = r.get('rope_scaling');
   if (scaling !== undefined && scaling !== null) {
-    throw new ConfigError(`${r.where}: rope_scaling ${show(scaling)} is not supported (only default RoPE)`);
+    throw new ConfigError(`${r.where}: rope_scaling ${jsonText(scaling)} is not supported (only default RoPE)`);
   }
   if (r.get('rope_interleaved') === true) throw new ConfigError(`${r.where}: rope_interleaved true is not supported`);
   if (r.get('qk_layer_norms') === true) throw new ConfigError(`${r.where}: qk_layer_norms true is not supported`);
@@ -277,7 +270,7 @@ export function parseLlavaConfig(json: unknown, file: string): LlavaConfig {
   const text = textConfig(r.sub('text_config'), r);
   const layerRaw = r.get('vision_feature_layer') ?? -2;
   if (typeof layerRaw !== 'number' || !Number.isInteger(layerRaw)) {
-    throw new ConfigError(`${file}: vision_feature_layer must be an integer (lists of layers are not supported), got ${show(layerRaw)}`);
+    throw new ConfigError(`${file}: vision_feature_layer must be an integer (lists of layers are not supported), got ${jsonText(layerRaw)}`);
   }
   const L = vision.num_hidden_layers;
   if (layerRaw < -(L + 1) || layerRaw > L) throw new ConfigError(`${file}: vision_feature_layer ${layerRaw} is outside the ${L + 1} hidden states`);
