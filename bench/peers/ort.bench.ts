@@ -34,7 +34,7 @@ import { Executable } from '../../src/graph/execute.ts';
 import { parseIdefics3Config } from '../../src/models/config.ts';
 import { Rng } from '../../test/data.ts';
 import { encodeModel } from './onnx.ts';
-import { makeCases, asNumbers, type HostTensor, type PeerSide } from './cases.ts';
+import { makeCases, asNumbers, type HostTensor, type PeerSide } from '../cases.ts';
 import { loadOrt, PeerUnavailable, PEER_UNAVAILABLE, ORT_VERSION, type Ort, type OrtSession, type OrtTensor } from './ort.ts';
 
 const { values: args } = parseArgs({
@@ -194,7 +194,17 @@ try {
   for (const c of makeCases(cfg, { quick: !!args.quick, gemm: !!args.gemm })) {
     if (filter && !filter.test(c.name)) continue;
     const g = new Graph();
-    const built = await c.setup(gpu, g, rng);
+    const setup = await c.setup(gpu, g, rng);
+    const freeWeights = () => {
+      for (const n of g.nodes) for (const t of n.inputs) if (t.kind === 'weight') for (const ch of t.chunks ?? []) gpu.pool.destroy(ch.buffer);
+    };
+    // Reference-variant rows of our own kernels have no onnxruntime side.
+    const peerSide = setup.peer;
+    if (!peerSide) {
+      freeWeights();
+      continue;
+    }
+    const built = { ...setup, peer: peerSide };
     const exe = await Executable.compile(gpu, g, built.outputs);
     let session: OrtSession | null = null;
     try {
@@ -253,7 +263,7 @@ try {
     } finally {
       await session?.release();
       exe.dispose();
-      for (const n of g.nodes) for (const t of n.inputs) if (t.kind === 'weight') for (const ch of t.chunks ?? []) gpu.pool.destroy(ch.buffer);
+      freeWeights();
     }
   }
 

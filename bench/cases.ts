@@ -1,30 +1,28 @@
-// The rows of bench/kernels.bench.ts, each with both sides: our graph (built through the same ops,
-// seeded data helpers and float64 references as that bench) and an ONNX graph of the same computation
-// for onnxruntime's WebGPU execution provider, fed the same values.
-//
-// Row names are kernels.bench.ts's, so the two JSON reports join on `name`. The case list is a copy of
-// that bench's (it keeps its cases inline in a script with top-level effects, so it cannot be imported):
-// when kernels.bench.ts's cases move to a module of their own (bench/cases.ts), this file should shrink
-// to the `peer` half of each case, keyed by name.
+// The benchmark rows at SmolVLM-256M shapes (or the tiny fixture's with `quick`), shared by the kernel
+// bench (bench/kernels.bench.ts) and the peer bench (bench/peers/ort.bench.ts). Each row builds our
+// graph through the ops, with seeded data and a float64 reference to validate against, and, unless it is
+// a reference variant of one of our kernels, the same computation as an ONNX graph for onnxruntime's
+// WebGPU execution provider, fed the same values. flops and bytes are napkin math (every operand read
+// once, the output written once) for the roofline.
 import { Float16Array } from '@petamoriken/float16';
-import type { Gpu } from '../../src/gpu/device.ts';
-import type { Graph } from '../../src/graph/graph.ts';
-import type { Tensor } from '../../src/graph/tensor.ts';
-import type { Idefics3Config } from '../../src/models/config.ts';
-import { linear } from '../../src/ops/matmul.ts';
-import { rmsNorm, layerNorm } from '../../src/ops/norm.ts';
-import { softmax } from '../../src/ops/softmax.ts';
-import { activation, add, siluMul, ACT } from '../../src/ops/elementwise.ts';
-import { rope, ropeInvFreq } from '../../src/ops/rope.ts';
-import { attention } from '../../src/ops/attention.ts';
-import { patchEmbed } from '../../src/ops/patch-embed.ts';
-import { pixelShuffleProject } from '../../src/ops/projector.ts';
-import { embed } from '../../src/ops/embedding.ts';
-import { argmax } from '../../src/ops/sample.ts';
-import type { SourceDType } from '../../src/io/upload.ts';
-import { Rng, assertClose, encode, weight } from '../../test/data.ts';
-import { linear64, rmsNorm64, layerNorm64, softmax64, act64, rope64, attention64, embed64, argmax64 } from '../../test/ops/reference.ts';
-import { DT, type OnnxModel, type OnnxInitializer } from './onnx.ts';
+import type { Gpu } from '../src/gpu/device.ts';
+import type { Graph } from '../src/graph/graph.ts';
+import type { Tensor } from '../src/graph/tensor.ts';
+import type { Idefics3Config } from '../src/models/config.ts';
+import { linear } from '../src/ops/matmul.ts';
+import { rmsNorm, layerNorm } from '../src/ops/norm.ts';
+import { softmax } from '../src/ops/softmax.ts';
+import { activation, add, siluMul, ACT } from '../src/ops/elementwise.ts';
+import { rope, ropeInvFreq } from '../src/ops/rope.ts';
+import { attention } from '../src/ops/attention.ts';
+import { patchEmbed } from '../src/ops/patch-embed.ts';
+import { pixelShuffleProject } from '../src/ops/projector.ts';
+import { embed } from '../src/ops/embedding.ts';
+import { argmax } from '../src/ops/sample.ts';
+import type { SourceDType } from '../src/io/upload.ts';
+import { Rng, assertClose, encode, weight } from '../test/data.ts';
+import { linear64, rmsNorm64, layerNorm64, softmax64, act64, rope64, attention64, embed64, argmax64 } from '../test/ops/reference.ts';
+import { DT, type OnnxModel, type OnnxInitializer } from './peers/onnx.ts';
 
 export type HostType = 'float32' | 'float16' | 'int32' | 'int64';
 /** A host tensor for onnxruntime's `new Tensor(type, data, dims)`; float16 data are IEEE half bits. */
@@ -52,12 +50,15 @@ export interface Setup {
   pos?: number;
   /** Validates our outputs; returns max |Δ|. */
   check: (out: (Float32Array | Uint32Array)[]) => number;
-  peer: PeerSide;
+  /** The same computation for onnxruntime; absent on reference-variant rows of our own kernels. */
+  peer?: PeerSide;
 }
 
 export interface PeerCase {
   name: string;
   kernel: string;
+  flops: number;
+  bytes: number;
   setup: (gpu: Gpu, g: Graph, rng: Rng) => Promise<Setup>;
 }
 
@@ -145,10 +146,21 @@ export function makeCases(cfg: Idefics3Config, o: CaseOptions): PeerCase[] {
   const prefillT = o.quick ? 55 : 1100;
   const kvLen = o.quick ? 64 : 1024;
 
-  function linearCase(name: string, M: number, K: number, N: number, dtype: SourceDType, act: 'none' | 'gelu_tanh' = 'none'): PeerCase {
+  function linearCase(
+    name: string,
+    M: number,
+    K: number,
+    N: number,
+    dtype: SourceDType,
+    act: 'none' | 'gelu_tanh' = 'none',
+    variant?: 'tiled' | 'gemv',
+  ): PeerCase {
+    const wBytes = dtype === 'F16' ? 2 : 4;
     return {
       name: `${name} ${M}×${K}·${N}×${K}ᵀ ${dtype}${act !== 'none' ? ` +${act}` : ''}`,
-      kernel: M <= 4 ? 'gemv' : 'matmul',
+      kernel: variant ?? (M <= 4 ? 'gemv' : 'matmul'),
+      flops: 2 * M * N * K,
+      bytes: 4 * M * K + wBytes * N * K + 4 * M * N,
       async setup(gpu, g, rng) {
         const label = this.name;
         const xv = rng.array(M * K);
@@ -183,10 +195,10 @@ export function makeCases(cfg: Idefics3Config, o: CaseOptions): PeerCase[] {
           };
         }
         return {
-          outputs: [linear(g, x, w.t, { act })],
+          outputs: [linear(g, x, w.t, { act, variant })],
           inputs: [[x, xv]],
           check: ([y]) => maxAbs(y, ref(), TOL, label),
-          peer,
+          peer: variant ? undefined : peer,
         };
       },
     };
@@ -196,6 +208,8 @@ export function makeCases(cfg: Idefics3Config, o: CaseOptions): PeerCase[] {
     {
       name: `patch embedding ${vc.num_channels}×${vc.image_size}² /${vc.patch_size} → ${vc.hidden_size} (+bias +pos)`,
       kernel: 'matmul (im2col)',
+      flops: 2 * patches * vc.hidden_size * vc.num_channels * vc.patch_size ** 2,
+      bytes: 4 * (vc.num_channels * vc.image_size ** 2 + vc.hidden_size * vc.num_channels * vc.patch_size ** 2 + 2 * patches * vc.hidden_size),
       async setup(gpu, g, rng) {
         const [C, S, P, D] = [vc.num_channels, vc.image_size, vc.patch_size, vc.hidden_size];
         const pix = rng.array(C * S * S);
@@ -254,6 +268,8 @@ export function makeCases(cfg: Idefics3Config, o: CaseOptions): PeerCase[] {
     {
       name: `vit attention T=${patches} ${vc.num_attention_heads}×${vc.hidden_size / vc.num_attention_heads} bidirectional`,
       kernel: 'attention',
+      flops: 4 * patches * patches * vc.hidden_size,
+      bytes: 4 * 4 * patches * vc.hidden_size,
       async setup(_gpu, g, rng) {
         const [T, D, H] = [patches, vc.hidden_size, vc.num_attention_heads];
         const [qv, kv, vv] = [rng.array(T * D), rng.array(T * D), rng.array(T * D)];
@@ -283,6 +299,8 @@ export function makeCases(cfg: Idefics3Config, o: CaseOptions): PeerCase[] {
     {
       name: `layernorm ${patches}×${vc.hidden_size}`,
       kernel: 'norm',
+      flops: 8 * patches * vc.hidden_size,
+      bytes: 4 * (3 * patches * vc.hidden_size + 2 * vc.hidden_size),
       async setup(gpu, g, rng) {
         const [R, D] = [patches, vc.hidden_size];
         const xv = rng.array(R * D);
@@ -317,6 +335,8 @@ export function makeCases(cfg: Idefics3Config, o: CaseOptions): PeerCase[] {
     {
       name: `gelu_tanh ${patches}×${vc.intermediate_size}`,
       kernel: 'elementwise',
+      flops: 10 * patches * vc.intermediate_size,
+      bytes: 8 * patches * vc.intermediate_size,
       async setup(_gpu, g, rng) {
         const [R, D] = [patches, vc.intermediate_size];
         const xv = rng.array(R * D, 3);
@@ -341,9 +361,11 @@ export function makeCases(cfg: Idefics3Config, o: CaseOptions): PeerCase[] {
         };
       },
     },
-    {
-      name: `projector ${patches}×${vc.hidden_size} shuffle ×${cfg.scale_factor} → ${patches / cfg.scale_factor ** 2}×${tc.hidden_size}`,
+    ...(['auto', 'tiled'] as const).map((variant): PeerCase => ({
+      name: `projector ${patches}×${vc.hidden_size} shuffle ×${cfg.scale_factor} → ${patches / cfg.scale_factor ** 2}×${tc.hidden_size}${variant === 'tiled' ? ' (tiled, reference variant)' : ''}`,
       kernel: 'matmul (pixel shuffle)',
+      flops: 2 * patches * vc.hidden_size * tc.hidden_size,
+      bytes: 4 * (patches * vc.hidden_size + tc.hidden_size * vc.hidden_size * cfg.scale_factor ** 2 + (patches / cfg.scale_factor ** 2) * tc.hidden_size),
       async setup(gpu, g, rng) {
         const [E, s, N] = [vc.hidden_size, cfg.scale_factor, tc.hidden_size];
         const K = E * s * s;
@@ -366,10 +388,10 @@ export function makeCases(cfg: Idefics3Config, o: CaseOptions): PeerCase[] {
         const i64 = (a: number[]) => BigInt64Array.from(a.map(BigInt));
         const lin = linearGraph(o.gemm, M, K, N, wv, DT.FLOAT, null);
         return {
-          outputs: [pixelShuffleProject(g, x, w.t, s)],
+          outputs: [pixelShuffleProject(g, x, w.t, s, 1, variant)],
           inputs: [[x, xv]],
           check: ([y]) => maxAbs(y, ref(), TOL, 'projector'),
-          peer: {
+          peer: variant === 'tiled' ? undefined : {
             graph: `Reshape [${bw},${s},${bw},${s},E] → Transpose(0,2,1,3,4) → Reshape [M, s²E] → ${lin.graph}`,
             model: {
               ...lin.model,
@@ -392,12 +414,14 @@ export function makeCases(cfg: Idefics3Config, o: CaseOptions): PeerCase[] {
           },
         };
       },
-    },
+    })),
     linearCase('prefill gate_proj', prefillT, tc.hidden_size, tc.intermediate_size, 'F32'),
     linearCase('prefill gate_proj', prefillT, tc.hidden_size, tc.intermediate_size, 'F16'),
     {
       name: `prefill attention T=${prefillT} ${tc.num_attention_heads}/${tc.num_key_value_heads} heads ×${tc.head_dim} causal`,
       kernel: 'attention',
+      flops: 2 * prefillT * prefillT * tc.num_attention_heads * tc.head_dim /* causal: half of 4·T²·H·d */,
+      bytes: 4 * prefillT * (2 * tc.num_attention_heads + 2 * tc.num_key_value_heads) * tc.head_dim,
       async setup(_gpu, g, rng) {
         const [T, H, KV, d] = [prefillT, tc.num_attention_heads, tc.num_key_value_heads, tc.head_dim];
         const [qv, kv, vv] = [rng.array(T * H * d), rng.array(T * KV * d), rng.array(T * KV * d)];
@@ -416,6 +440,8 @@ export function makeCases(cfg: Idefics3Config, o: CaseOptions): PeerCase[] {
     {
       name: `rmsnorm ${prefillT}×${tc.hidden_size}`,
       kernel: 'norm',
+      flops: 4 * prefillT * tc.hidden_size,
+      bytes: 4 * (2 * prefillT * tc.hidden_size + tc.hidden_size),
       async setup(gpu, g, rng) {
         const [R, D] = [prefillT, tc.hidden_size];
         const xv = rng.array(R * D);
@@ -445,6 +471,8 @@ export function makeCases(cfg: Idefics3Config, o: CaseOptions): PeerCase[] {
     {
       name: `rope ${prefillT}×${tc.num_attention_heads}×${tc.head_dim}`,
       kernel: 'rope',
+      flops: 6 * prefillT * tc.num_attention_heads * tc.head_dim,
+      bytes: 8 * prefillT * tc.num_attention_heads * tc.head_dim,
       async setup(_gpu, g, rng) {
         const [T, H, d] = [prefillT, tc.num_attention_heads, tc.head_dim];
         const xv = rng.array(T * H * d);
@@ -501,6 +529,8 @@ export function makeCases(cfg: Idefics3Config, o: CaseOptions): PeerCase[] {
     {
       name: `silu(gate)·up ${prefillT}×${tc.intermediate_size}`,
       kernel: 'elementwise',
+      flops: 6 * prefillT * tc.intermediate_size,
+      bytes: 12 * prefillT * tc.intermediate_size,
       async setup(_gpu, g, rng) {
         const [R, D] = [prefillT, tc.intermediate_size];
         const [av, bv] = [rng.array(R * D, 3), rng.array(R * D)];
@@ -535,6 +565,8 @@ export function makeCases(cfg: Idefics3Config, o: CaseOptions): PeerCase[] {
     {
       name: `add ${prefillT}×${tc.hidden_size}`,
       kernel: 'elementwise',
+      flops: prefillT * tc.hidden_size,
+      bytes: 12 * prefillT * tc.hidden_size,
       async setup(_gpu, g, rng) {
         const [R, D] = [prefillT, tc.hidden_size];
         const [av, bv] = [rng.array(R * D), rng.array(R * D)];
@@ -565,6 +597,8 @@ export function makeCases(cfg: Idefics3Config, o: CaseOptions): PeerCase[] {
     {
       name: `softmax ${4 * kvLen}×${kvLen}`,
       kernel: 'softmax',
+      flops: 5 * 4 * kvLen * kvLen,
+      bytes: 8 * 4 * kvLen * kvLen,
       async setup(_gpu, g, rng) {
         const [R, D] = [4 * kvLen, kvLen];
         const xv = rng.array(R * D, 4);
@@ -592,6 +626,8 @@ export function makeCases(cfg: Idefics3Config, o: CaseOptions): PeerCase[] {
     {
       name: `embedding gather ${prefillT} ids from ${tc.vocab_size}×${tc.hidden_size}`,
       kernel: 'embedding',
+      flops: 0,
+      bytes: 8 * prefillT * tc.hidden_size + 4 * prefillT,
       async setup(gpu, g, rng) {
         const [V, D] = [tc.vocab_size, tc.hidden_size];
         const tv = rng.array(V * D, 0.25);
@@ -622,9 +658,12 @@ export function makeCases(cfg: Idefics3Config, o: CaseOptions): PeerCase[] {
     linearCase('decode gate_proj', 1, tc.hidden_size, tc.intermediate_size, 'F16'),
     linearCase('decode lm_head', 1, tc.hidden_size, tc.vocab_size, 'F32'),
     linearCase('decode lm_head', 1, tc.hidden_size, tc.vocab_size, 'F16'),
-    {
-      name: `decode attention kv=${kvLen} ${tc.num_attention_heads}/${tc.num_key_value_heads} heads ×${tc.head_dim}`,
+    linearCase('decode lm_head (tiled, reference variant)', 1, tc.hidden_size, tc.vocab_size, 'F32', 'none', 'tiled'),
+    ...(['split', 'single'] as const).map((variant): PeerCase => ({
+      name: `decode attention kv=${kvLen} ${tc.num_attention_heads}/${tc.num_key_value_heads} heads ×${tc.head_dim}${variant === 'single' ? ' (single pass, reference variant)' : ' (split-KV)'}`,
       kernel: 'attention',
+      flops: 4 * kvLen * tc.num_attention_heads * tc.head_dim,
+      bytes: 4 * 2 * kvLen * tc.num_key_value_heads * tc.head_dim,
       async setup(_gpu, g, rng) {
         const [H, KV, d] = [tc.num_attention_heads, tc.num_key_value_heads, tc.head_dim];
         const [qv, kv, vv] = [rng.array(H * d), rng.array(kvLen * KV * d), rng.array(kvLen * KV * d)];
@@ -633,17 +672,19 @@ export function makeCases(cfg: Idefics3Config, o: CaseOptions): PeerCase[] {
         const v = g.input('v', [kvLen, KV * d], 'f32');
         const ref = lazy(() => attention64(qv, kv, vv, 1, H, KV, d, () => kvLen - 1));
         return {
-          outputs: [attention(g, q, k, v, { heads: H, kvHeads: KV, causal: true })],
+          outputs: [attention(g, q, k, v, { heads: H, kvHeads: KV, causal: true, variant })],
           inputs: [[q, qv], [k, kv], [v, vv]],
           pos: kvLen - 1,
           check: ([y]) => maxAbs(y, ref(), TOL, 'decode attention'),
-          peer: gqa(H, KV, d, 1, kvLen - 1, qv, kv, vv, (y) => maxAbs(y, ref(), TOL, 'ORT decode attention')),
+          peer: variant === 'single' ? undefined : gqa(H, KV, d, 1, kvLen - 1, qv, kv, vv, (y) => maxAbs(y, ref(), TOL, 'ORT decode attention')),
         };
       },
-    },
+    })),
     {
       name: `argmax over ${tc.vocab_size}`,
       kernel: 'argmax',
+      flops: tc.vocab_size,
+      bytes: 4 * tc.vocab_size,
       async setup(_gpu, g, rng) {
         const V = tc.vocab_size;
         const xv = rng.array(V);
