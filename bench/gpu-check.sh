@@ -12,8 +12,11 @@ out=${OUT:-gpu-out}
 mkdir -p "$out"
 export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp/xdg}; mkdir -p "$XDG_RUNTIME_DIR"
 status=0
+# STEPS="tests bench" runs a subset (default: all).
+steps=" ${STEPS:-info tests bench demo model host} "
 step() {
   local name=$1; shift
+  [[ "$steps" == *" $name "* ]] || return 0
   local t0=$(date +%s)
   echo "=== $name: $*"
   "$@" > "$out/$name.txt" 2>&1; local rc=$?

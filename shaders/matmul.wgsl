@@ -5,6 +5,7 @@
 //           (strided by 16 to keep shared-memory reads conflict-free), K step 16.
 //   matmul_splitk + splitk_reduce: the same tiles with K split over the grid's z, for few tiles and
 //           long K (see below).
+//   gemv_glu: the gemv over the gate and up weights at once, with silu(gate)·up as the epilogue.
 //   gemv:   for decode (M small, typically 1): a workgroup of 32×8 invocations computes 8 outputs;
 //           32 lanes stride over K (consecutive lanes read consecutive weights) and reduce in shared
 //           memory; z of the grid is the row m. Reads A plainly (a_mode 0) and no repeating residual.
@@ -166,6 +167,16 @@ const LANES: u32 = 32u;
 const ROWS: u32 = 8u;
 var<workgroup> lanes: array<array<f32, LANES>, ROWS>;
 
+/** Sum over the 32 lanes of each workgroup row (lanes[row][0] holds it afterwards). */
+fn lane_sum(lid: vec3u, v: f32) {
+  lanes[lid.y][lid.x] = v;
+  workgroupBarrier();
+  for (var s = LANES / 2u; s > 0u; s >>= 1u) {
+    if (lid.x < s) { lanes[lid.y][lid.x] += lanes[lid.y][lid.x + s]; }
+    workgroupBarrier();
+  }
+}
+
 @compute @workgroup_size(32, 8)
 fn gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
   let n = wg.x * ROWS + lid.y;
@@ -178,11 +189,33 @@ fn gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
       acc = fma(a[arow + k], f32(w[wrow + k]), acc);
     }
   }
-  lanes[lid.y][lid.x] = acc;
-  workgroupBarrier();
-  for (var s = LANES / 2u; s > 0u; s >>= 1u) {
-    if (lid.x < s) { lanes[lid.y][lid.x] += lanes[lid.y][lid.x + s]; }
-    workgroupBarrier();
-  }
+  lane_sum(lid, acc);
   if (lid.x == 0u && n < p.N) { epilogue(m, n, lanes[lid.y][0]); }
+}
+
+// SwiGLU in one pass for decode: y = silu(a·Wgᵀ) · (a·Wuᵀ), reading the gate rows (w) and the up rows
+// (w_up) of the same output column together, so the [M, I] gate and up activations and the separate
+// elementwise product never exist (two dispatches fewer per layer).
+@group(0) @binding(7) var<storage, read> w_up: array<WT>;
+
+@compute @workgroup_size(32, 8)
+fn gemv_glu(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let n = wg.x * ROWS + lid.y;
+  let m = wg.z;
+  var g = 0.0;
+  var u = 0.0;
+  if (n < p.N) {
+    let wrow = n * p.K;
+    let arow = m * p.K;
+    for (var k = lid.x; k < p.K; k += LANES) {
+      let x = a[arow + k];
+      g = fma(x, f32(w[wrow + k]), g);
+      u = fma(x, f32(w_up[wrow + k]), u);
+    }
+  }
+  lane_sum(lid, g);
+  let gs = lanes[lid.y][0];
+  workgroupBarrier();
+  lane_sum(lid, u);
+  if (lid.x == 0u && n < p.N) { y[m * p.ldc + p.n0 + n] = activate(gs, ACT_SILU) * lanes[lid.y][0]; }
 }

@@ -12,6 +12,8 @@ import { rmsNorm } from '../ops/norm.ts';
 import { attention } from '../ops/attention.ts';
 import { rope, ropeInto, ropeInvFreq } from '../ops/rope.ts';
 import { add, copyRows, siluMul, activationOf } from '../ops/elementwise.ts';
+import { gluGemv } from '../ops/gemv.ts';
+import { GEMV_MAX_M } from '../ops/matmul.ts';
 
 export class RMSNorm {
   readonly weight: Tensor; // [D]
@@ -100,9 +102,12 @@ export class LlamaMLP {
     this.up_proj = new Linear(vb.pp('up_proj'), c.hidden_size, c.intermediate_size, c.mlp_bias);
     this.down_proj = new Linear(vb.pp('down_proj'), c.intermediate_size, c.hidden_size, c.mlp_bias);
   }
-  /** down(silu(gate(x)) · up(x)) + residual. */
+  /** down(silu(gate(x)) · up(x)) + residual; in decode (few rows, no biases) gate, up and the product are one kernel. */
   forward(g: Graph, x: Tensor, residual: Tensor): Tensor {
-    const h = siluMul(g, this.gate_proj.forward(g, x), this.up_proj.forward(g, x));
+    const fused = x.dim(0) <= GEMV_MAX_M && !this.gate_proj.bias && !this.up_proj.bias;
+    const h = fused
+      ? gluGemv(g, x, this.gate_proj.weight, this.up_proj.weight)
+      : siluMul(g, this.gate_proj.forward(g, x), this.up_proj.forward(g, x));
     return this.down_proj.forward(g, h, { residual });
   }
 }

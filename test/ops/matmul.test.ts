@@ -5,6 +5,7 @@ import { linear } from '../../src/ops/matmul.ts';
 import { ACT } from '../../src/ops/elementwise.ts';
 import { pixelShuffleProject } from '../../src/ops/projector.ts';
 import { patchEmbed } from '../../src/ops/patch-embed.ts';
+import { gluGemv } from '../../src/ops/gemv.ts';
 import { act64, linear64 } from './reference.ts';
 import type { SourceDType } from '../../src/io/upload.ts';
 
@@ -94,6 +95,46 @@ describe('matmul', () => {
     const x = g.input('x', [M, K], 'f32');
     const [out] = await run(gpu, g, [linear(g, x, w.t, { bias: b.t, act: 'silu', variant: 'splitk' })], [[x, xv]]);
     assertClose(out, linear64(xv, w.v, M, N, K, b.v, ACT.silu), TOL.F32, 'split-K over chunks');
+  });
+});
+
+describe('gemv_glu (fused SwiGLU for decode)', () => {
+  for (const dtype of ['F32', 'F16', 'BF16'] as SourceDType[]) {
+    for (const [M, N, K] of [
+      [1, 5, 7],
+      [3, 70, 129],
+      [1, 300, 576],
+    ]) {
+      it(`${dtype} M=${M} N=${N} K=${K}: silu(x·gateᵀ)·(x·upᵀ)`, async () => {
+        const gpu = await testGpu();
+        const rng = new Rng(M * 7 + N * 11 + K);
+        const g = new Graph();
+        const xv = rng.array(M * K);
+        const gate = await weight(gpu, g, 'gate', [N, K], rng.array(N * K, 0.1), dtype);
+        const up = await weight(gpu, g, 'up', [N, K], rng.array(N * K, 0.1), dtype);
+        const x = g.input('x', [M, K], 'f32');
+        const [out] = await run(gpu, g, [gluGemv(g, x, gate.t, up.t)], [[x, xv]]);
+        const gv = linear64(xv, gate.v, M, N, K, undefined, ACT.silu);
+        const uv = linear64(xv, up.v, M, N, K);
+        assertClose(out, gv.map((v, i) => v * uv[i]), TOL[dtype], `gemv_glu ${dtype}`);
+      });
+    }
+  }
+
+  it('over weights split into chunks', async () => {
+    const gpu = await testGpu({ maxStorageBufferBindingSize: 4096 });
+    const rng = new Rng(77);
+    const [M, N, K] = [2, 300, 40];
+    const g = new Graph();
+    const xv = rng.array(M * K);
+    const gate = await weight(gpu, g, 'gate', [N, K], rng.array(N * K, 0.2));
+    const up = await weight(gpu, g, 'up', [N, K], rng.array(N * K, 0.2));
+    if ((gate.t.chunks?.length ?? 0) < 2) throw new Error('expected split weights');
+    const x = g.input('x', [M, K], 'f32');
+    const [out] = await run(gpu, g, [gluGemv(g, x, gate.t, up.t)], [[x, xv]]);
+    const gv = linear64(xv, gate.v, M, N, K, undefined, ACT.silu);
+    const uv = linear64(xv, up.v, M, N, K);
+    assertClose(out, gv.map((v, i) => v * uv[i]), TOL.F32, 'gemv_glu split');
   });
 });
 
