@@ -17,7 +17,8 @@ import { rope, ropeInvFreq } from '../src/ops/rope.ts';
 import { attention } from '../src/ops/attention.ts';
 import { patchEmbed } from '../src/ops/patch-embed.ts';
 import { pixelShuffleProject } from '../src/ops/projector.ts';
-import { embed } from '../src/ops/embedding.ts';
+import { embed, classPosition } from '../src/ops/embedding.ts';
+import { gluGemv } from '../src/ops/gemv.ts';
 import { argmax } from '../src/ops/sample.ts';
 import type { SourceDType } from '../src/io/upload.ts';
 import { Rng, assertClose, encode, weight } from '../test/data.ts';
@@ -659,6 +660,44 @@ export function makeCases(cfg: Idefics3Config, o: CaseOptions): PeerCase[] {
     linearCase('decode lm_head', 1, tc.hidden_size, tc.vocab_size, 'F32'),
     linearCase('decode lm_head', 1, tc.hidden_size, tc.vocab_size, 'F16'),
     linearCase('decode lm_head (tiled, reference variant)', 1, tc.hidden_size, tc.vocab_size, 'F32', 'none', 'tiled'),
+    ...(['F32', 'F16'] as SourceDType[]).map(
+      (dtype): PeerCase => ({
+        // Ours only: the fused kernel has no single ONNX op to compare with (the peer's rows cover the matmuls).
+        name: `decode SwiGLU gate·up fused gemv 1×${tc.hidden_size}·${tc.intermediate_size}×${tc.hidden_size}ᵀ ×2 ${dtype}`,
+        kernel: 'gemv',
+        flops: 4 * tc.hidden_size * tc.intermediate_size,
+        bytes: 4 * tc.hidden_size + 2 * (dtype === 'F16' ? 2 : 4) * tc.intermediate_size * tc.hidden_size + 4 * tc.intermediate_size,
+        async setup(gpu, g, rng) {
+          const [K, N] = [tc.hidden_size, tc.intermediate_size];
+          const xv = rng.array(K);
+          const gate = await weight(gpu, g, 'gate', [N, K], rng.array(N * K, 1 / Math.sqrt(K)), dtype);
+          const up = await weight(gpu, g, 'up', [N, K], rng.array(N * K, 1 / Math.sqrt(K)), dtype);
+          const x = g.input('x', [1, K], 'f32');
+          const ref = lazy(() => {
+            const gv = linear64(xv, gate.v, 1, N, K, undefined, ACT.silu);
+            const uv = linear64(xv, up.v, 1, N, K);
+            return gv.map((v, i) => v * uv[i]);
+          });
+          return { outputs: [gluGemv(g, x, gate.t, up.t)], inputs: [[x, xv]], check: ([y]) => maxAbs(y, ref(), TOL, 'gemv_glu') };
+        },
+      }),
+    ),
+    {
+      // Ours only (LLaVA's CLIP tower): onnxruntime would need a Concat + Add graph of no interest.
+      name: `CLIP class + position embeddings ${patches}+1 × ${vc.hidden_size}`,
+      kernel: 'embedding',
+      flops: (patches + 1) * vc.hidden_size,
+      bytes: 4 * (patches * vc.hidden_size + vc.hidden_size + 2 * (patches + 1) * vc.hidden_size),
+      async setup(gpu, g, rng) {
+        const D = vc.hidden_size;
+        const pv = rng.array(patches * D);
+        const cls = await weight(gpu, g, 'cls', [D], rng.array(D));
+        const pos = await weight(gpu, g, 'pos', [patches + 1, D], rng.array((patches + 1) * D));
+        const x = g.input('patches', [patches, D], 'f32');
+        const ref = lazy(() => Float64Array.from({ length: (patches + 1) * D }, (_, i) => (i < D ? cls.v[i] : pv[i - D]) + pos.v[i]));
+        return { outputs: [classPosition(g, x, cls.t, pos.t)], inputs: [[x, pv]], check: ([y]) => maxAbs(y, ref(), { atol: 1e-6 }, 'class_position') };
+      },
+    },
     ...(['split', 'single'] as const).map((variant): PeerCase => ({
       name: `decode attention kv=${kvLen} ${tc.num_attention_heads}/${tc.num_key_value_heads} heads ×${tc.head_dim}${variant === 'single' ? ' (single pass, reference variant)' : ' (split-KV)'}`,
       kernel: 'attention',

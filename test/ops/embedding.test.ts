@@ -3,7 +3,7 @@
 // or the image feature row, bit for bit (tolerance 0 for every dtype).
 import { describe, it } from 'node:test';
 import { Graph, Rng, assertClose, run, testGpu, weight } from '../helpers.ts';
-import { NOT_IMAGE, embed } from '../../src/ops/embedding.ts';
+import { NOT_IMAGE, embed, classPosition } from '../../src/ops/embedding.ts';
 import type { Gpu } from '../../src/gpu/device.ts';
 import type { SourceDType } from '../../src/io/upload.ts';
 import { embed64 } from './reference.ts';
@@ -119,6 +119,34 @@ describe('embedding with a table split in chunks', () => {
         chunks: Math.ceil(vocab / per),
         imagePositions: [20, 21, 22, 23, 30, 39],
       });
+    });
+  }
+});
+
+describe('CLIP class + position embeddings', () => {
+  for (const [tiles, N, D] of [
+    [1, 4, 3],
+    [1, 36, 64],
+    [3, 9, 70],
+  ]) {
+    it(`${tiles} image(s) of ${N} patches, D=${D}: CLS prepended per image, positions added`, async () => {
+      const gpu = await testGpu();
+      const rng = new Rng(tiles * 100 + N * 7 + D);
+      const g = new Graph();
+      const pv = rng.array(tiles * N * D);
+      const cls = await weight(gpu, g, 'cls', [D], rng.array(D));
+      const pos = await weight(gpu, g, 'pos', [N + 1, D], rng.array((N + 1) * D));
+      const x = g.input('patches', [tiles * N, D], 'f32');
+      const [out] = await run(gpu, g, [classPosition(g, x, cls.t, pos.t)], [[x, pv]]);
+      const want = new Float64Array(tiles * (N + 1) * D);
+      for (let t = 0; t < tiles; t++)
+        for (let j = 0; j <= N; j++)
+          for (let i = 0; i < D; i++) {
+            const src = j === 0 ? cls.v[i] : pv[(t * N + j - 1) * D + i];
+            want[(t * (N + 1) + j) * D + i] = src + pos.v[j * D + i];
+          }
+      // One f32 addition of two f32 values: exact to half an ulp.
+      assertClose(out, want, { atol: 0, rtol: 2 ** -24 }, 'class_position');
     });
   }
 });
