@@ -38,7 +38,8 @@ try {
     if (!i) throw new Error(`${ref.path}: no tensor "${n}"`);
     return { info: i, bytes: await ref.read(n) };
   };
-  const ids = toInt32((await read('input_ids')).info, (await read('input_ids')).bytes);
+  const idsRef = await read('input_ids');
+  const ids = toInt32(idsRef.info, idsRef.bytes);
   const pix = await read('pixel_values');
   const pixels = toFloat32(pix.info, pix.bytes);
   const refLogits = await read('logits');

@@ -251,7 +251,8 @@ export class VisionLanguagePipeline {
         }
         tokens.push(step.token);
         // Decode everything so far and emit what is new, holding back an incomplete UTF-8 sequence.
-        const full = this.tokenizer.decode(tokens.filter((t) => !this.eos.includes(t)), true);
+        // An EOS token ends the loop above before it is pushed here, so `tokens` holds reply tokens only.
+        const full = this.tokenizer.decode(tokens, true);
         const stopAt = stops.map((s) => full.indexOf(s)).filter((i) => i >= 0);
         if (stopAt.length) {
           const cut = full.slice(0, Math.min(...stopAt));
@@ -269,7 +270,7 @@ export class VisionLanguagePipeline {
       }
       const tEnd = performance.now();
       const decodeMs = tEnd - tGen - prefillMs;
-      const text = finishReason === 'stop' ? emitted : this.tokenizer.decode(tokens.filter((t) => !this.eos.includes(t)), true);
+      const text = finishReason === 'stop' ? emitted : this.tokenizer.decode(finishReason === 'eos' ? tokens.slice(0, -1) : tokens, true);
       return {
         text,
         tokens,

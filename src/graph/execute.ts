@@ -7,7 +7,6 @@ import { GpuError } from '../gpu/device.ts';
 import type { Dispatch, Graph, Step, KernelContext } from './graph.ts';
 import { planGraph, type PlanLayout, type PlanOptions } from './plan.ts';
 import type { Tensor } from './tensor.ts';
-import { BYTES } from './tensor.ts';
 
 const UNIFORM_SLOT = 256;
 
@@ -40,14 +39,13 @@ export class Executable {
   static async compile(gpu: Gpu, graph: Graph, outputs: Tensor[], opts: PlanOptions = {}): Promise<Executable> {
     gpu.checkAlive();
     const layout = planGraph(graph, outputs, opts);
-    for (const [t, s] of layout.slotOf) {
+    for (const t of layout.slotOf.keys()) {
       if (t.bytes > gpu.maxBinding) {
         throw new GpuError(
           `activation ${t} needs ${t.bytes} bytes, above this device's maxStorageBufferBindingSize (${gpu.maxBinding}); ` +
             `use a shorter sequence`,
         );
       }
-      void s;
     }
     const buffers = layout.slots.map((s) => gpu.pool.acquire(s.bytes, `slot${s.index}`));
     const bufferOf = (t: Tensor): GPUBuffer => {
@@ -182,7 +180,7 @@ export class Executable {
     const s = this.layout.slotOf.get(t);
     const buf = s ? this.buffers[s.index] : t.chunks?.length === 1 ? t.chunks[0].buffer : undefined;
     if (!buf) throw new GpuError(`read: ${t} is not held by this plan`);
-    const bytes = await this.gpu.pool.read(buf, t.size * BYTES[t.dtype]);
+    const bytes = await this.gpu.pool.read(buf, t.bytes);
     if (t.dtype === 'u32') return new Uint32Array(bytes);
     if (t.dtype === 'f32') return new Float32Array(bytes);
     throw new GpuError(`read: ${t} has dtype ${t.dtype}; only f32 and u32 activations can be read back`);

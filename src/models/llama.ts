@@ -94,10 +94,9 @@ export class LlamaMLP {
   readonly up_proj: Linear; // [I, D]
   readonly down_proj: Linear; // [D, I]
   constructor(vb: VarBuilder, c: TextConfig) {
-    activationOf(c.hidden_act, 'text_config') === 'silu' ||
-      (() => {
-        throw new Error(`text_config: hidden_act "${c.hidden_act}" is not supported by the Llama MLP (expected silu)`);
-      })();
+    if (activationOf(c.hidden_act, 'text_config') !== 'silu') {
+      throw new Error(`text_config: hidden_act "${c.hidden_act}" is not supported by the Llama MLP (expected silu)`);
+    }
     this.gate_proj = new Linear(vb.pp('gate_proj'), c.hidden_size, c.intermediate_size, c.mlp_bias);
     this.up_proj = new Linear(vb.pp('up_proj'), c.hidden_size, c.intermediate_size, c.mlp_bias);
     this.down_proj = new Linear(vb.pp('down_proj'), c.intermediate_size, c.hidden_size, c.mlp_bias);

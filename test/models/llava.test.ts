@@ -7,7 +7,7 @@ import { copyFileSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { assertClose, testGpu } from '../helpers.ts';
-import { FIXTURES, openReference, type Reference } from '../reference.ts';
+import { FIXTURES, checkTaps, openReference, type Reference } from '../reference.ts';
 import { Llava } from '../../src/models/llava.ts';
 import { greedy } from '../../src/generate.ts';
 
@@ -43,19 +43,7 @@ for (const layout of ['current', 'legacy'] as const) {
     });
 
     it('matches every intermediate and the logits at every position', async () => {
-      const ids = await ref.i32('input_ids');
-      const pixels = (await ref.f32('pixel_values')).data;
-      const plan = await model.forward(ids, pixels, { logits: 'all', taps: TAPS });
-      const report: string[] = [];
-      for (const tap of TAPS) {
-        const want = await ref.f32(tap);
-        const t = plan.taps.get(tap);
-        assert.ok(t, `the model does not produce ${tap}`);
-        assert.deepEqual([1, ...t.shape], want.shape, `${tap}: shape`);
-        const { maxAbs } = assertClose(await plan.exe.read(t), want.data, { atol: TOL }, `llava ${layout} ${tap}`);
-        report.push(`${tap} ${maxAbs.toExponential(2)}`);
-      }
-      console.log(`llava-tiny (${layout}) max |Δ|: ${report.join(', ')}`);
+      console.log(await checkTaps(model, ref, TAPS, TOL, `llava-tiny (${layout})`));
     });
 
     it('generates the 12 greedy tokens with the KV cache', async () => {

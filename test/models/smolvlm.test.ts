@@ -4,7 +4,7 @@ import { describe, it, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { assertClose, testGpu } from '../helpers.ts';
-import { FIXTURES, openReference, type Reference } from '../reference.ts';
+import { FIXTURES, checkTaps, openReference, type Reference } from '../reference.ts';
 import { SmolVLM } from '../../src/models/smolvlm.ts';
 
 // Fixture README §9: the runtime computes in f32 with weights upcast exactly, so every tensor must be
@@ -40,19 +40,7 @@ for (const name of ['smolvlm-tiny', 'smolvlm-tiny-f16', 'smolvlm-tiny-bf16']) {
     });
 
     it('matches every intermediate and the logits at every position', async () => {
-      const ids = await ref.i32('input_ids');
-      const pixels = (await ref.f32('pixel_values')).data;
-      const plan = await model.forward(ids, pixels, { logits: 'all', taps: TAPS });
-      const report: string[] = [];
-      for (const tap of TAPS) {
-        const want = await ref.f32(tap);
-        const t = plan.taps.get(tap)!;
-        assert.deepEqual([1, ...t.shape], want.shape, `${tap}: shape`);
-        const got = await plan.exe.read(t);
-        const { maxAbs } = assertClose(got, want.data, { atol: TOL }, `${name} ${tap}`);
-        report.push(`${tap} ${maxAbs.toExponential(2)}`);
-      }
-      console.log(`${name} max |Δ|: ${report.join(', ')}`);
+      console.log(await checkTaps(model, ref, TAPS, TOL, name));
     });
 
     it('generates the 16 greedy tokens with the KV cache, with matching logits', async () => {
