@@ -154,7 +154,7 @@ export function makeCases(cfg: Idefics3Config, o: CaseOptions): PeerCase[] {
     N: number,
     dtype: SourceDType,
     act: 'none' | 'gelu_tanh' = 'none',
-    variant?: 'tiled' | 'gemv',
+    variant?: 'tiled' | 'gemv' | 'rows',
   ): PeerCase {
     const wBytes = dtype === 'F16' ? 2 : 4;
     return {
@@ -265,6 +265,7 @@ export function makeCases(cfg: Idefics3Config, o: CaseOptions): PeerCase[] {
     },
     linearCase('vit q_proj', patches, vc.hidden_size, vc.hidden_size, 'F32'),
     linearCase('vit q_proj', patches, vc.hidden_size, vc.hidden_size, 'F16'),
+    linearCase('vit q_proj (tiled, reference variant)', patches, vc.hidden_size, vc.hidden_size, 'F32', 'none', 'tiled'),
     linearCase('vit fc1', patches, vc.hidden_size, vc.intermediate_size, 'F32', 'gelu_tanh'),
     {
       name: `vit attention T=${patches} ${vc.num_attention_heads}×${vc.hidden_size / vc.num_attention_heads} bidirectional`,
@@ -657,6 +658,7 @@ export function makeCases(cfg: Idefics3Config, o: CaseOptions): PeerCase[] {
     },
     linearCase('decode gate_proj', 1, tc.hidden_size, tc.intermediate_size, 'F32'),
     linearCase('decode gate_proj', 1, tc.hidden_size, tc.intermediate_size, 'F16'),
+    linearCase('decode gate_proj (gemv, reference variant)', 1, tc.hidden_size, tc.intermediate_size, 'F32', 'none', 'gemv'),
     linearCase('decode lm_head', 1, tc.hidden_size, tc.vocab_size, 'F32'),
     linearCase('decode lm_head', 1, tc.hidden_size, tc.vocab_size, 'F16'),
     linearCase('decode lm_head (tiled, reference variant)', 1, tc.hidden_size, tc.vocab_size, 'F32', 'none', 'tiled'),

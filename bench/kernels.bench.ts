@@ -87,7 +87,7 @@ async function measure(gpu: Gpu, timer: GpuTimer | null, exe: Executable, pos: n
 async function copyBandwidth(gpu: Gpu, timer: GpuTimer | null): Promise<number> {
   let kernel = 0;
   if (timer) {
-    const g = new Graph();
+    const g = new Graph(gpu.tuning);
     const rows = Math.floor(Math.min(64 * 2 ** 20, gpu.maxBinding) / 4096);
     const x = g.input('x', [rows, 1024], 'f32');
     const y = sliceRows(g, x, 0, rows);
@@ -138,7 +138,7 @@ try {
   const rng = new Rng(1234);
   for (const c of cases) {
     if (filter && !filter.test(c.name)) continue;
-    const g = new Graph();
+    const g = new Graph(gpu.tuning);
     const built = await c.setup(gpu, g, rng);
     const exe = await Executable.compile(gpu, g, built.outputs);
     try {

@@ -193,7 +193,7 @@ try {
   const rng = new Rng(1234);
   for (const c of makeCases(cfg, { quick: !!args.quick, gemm: !!args.gemm })) {
     if (filter && !filter.test(c.name)) continue;
-    const g = new Graph();
+    const g = new Graph(gpu.tuning);
     const setup = await c.setup(gpu, g, rng);
     const freeWeights = () => {
       for (const n of g.nodes) for (const t of n.inputs) if (t.kind === 'weight') for (const ch of t.chunks ?? []) gpu.pool.destroy(ch.buffer);

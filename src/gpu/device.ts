@@ -5,6 +5,7 @@ import './webgpu.ts';
 import { create } from 'webgpu';
 import { BufferPool } from './buffers.ts';
 import { PipelineCache } from './pipelines.ts';
+import { tuningFor, type Tuning } from './tuning.ts';
 
 
 export type Feature = 'shader-f16' | 'subgroups' | 'timestamp-query';
@@ -58,6 +59,8 @@ export class Gpu {
   readonly info: GPUAdapterInfo;
   readonly pool: BufferPool;
   readonly pipelines: PipelineCache;
+  /** Which kernel variants suit this adapter (a GPU, or a SIMD-on-CPU driver such as lavapipe). */
+  readonly tuning: Tuning;
   /** Set when the device is lost (or destroyed); every later submission fails with this reason. */
   lostReason: string | null = null;
   private destroyed = false;
@@ -72,6 +75,7 @@ export class Gpu {
     this.bindingCap = device.limits.maxStorageBufferBindingSize;
     this.pool = new BufferPool(this);
     this.pipelines = new PipelineCache(this);
+    this.tuning = tuningFor(adapter.info);
     device.lost.then((info) => {
       this.lostReason = this.destroyed ? 'the device was destroyed' : `the GPU device was lost (${info.reason}): ${info.message}`;
     });
@@ -129,6 +133,8 @@ export class Gpu {
       `limits: maxBufferSize ${fmtBytes(this.limits.maxBufferSize)}, maxStorageBufferBindingSize ${fmtBytes(this.limits.maxStorageBufferBindingSize)}, ` +
         `storage buffers/stage ${this.limits.maxStorageBuffersPerShaderStage}, workgroup storage ${this.limits.maxComputeWorkgroupStorageSize} B, ` +
         `invocations/workgroup ${this.limits.maxComputeInvocationsPerWorkgroup}`,
+      `kernels: ${this.tuning.target === 'cpu' ? 'for a SIMD-on-CPU driver (uniform loads, no shared memory)' : 'for a GPU (shared-memory tiles)'}` +
+        ` (WEBGPU_VLM_TARGET=gpu|cpu overrides)`,
     ].join('\n');
   }
 

@@ -2,6 +2,7 @@
 // once per step shape (prefill of length T, decode of one token); the plan then reuses it.
 import { Tensor, type DType, type Chunk } from './tensor.ts';
 import type { PipelineKey } from '../gpu/pipelines.ts';
+import { DEFAULT_TUNING, type Tuning } from '../gpu/tuning.ts';
 
 /** Values that change between executions of one plan (decode position), read when uniforms are written. */
 export interface Step {
@@ -59,10 +60,16 @@ export class Node<A = unknown> {
 }
 
 export class Graph {
+  /** The device's kernel choices (gpu.tuning); ops with 'auto' variants pick by it. */
+  readonly tuning: Tuning;
   readonly nodes: Node[] = [];
   readonly inputs: Tensor[] = [];
   private readonly names = new Map<string, Tensor>();
   private currentSection = 'main';
+
+  constructor(tuning: Tuning = DEFAULT_TUNING) {
+    this.tuning = tuning;
+  }
 
   /** Nodes added from now on belong to `name` (a profiling section: a separate compute pass when timed). */
   section(name: string): void {

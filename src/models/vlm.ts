@@ -104,7 +104,7 @@ export abstract class VisionLanguageModel {
     const cached = this.plans.get(key);
     if (cached) return cached;
     const cache = this.cache!;
-    const g = new Graph();
+    const g = new Graph(this.gpu.tuning);
     const taps = new Taps(new Set(tapNames));
     const ids = g.input('input_ids', [T], 'u32');
     let pixels: Tensor | undefined;

@@ -1,11 +1,13 @@
 // Linear layers: Y[M, N] = act(A · Wᵀ + bias) + residual with W as checkpoints store it ([N, K]).
-// Tiled matmul (shaders/matmul.wgsl, entry matmul) for prefill and encoders, matrix-vector (entry gemv,
-// see gemv.ts) when M is small. A weight split in row chunks is one dispatch per chunk. The A operand may be
+// Tiled matmul (shaders/matmul.wgsl, entry matmul) for prefill and encoders on GPUs, matrix-vector (entry
+// gemv, see gemv.ts) when M is small, and matmul_rows (no shared memory, operands read uniformly) for both
+// on SIMD-on-CPU drivers such as lavapipe (src/gpu/tuning.ts). A weight split in row chunks is one dispatch per chunk. The A operand may be
 // gathered on the fly (pixel shuffle for the projector, im2col for the patch embedding).
 import type { BufferOf, Dispatch, Graph, Kernel } from '../graph/graph.ts';
 import { type Tensor, expectShape } from '../graph/tensor.ts';
 import { ACT, type Activation } from './elementwise.ts';
 import { uniforms, chunksOf, whole, wgslType, grid1d } from './common.ts';
+import type { RowsTiles } from '../gpu/tuning.ts';
 
 /** How matmul.wgsl reads A; see the header of that file. */
 export type AOperand =
@@ -22,8 +24,11 @@ export interface LinearOptions extends ResidualRepeat {
   bias?: Tensor;
   residual?: Tensor;
   act?: Activation;
-  /** 'auto' takes gemv for M <= GEMV_MAX_M, split-K for few tiles over a long K, else tiled. */
-  variant?: 'auto' | 'tiled' | 'gemv' | 'splitk';
+  /**
+   * 'auto' takes rows on a SIMD-on-CPU device where the shapes allow it; otherwise gemv for
+   * M <= GEMV_MAX_M, split-K for few tiles over a long K, else tiled.
+   */
+  variant?: 'auto' | MatmulVariant;
 }
 
 export interface MatmulAttrs {
@@ -32,7 +37,9 @@ export interface MatmulAttrs {
   K: number;
   act: number;
   a: AOperand;
-  variant: 'tiled' | 'gemv' | 'splitk';
+  variant: MatmulVariant;
+  /** matmul_rows' tile sizes (override constants); only for the rows variant. */
+  rows?: RowsTiles;
   hasBias: boolean;
   hasRes: boolean;
   resRows: number;
@@ -40,6 +47,8 @@ export interface MatmulAttrs {
   kChunk: number;
   splits: number;
 }
+
+export type MatmulVariant = 'tiled' | 'gemv' | 'splitk' | 'rows';
 
 export const GEMV_MAX_M = 4;
 const A_MODE = { plain: 0, pixel_shuffle: 1, im2col: 2 } as const;
@@ -114,6 +123,10 @@ export const matmulKernel: Kernel<MatmulAttrs> = {
     const [x, w, ...rest] = node.inputs;
     const bias = at.hasBias ? rest.shift() : undefined;
     const res = at.hasRes ? rest.shift() : undefined;
+    if (at.variant === 'rows') return rowsDispatches(at, 'matmul_rows', x, [w], buf, buf(node.output), [
+      { binding: 3, buffer: bias ? whole('matmul bias', bias, buf) : ctx.dummy },
+      { binding: 4, buffer: res ? buf(res) : ctx.dummy },
+    ], bias);
     return chunksOf(w, buf).map((c): Dispatch => {
       const gemv = at.variant === 'gemv';
       return {
@@ -136,6 +149,57 @@ export const matmulKernel: Kernel<MatmulAttrs> = {
   },
 };
 
+/**
+ * Whether matmul_rows can read these operands as vec4: K and, for the gathered A modes, the run of
+ * consecutive features (E for pixel shuffle; P and the image width for im2col) multiples of 4.
+ */
+export function rowsFit(a: AOperand, K: number): boolean {
+  if (K % 4 !== 0) return false;
+  if (a.mode === 'pixel_shuffle') return a.E % 4 === 0;
+  if (a.mode === 'im2col') return a.P % 4 === 0 && a.W % 4 === 0;
+  return true;
+}
+
+/** matmul_rows' tiles for M rows: the device's, with RM = M when M is smaller (decode). */
+export function rowsTiles(tiles: RowsTiles, M: number): RowsTiles {
+  return { ...tiles, RM: Math.min(tiles.RM, M) };
+}
+
+/**
+ * The dispatches of a matmul_rows entry (matmul_rows, gemv_glu_rows): one per weight chunk, the
+ * weights bound as vec4 at bindings 9 (and 10), A at 8, the output at 5, plus `extra` bindings (a
+ * `bias` among them sets the bias type).
+ */
+export function rowsDispatches(
+  at: MatmulAttrs,
+  entry: string,
+  x: Tensor,
+  weights: Tensor[],
+  buf: BufferOf,
+  output: GPUBuffer,
+  extra: { binding: number; buffer: GPUBuffer }[] = [],
+  bias?: Tensor,
+): Dispatch[] {
+  const tiles = at.rows;
+  if (!tiles) throw new Error(`${entry}: the rows variant needs tile sizes`);
+  const chunks = weights.map((w) => chunksOf(w, buf));
+  const [first] = chunks;
+  if (chunks.some((cs) => cs.length !== first.length || cs.some((c, i) => c.row0 !== first[i].row0 || c.rows !== first[i].rows))) {
+    throw new Error(`${entry}: ${weights.join(' and ')} are split differently`);
+  }
+  return first.map((c, i): Dispatch => ({
+    pipeline: {
+      shader: 'matmul',
+      entry,
+      aliases: { WT: wgslType(weights[0]), BT: bias ? wgslType(bias) : 'f32' },
+      constants: { RM: tiles.RM, RC: tiles.RC, RWG: tiles.RWG },
+    },
+    bindings: [{ binding: 8, buffer: buf(x) }, ...chunks.map((cs, wi) => ({ binding: 9 + wi, buffer: cs[i].buffer })), { binding: 5, buffer: output }, ...extra],
+    uniforms: () => uniforms(...params(at, c.row0, c.rows)),
+    workgroups: [Math.ceil(c.rows / (tiles.RWG * tiles.RC)), Math.ceil(at.M / tiles.RM)],
+  }));
+}
+
 /** Adds a matmul node whose A operand is `x` read as `a` describes, with logical shape [M, K]. */
 export function matmulNode(g: Graph, x: Tensor, w: Tensor, M: number, a: AOperand, opts: LinearOptions = {}): Tensor {
   const [N, K] = w.shape;
@@ -146,15 +210,20 @@ export function matmulNode(g: Graph, x: Tensor, w: Tensor, M: number, a: AOperan
   if (resRows && M % resRows !== 0) throw new Error(`linear: ${M} rows are not a whole number of ${resRows}-row residual repeats`);
   if (resRows && opts.variant === 'gemv') throw new Error('linear: the gemv variant does not repeat residuals');
   const tiles = Math.ceil(M / 64) * Math.ceil(N / 64);
-  const variant =
+  const variant: MatmulVariant =
     opts.variant && opts.variant !== 'auto'
       ? opts.variant
-      : M <= GEMV_MAX_M && a.mode === 'plain'
+      : g.tuning.target === 'cpu' && rowsFit(a, K)
+        ? 'rows'
+        : M <= GEMV_MAX_M && a.mode === 'plain'
         ? 'gemv'
         : tiles < SPLITK_BELOW_TILES && K >= 2 * SPLITK_MIN_CHUNK
           ? 'splitk'
           : 'tiled';
   if (variant === 'gemv' && a.mode !== 'plain') throw new Error(`linear: the gemv variant reads a plain A operand only, not ${a.mode}`);
+  if (variant === 'rows' && !rowsFit(a, K)) {
+    throw new Error(`linear: the rows variant reads vec4s and needs K (${K})${a.mode === 'plain' ? '' : ` and the ${a.mode} runs`} to be multiples of 4`);
+  }
   const splits = variant === 'splitk' ? Math.max(2, Math.min(SPLITK_MAX, Math.floor(K / SPLITK_MIN_CHUNK))) : 1;
   const kChunk = variant === 'splitk' ? Math.ceil(K / splits / 16) * 16 : K;
   const inputs = [x, w, ...(opts.bias ? [opts.bias] : []), ...(opts.residual ? [opts.residual] : [])];
@@ -165,6 +234,7 @@ export function matmulNode(g: Graph, x: Tensor, w: Tensor, M: number, a: AOperan
     act: ACT[opts.act ?? 'none'],
     a,
     variant,
+    rows: variant === 'rows' ? rowsTiles(g.tuning.rows, M) : undefined,
     hasBias: !!opts.bias,
     hasRes: !!opts.residual,
     resRows,

@@ -8,6 +8,7 @@ import { patchEmbed } from '../../src/ops/patch-embed.ts';
 import { gluGemv } from '../../src/ops/gemv.ts';
 import { act64, linear64 } from './reference.ts';
 import type { SourceDType } from '../../src/io/upload.ts';
+import { TUNINGS } from '../../src/gpu/tuning.ts';
 
 const TOL: Record<SourceDType, { atol: number; rtol: number }> = {
   // f32 accumulation in a different order than float64: error grows like sqrt(K)·eps.
@@ -26,13 +27,18 @@ describe('matmul', () => {
     [2, 300, 129],
   ];
   for (const dtype of ['F32', 'F16', 'BF16'] as SourceDType[]) {
-    for (const variant of ['tiled', 'gemv', 'splitk'] as const) {
-      for (const [M, N, K] of [...shapes, ...(variant === 'splitk' ? ([[3, 70, 1500], [65, 5, 2100]] as [number, number, number][]) : [])]) {
+    for (const variant of ['tiled', 'gemv', 'splitk', 'rows'] as const) {
+      const extra: [number, number, number][] =
+        variant === 'splitk' ? [[3, 70, 1500], [65, 5, 2100]] : variant === 'rows' ? [[1, 1, 4], [3, 5, 8], [9, 131, 44], [2, 300, 132], [1, 70, 1500]] : [];
+      for (const [M, N, K] of [...shapes, ...extra]) {
         if (variant === 'gemv' && M > 4) continue;
-        it(`${variant} ${dtype} M=${M} N=${N} K=${K} with bias, gelu, residual`, async () => {
+        if (variant === 'rows' && K % 4 !== 0) continue;
+        // matmul_rows runs with both devices' tiles (8×4 per 16 lanes for lavapipe, 4×4 per 64 otherwise).
+        for (const tuning of variant === 'rows' ? [TUNINGS.cpu, TUNINGS.gpu] : [undefined])
+        it(`${variant}${tuning ? ` (${tuning.target} tiles)` : ''} ${dtype} M=${M} N=${N} K=${K} with bias, gelu, residual`, async () => {
           const gpu = await testGpu();
           const rng = new Rng(M * 1000 + N * 10 + K);
-          const g = new Graph();
+          const g = new Graph(tuning);
           const xv = rng.array(M * K);
           const w = await weight(gpu, g, 'w', [N, K], rng.array(N * K, 0.2), dtype);
           const b = await weight(gpu, g, 'b', [N], rng.array(N, 0.1), dtype);
@@ -71,8 +77,8 @@ describe('matmul', () => {
     const gpu = await testGpu({ maxStorageBufferBindingSize: 4096 });
     const rng = new Rng(7);
     const [M, N, K] = [3, 300, 40];
-    for (const variant of ['tiled', 'gemv'] as const) {
-      const g = new Graph();
+    for (const variant of ['tiled', 'gemv', 'rows'] as const) {
+      const g = new Graph(TUNINGS.cpu);
       const xv = rng.array(M * K);
       const w = await weight(gpu, g, 'w', [N, K], rng.array(N * K, 0.2));
       if ((w.t.chunks?.length ?? 0) < 2) throw new Error(`expected a split weight, got ${w.t.chunks?.length} chunk(s)`);
@@ -103,12 +109,15 @@ describe('gemv_glu (fused SwiGLU for decode)', () => {
     for (const [M, N, K] of [
       [1, 5, 7],
       [3, 70, 129],
+      [2, 70, 132],
       [1, 300, 576],
     ]) {
-      it(`${dtype} M=${M} N=${N} K=${K}: silu(x·gateᵀ)·(x·upᵀ)`, async () => {
+      // The cpu tuning takes gemv_glu_rows where K % 4 == 0 (the gpu one always gemv_glu).
+      for (const tuning of Object.values(TUNINGS))
+      it(`${dtype} M=${M} N=${N} K=${K} (${tuning.target === 'cpu' && K % 4 === 0 ? 'gemv_glu_rows' : 'gemv_glu'}): silu(x·gateᵀ)·(x·upᵀ)`, async () => {
         const gpu = await testGpu();
         const rng = new Rng(M * 7 + N * 11 + K);
-        const g = new Graph();
+        const g = new Graph(tuning);
         const xv = rng.array(M * K);
         const gate = await weight(gpu, g, 'gate', [N, K], rng.array(N * K, 0.1), dtype);
         const up = await weight(gpu, g, 'up', [N, K], rng.array(N * K, 0.1), dtype);
@@ -125,7 +134,8 @@ describe('gemv_glu (fused SwiGLU for decode)', () => {
     const gpu = await testGpu({ maxStorageBufferBindingSize: 4096 });
     const rng = new Rng(77);
     const [M, N, K] = [2, 300, 40];
-    const g = new Graph();
+    for (const tuning of Object.values(TUNINGS)) {
+    const g = new Graph(tuning);
     const xv = rng.array(M * K);
     const gate = await weight(gpu, g, 'gate', [N, K], rng.array(N * K, 0.2));
     const up = await weight(gpu, g, 'up', [N, K], rng.array(N * K, 0.2));
@@ -134,7 +144,8 @@ describe('gemv_glu (fused SwiGLU for decode)', () => {
     const [out] = await run(gpu, g, [gluGemv(g, x, gate.t, up.t)], [[x, xv]]);
     const gv = linear64(xv, gate.v, M, N, K, undefined, ACT.silu);
     const uv = linear64(xv, up.v, M, N, K);
-    assertClose(out, gv.map((v, i) => v * uv[i]), TOL.F32, 'gemv_glu split');
+    assertClose(out, gv.map((v, i) => v * uv[i]), TOL.F32, `gemv_glu split (${tuning.target} tuning)`);
+    }
   });
 });
 
@@ -153,7 +164,8 @@ describe('pixel-shuffle projector', () => {
       const K = E * s * s;
       const w = await weight(gpu, g, 'proj', [N, K], rng.array(N * K, 0.1));
       const x = g.input('x', [seq, E], 'f32');
-      const outs = await run(gpu, g, [pixelShuffleProject(g, x, w.t, s, 1, 'tiled'), pixelShuffleProject(g, x, w.t, s, 1, 'splitk')], [[x, xv]]);
+      const variants = E % 4 === 0 ? (['tiled', 'splitk', 'rows'] as const) : (['tiled', 'splitk'] as const);
+      const outs = await run(gpu, g, variants.map((v) => pixelShuffleProject(g, x, w.t, s, 1, v)), [[x, xv]]);
       // Reference: the Idefics3 reshape/permute chain, element by element.
       const M = seq / (s * s);
       const shuffled = new Float32Array(M * K);
@@ -166,8 +178,7 @@ describe('pixel-shuffle projector', () => {
               shuffled[r * K + (i * s + j) * E + c] = xv[src];
             }
       const want = linear64(shuffled, w.v, M, N, K);
-      assertClose(outs[0], want, TOL.F32, 'projector (tiled)');
-      assertClose(outs[1], want, TOL.F32, 'projector (split-K)');
+      variants.forEach((v, i) => assertClose(outs[i], want, TOL.F32, `projector (${v})`));
     });
   }
 });
@@ -178,10 +189,12 @@ describe('patch embedding', () => {
     [3, 24, 16, 8, 70],
     [1, 14, 21, 7, 3],
   ]) {
-    it(`C=${C} ${H}×${W} patch ${P} → D=${D}`, async () => {
+    // With the cpu tuning, matmul_rows where P and W are multiples of 4 (else the tiled kernel).
+    for (const tuning of Object.values(TUNINGS))
+    it(`C=${C} ${H}×${W} patch ${P} → D=${D} (${tuning.target} tuning)`, async () => {
       const gpu = await testGpu();
       const rng = new Rng(C * H * W + P);
-      const g = new Graph();
+      const g = new Graph(tuning);
       const n = (H / P) * (W / P);
       const pix = rng.array(C * H * W);
       const w = await weight(gpu, g, 'conv', [D, C, P, P], rng.array(D * C * P * P, 0.1));

@@ -1,0 +1,52 @@
+// Per-device kernel choices. Two kinds of adapter want different kernels:
+//   'gpu': a real GPU. Invocations of a workgroup run in lockstep warps with fast shared memory, so
+//          the tiled matmul (shared-memory tiles, coalesced loads) and workgroup reductions win.
+//   'cpu': a SIMD-on-CPU driver (Mesa's lavapipe/llvmpipe, SwiftShader). An invocation is one lane of
+//          an AVX register and a workgroup one CPU thread: a load whose address is the same in every
+//          lane is one scalar load and a broadcast, any other load is a per-lane gather, and a barrier
+//          switches coroutines. Kernels without shared memory that read operands uniformly win there
+//          (see matmul_rows in shaders/matmul.wgsl).
+// The choice is made from the adapter and can be forced with WEBGPU_VLM_TARGET=gpu|cpu (to compare
+// both on one device, as the benches do).
+
+export type Target = 'gpu' | 'cpu';
+
+/** Tile sizes of matmul_rows, passed as WGSL override constants (they key the pipeline cache). */
+export interface RowsTiles {
+  /** Rows of A per workgroup, read alike by every invocation (≤ 8). */
+  RM: number;
+  /** Output columns per invocation (≤ 4). */
+  RC: number;
+  /** Invocations per workgroup. */
+  RWG: number;
+}
+
+export interface Tuning {
+  readonly target: Target;
+  /** matmul_rows tiles for prefill-sized M; decode uses RM = M. */
+  readonly rows: RowsTiles;
+}
+
+/** Measured on llvmpipe (Mesa 25.0.7, 2 cores, AVX2) at 512×768·768×768ᵀ: 8×4 per 16-lane group. */
+const CPU: Tuning = { target: 'cpu', rows: { RM: 8, RC: 4, RWG: 16 } };
+const GPU: Tuning = { target: 'gpu', rows: { RM: 4, RC: 4, RWG: 64 } };
+
+function isSoftwareAdapter(info: GPUAdapterInfo): boolean {
+  const text = `${info.vendor} ${info.architecture} ${info.device} ${info.description}`;
+  return /llvmpipe|lavapipe|swiftshader/i.test(text) || info.architecture === 'software';
+}
+
+export function tuningFor(info: GPUAdapterInfo, env: string | undefined = process.env.WEBGPU_VLM_TARGET): Tuning {
+  if (env !== undefined && env !== '') {
+    if (env === 'cpu') return CPU;
+    if (env === 'gpu') return GPU;
+    throw new Error(`WEBGPU_VLM_TARGET must be "gpu" or "cpu", not ${JSON.stringify(env)}`);
+  }
+  return isSoftwareAdapter(info) ? CPU : GPU;
+}
+
+/** Both, for tests that run each kernel set on whatever adapter they have. */
+export const TUNINGS: Readonly<Record<Target, Tuning>> = { cpu: CPU, gpu: GPU };
+
+/** The tuning a graph built without a device gets (tests of the GPU kernels, the null backend). */
+export const DEFAULT_TUNING = GPU;
