@@ -161,3 +161,67 @@ fn attention_combine(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation
     out[t * p.heads * p.d + h * p.d + i] = o / l;
   }
 }
+
+// v3 `attention_rows`, for SIMD-on-CPU drivers (lavapipe; see src/gpu/tuning.ts), where a load at the
+// same address in every lane is one broadcast and a barrier is a coroutine switch. Each invocation is
+// one query row of head wg.y, a workgroup ARWG consecutive rows. All lanes walk the same keys (the union
+// of their rows' ranges, masking keys outside their own), so every key and value vector is a broadcast
+// vec4 load; the online softmax rescales once per block of KB keys. No shared memory, no barriers.
+// Needs d % 4 == 0. q is pre-scaled, so scores round differently from v1 (within the same tolerance).
+override ARWG: u32 = 16u;
+const KB: u32 = 16u;
+const MAXD4: u32 = MAXD / 4u;
+
+@group(0) @binding(6) var<storage, read> q4: array<vec4f>;
+@group(0) @binding(7) var<storage, read> k4: array<vec4f>;
+@group(0) @binding(8) var<storage, read> v4: array<vec4f>;
+@group(0) @binding(9) var<storage, read_write> out4: array<vec4f>;
+
+@compute @workgroup_size(ARWG)
+fn attention_rows(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let h = wg.y;
+  let t0 = wg.x * ARWG;
+  let tl = min(t0 + ARWG, p.T) - 1u;
+  let t = min(t0 + lid.x, tl);  // lanes past the end repeat the last row and write nothing
+  let kvh = h / (p.heads / p.kv_heads);
+  let d4 = p.d / 4u;
+  let qrow4 = p.heads * d4;
+  let kvrow4 = p.kv_heads * d4;
+  var qv: array<vec4f, MAXD4>;
+  for (var i = 0u; i < d4; i++) { qv[i] = q4[t * qrow4 + h * d4 + i] * p.scale; }
+  let own = key_range(t);
+  let j_first = key_range(t0).x;
+  let j_end = key_range(tl).y;
+  var acc: array<vec4f, MAXD4>;
+  var m = NEG;
+  var l = 0.0;
+  for (var j0 = j_first; j0 < j_end; j0 += KB) {
+    let nb = min(KB, j_end - j0);
+    var s: array<f32, KB>;
+    var bm = NEG;
+    for (var jj = 0u; jj < nb; jj++) {
+      let j = j0 + jj;
+      let kb = j * kvrow4 + kvh * d4;
+      var d = vec4f(0.0);
+      for (var i = 0u; i < d4; i++) { d = fma(qv[i], k4[kb + i], d); }
+      let sc = select(NEG, d.x + d.y + d.z + d.w, j >= own.x && j < own.y);
+      s[jj] = sc;
+      bm = max(bm, sc);
+    }
+    let m_new = max(m, bm);
+    let alpha = exp(m - m_new);
+    l *= alpha;
+    for (var i = 0u; i < d4; i++) { acc[i] *= alpha; }
+    for (var jj = 0u; jj < nb; jj++) {
+      // A masked key weighs nothing, also while every key so far was masked (m_new = NEG).
+      let pj = select(0.0, exp(s[jj] - m_new), s[jj] != NEG);
+      l += pj;
+      let vb = (j0 + jj) * kvrow4 + kvh * d4;
+      for (var i = 0u; i < d4; i++) { acc[i] = fma(vec4f(pj), v4[vb + i], acc[i]); }
+    }
+    m = m_new;
+  }
+  if (t0 + lid.x < p.T) {
+    for (var i = 0u; i < d4; i++) { out4[t * qrow4 + h * d4 + i] = acc[i] / l; }
+  }
+}

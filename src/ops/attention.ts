@@ -89,6 +89,30 @@ const combineKernel: Kernel<Attrs> = {
   },
 };
 
+/** SIMD-on-CPU devices: one invocation per query row, keys and values read as broadcast vec4s. */
+const ROWS_PER_GROUP = 16;
+const rowsKernel: Kernel<Attrs> = {
+  name: 'attention_rows',
+  encode(node, buf) {
+    const [q, k, v] = node.inputs;
+    const T = q.dim(0);
+    const a = node.attrs;
+    return [
+      {
+        pipeline: { shader: 'attention', entry: 'attention_rows', constants: { ARWG: ROWS_PER_GROUP } },
+        bindings: [
+          { binding: 6, buffer: buf(q) },
+          { binding: 7, buffer: buf(k) },
+          { binding: 8, buffer: buf(v) },
+          { binding: 9, buffer: buf(node.output) },
+        ],
+        uniforms: (step) => params(a, T, step.pos),
+        workgroups: [Math.ceil(T / ROWS_PER_GROUP), a.heads],
+      },
+    ];
+  },
+};
+
 /** Use split-KV when one workgroup per (query, head) would leave the device mostly idle. */
 const SPLIT_BELOW_WORKGROUPS = 128;
 const MAX_SPLITS = 32;
@@ -101,8 +125,11 @@ export interface AttentionOptions {
   scale?: number;
   /** Bidirectional only: independent sequences of this many rows each (image tiles); 0 = one sequence. */
   block?: number;
-  /** 'auto' (default) splits the keys when T·heads is small (decode); the others force a variant. */
-  variant?: 'auto' | 'single' | 'split';
+  /**
+   * 'auto' (default): rows on a SIMD-on-CPU device when d % 4 == 0; otherwise split-KV when T·heads is
+   * small (decode), else single. The others force a variant.
+   */
+  variant?: 'auto' | 'single' | 'split' | 'rows';
 }
 
 /**
@@ -123,7 +150,10 @@ export function attention(g: Graph, q: Tensor, k: Tensor, v: Tensor, o: Attentio
   if (block && (causal || T % block !== 0)) throw new Error(`attention: block ${block} needs bidirectional attention over a multiple of it (T = ${T})`);
   // Split-KV sizes from the most keys a step can see (the cache capacity): empty splits exit at once.
   const maxKeys = block || k.dim(0);
-  const split = o.variant === 'split' || (o.variant !== 'single' && !block && T * heads < SPLIT_BELOW_WORKGROUPS && maxKeys > 64);
+  const auto = (o.variant ?? 'auto') === 'auto';
+  const rows = o.variant === 'rows' || (auto && g.tuning.target === 'cpu' && d % 4 === 0);
+  if (rows && d % 4 !== 0) throw new Error(`attention: the rows variant reads vec4s and needs head_dim (${d}) to be a multiple of 4`);
+  const split = !rows && (o.variant === 'split' || (auto && !block && T * heads < SPLIT_BELOW_WORKGROUPS && maxKeys > 64));
   const chunk = split ? Math.max(64, Math.ceil(maxKeys / MAX_SPLITS / 64) * 64) : maxKeys;
   const attrs: Attrs = {
     heads,
@@ -136,6 +166,7 @@ export function attention(g: Graph, q: Tensor, k: Tensor, v: Tensor, o: Attentio
     chunk,
     splits: split ? Math.ceil(maxKeys / chunk) : 1,
   };
+  if (rows) return g.add(rowsKernel, [q, k, v], { shape: [T, heads * d], dtype: 'f32' }, attrs);
   if (!split) return g.add(kernel, [q, k, v], { shape: [T, heads * d], dtype: 'f32' }, attrs);
   const part = g.add(partialKernel, [q, k, v], { shape: [T * heads * attrs.splits, d + 2], dtype: 'f32' }, attrs);
   return g.add(combineKernel, [part], { shape: [T, heads * d], dtype: 'f32' }, attrs);

@@ -28,7 +28,9 @@ describe('attention, bidirectional', () => {
     [7, 2, 2, 256],
     [65, 4, 4, 80],
   ] as [number, number, number, number][]) {
-    it(`T=${T} heads=${heads} kvHeads=${kvHeads} d=${d}`, async () => {
+    // 'rows' = attention_rows, the kernel for SIMD-on-CPU devices (one query row per invocation).
+    for (const variant of ['single', 'rows'] as const)
+    it(`${variant}: T=${T} heads=${heads} kvHeads=${kvHeads} d=${d}`, async () => {
       const gpu = await testGpu();
       const rng = new Rng(T * 7 + heads * 131 + kvHeads * 17 + d);
       const g = new Graph();
@@ -39,18 +41,19 @@ describe('attention, bidirectional', () => {
       const q = g.input('q', [T, heads * d], 'f32');
       const k = g.input('k', [T, kvHeads * d], 'f32');
       const v = g.input('v', [T, kvHeads * d], 'f32');
-      const y = attention(g, q, k, v, { heads, kvHeads, causal: false });
+      const y = attention(g, q, k, v, { heads, kvHeads, causal: false, variant });
       const [out] = await run(gpu, g, [y], [
         [q, qv],
         [k, kv],
         [v, vv],
       ]);
       const ref = attention64(qv, kv, vv, T, heads, kvHeads, d, () => T - 1);
-      assertClose(out, ref, TOL, `bidirectional T=${T} heads=${heads}/${kvHeads} d=${d}`);
+      assertClose(out, ref, TOL, `${variant} bidirectional T=${T} heads=${heads}/${kvHeads} d=${d}`);
     });
   }
 
-  it('a custom scale', async () => {
+  for (const variant of ['single', 'rows'] as const)
+  it(`${variant}: a custom scale`, async () => {
     // scale = 1 (instead of 1/sqrt(d)) and q of unit variance: scores of std sqrt(d) = 4, very peaked.
     const gpu = await testGpu();
     const rng = new Rng(5);
@@ -62,7 +65,7 @@ describe('attention, bidirectional', () => {
     const q = g.input('q', [T, heads * d], 'f32');
     const k = g.input('k', [T, kvHeads * d], 'f32');
     const v = g.input('v', [T, kvHeads * d], 'f32');
-    const [out] = await run(gpu, g, [attention(g, q, k, v, { heads, kvHeads, causal: false, scale: 1 })], [
+    const [out] = await run(gpu, g, [attention(g, q, k, v, { heads, kvHeads, causal: false, scale: 1, variant })], [
       [q, qv],
       [k, kv],
       [v, vv],
@@ -79,8 +82,10 @@ describe('attention, block-diagonal bidirectional (several images at once)', () 
     [12, 4, 2, 1, 16],
     [130, 65, 4, 2, 80], // each block crosses the kernel's 64-key block
     [7, 7, 2, 2, 64], // one block = plain bidirectional
+    [130, 65, 4, 2, 16], // rows: workgroups of 16 rows straddle the blocks
   ] as [number, number, number, number, number][]) {
-    it(`T=${T} block=${block} heads=${heads} kvHeads=${kvHeads} d=${d}`, async () => {
+    for (const variant of ['single', 'rows'] as const)
+    it(`${variant}: T=${T} block=${block} heads=${heads} kvHeads=${kvHeads} d=${d}`, async () => {
       const gpu = await testGpu();
       const rng = new Rng(T * 11 + block);
       const g = new Graph();
@@ -90,7 +95,7 @@ describe('attention, block-diagonal bidirectional (several images at once)', () 
       const q = g.input('q', [T, heads * d], 'f32');
       const k = g.input('k', [T, kvHeads * d], 'f32');
       const v = g.input('v', [T, kvHeads * d], 'f32');
-      const y = attention(g, q, k, v, { heads, kvHeads, causal: false, block });
+      const y = attention(g, q, k, v, { heads, kvHeads, causal: false, block, variant });
       const [out] = await run(gpu, g, [y], [
         [q, qv],
         [k, kv],
@@ -98,7 +103,7 @@ describe('attention, block-diagonal bidirectional (several images at once)', () 
       ]);
       const first = (t: number) => Math.floor(t / block) * block;
       const ref = attention64(qv, kv, vv, T, heads, kvHeads, d, (t) => first(t) + block - 1, first);
-      assertClose(out, ref, TOL, `block-diagonal T=${T} block=${block}`);
+      assertClose(out, ref, TOL, `${variant} block-diagonal T=${T} block=${block}`);
     });
   }
 });
@@ -116,7 +121,7 @@ describe('attention, causal over a KV cache', () => {
     [1, 100, 99, 6, 1, 80], // decode filling the cache exactly
     [1, 130, 129, 2, 1, 256], // decode, d = 256
   ] as [number, number, number, number, number, number][]) {
-    for (const variant of ['single', 'split'] as const)
+    for (const variant of ['single', 'split', 'rows'] as const)
     it(`${variant}: T=${T} S=${S} pos=${pos} heads=${heads} kvHeads=${kvHeads} d=${d}`, async () => {
       const gpu = await testGpu();
       const rng = new Rng(T * 7 + S * 3 + pos * 5 + heads * 131 + kvHeads * 17 + d);
@@ -145,7 +150,7 @@ describe('attention, causal over a KV cache', () => {
     });
   }
 
-  for (const variant of ['single', 'split'] as const)
+  for (const variant of ['single', 'split', 'rows'] as const)
   it(`${variant}: one plan reused at successive decode positions`, async () => {
     // The same compiled graph (T = 1) run at pos 3, 64 and 65: kv_len and the mask follow step.pos.
     const gpu = await testGpu();
