@@ -1,12 +1,20 @@
-// RMSNorm and LayerNorm over the last dimension (shaders/norm.wgsl), f32 statistics.
+// RMSNorm and LayerNorm over the last dimension (shaders/norm.wgsl), f32 statistics. A workgroup per row
+// with a shared-memory reduction on GPUs; on SIMD-on-CPU devices the *_rows entries (src/gpu/tuning.ts).
 import type { Graph, Kernel } from '../graph/graph.ts';
 import { type Tensor, expectShape } from '../graph/tensor.ts';
 import { uniforms, f32, gridRows, whole, wgslType } from './common.ts';
 
+/** 'auto' takes rows on a SIMD-on-CPU device when D % 4 == 0, else the workgroup reduction. */
+export type NormVariant = 'auto' | 'workgroup' | 'rows';
+
 interface Attrs {
   kind: 'rmsnorm' | 'layernorm';
   eps: number;
+  rows: boolean;
 }
+
+/** Invocations per row in the *_rows entries (they share the row's writes). */
+const ROWS_WG = 16;
 
 const kernel: Kernel<Attrs> = {
   name: 'norm',
@@ -15,6 +23,21 @@ const kernel: Kernel<Attrs> = {
     const D = x.dim(-1);
     const rows = x.size / D;
     const { kind, eps } = node.attrs;
+    if (node.attrs.rows) {
+      return [
+        {
+          pipeline: { shader: 'norm', entry: `${kind}_rows`, aliases: { WT: wgslType(w) }, constants: { NWG: ROWS_WG } },
+          bindings: [
+            { binding: 5, buffer: buf(x) },
+            { binding: 6, buffer: whole(kind, w, buf) },
+            ...(b ? [{ binding: 7, buffer: whole(kind, b, buf) }] : []),
+            { binding: 8, buffer: buf(node.output) },
+          ],
+          uniforms: () => uniforms(rows, D, f32(eps)),
+          workgroups: gridRows(rows),
+        },
+      ];
+    }
     return [
       {
         pipeline: { shader: 'norm', entry: kind, aliases: { WT: wgslType(w) } },
@@ -31,15 +54,22 @@ const kernel: Kernel<Attrs> = {
   },
 };
 
-export function rmsNorm(g: Graph, x: Tensor, weight: Tensor, eps: number): Tensor {
-  const D = x.dim(-1);
-  expectShape('rmsnorm', 'weight', weight, [D], ['f32', 'f16']);
-  return g.add(kernel, [x, weight], { shape: [...x.shape], dtype: 'f32' }, { kind: 'rmsnorm', eps });
+function useRows(g: Graph, op: string, D: number, variant: NormVariant): boolean {
+  if (variant === 'rows' && D % 4 !== 0) throw new Error(`${op}: the rows variant reads vec4s and needs the width (${D}) to be a multiple of 4`);
+  return variant === 'rows' || (variant === 'auto' && g.tuning.target === 'cpu' && D % 4 === 0);
 }
 
-export function layerNorm(g: Graph, x: Tensor, weight: Tensor, bias: Tensor, eps: number): Tensor {
+export function rmsNorm(g: Graph, x: Tensor, weight: Tensor, eps: number, variant: NormVariant = 'auto'): Tensor {
+  const D = x.dim(-1);
+  expectShape('rmsnorm', 'weight', weight, [D], ['f32', 'f16']);
+  const rows = useRows(g, 'rmsnorm', D, variant);
+  return g.add(kernel, [x, weight], { shape: [...x.shape], dtype: 'f32' }, { kind: 'rmsnorm', eps, rows });
+}
+
+export function layerNorm(g: Graph, x: Tensor, weight: Tensor, bias: Tensor, eps: number, variant: NormVariant = 'auto'): Tensor {
   const D = x.dim(-1);
   expectShape('layernorm', 'weight', weight, [D], ['f32', 'f16']);
   expectShape('layernorm', 'bias', bias, [D], [weight.dtype]);
-  return g.add(kernel, [x, weight, bias], { shape: [...x.shape], dtype: 'f32' }, { kind: 'layernorm', eps });
+  const rows = useRows(g, 'layernorm', D, variant);
+  return g.add(kernel, [x, weight, bias], { shape: [...x.shape], dtype: 'f32' }, { kind: 'layernorm', eps, rows });
 }

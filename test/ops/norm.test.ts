@@ -2,6 +2,11 @@
 import { describe, it } from 'node:test';
 import { Graph, Rng, assertClose, run, testGpu, weight } from '../helpers.ts';
 import { layerNorm, rmsNorm } from '../../src/ops/norm.ts';
+
+// 'workgroup': one workgroup per row with a shared-memory reduction (GPUs); 'rows': every invocation
+// takes the row's statistics itself (SIMD-on-CPU devices), for widths that are multiples of 4.
+const VARIANTS = ['workgroup', 'rows'] as const;
+const fits = (variant: (typeof VARIANTS)[number], D: number) => variant === 'workgroup' || D % 4 === 0;
 import type { SourceDType } from '../../src/io/upload.ts';
 import { rmsNorm64, layerNorm64 } from './reference.ts';
 
@@ -35,7 +40,8 @@ function normWeight(rng: Rng, D: number): Float32Array {
 describe('rmsNorm', () => {
   for (const dtype of ['F32', 'F16', 'BF16'] as SourceDType[]) {
     for (const [rows, D] of SHAPES) {
-      it(`${dtype} rows=${rows} D=${D}`, async () => {
+      for (const variant of VARIANTS.filter((v) => fits(v, D)))
+      it(`${variant} ${dtype} rows=${rows} D=${D}`, async () => {
         const gpu = await testGpu();
         const rng = new Rng(rows * 7919 + D);
         const g = new Graph();
@@ -43,22 +49,23 @@ describe('rmsNorm', () => {
         const xv = rng.array(rows * D, 2);
         const w = await weight(gpu, g, 'w', [D], normWeight(rng, D), dtype);
         const x = g.input('x', [rows, D], 'f32');
-        const [out] = await run(gpu, g, [rmsNorm(g, x, w.t, eps)], [[x, xv]]);
-        assertClose(out, rmsNorm64(xv, w.v, rows, D, eps), TOL[dtype], `rmsnorm ${dtype} [${rows}, ${D}]`);
+        const [out] = await run(gpu, g, [rmsNorm(g, x, w.t, eps, variant)], [[x, xv]]);
+        assertClose(out, rmsNorm64(xv, w.v, rows, D, eps), TOL[dtype], `rmsnorm ${variant} ${dtype} [${rows}, ${D}]`);
       });
     }
   }
 
-  it('eps dominates a row of tiny values', async () => {
+  for (const variant of VARIANTS)
+  it(`${variant}: eps dominates a row of tiny values`, async () => {
     // mean(x²) ~ 1e-12 << eps = 1e-5: the output is ≈ x / sqrt(eps), checking eps is added inside the root.
     const gpu = await testGpu();
     const rng = new Rng(3);
-    const [rows, D] = [2, 50];
+    const [rows, D] = [2, 52];
     const g = new Graph();
     const xv = rng.array(rows * D, 1e-6);
     const w = await weight(gpu, g, 'w', [D], normWeight(rng, D));
     const x = g.input('x', [rows, D], 'f32');
-    const [out] = await run(gpu, g, [rmsNorm(g, x, w.t, 1e-5)], [[x, xv]]);
+    const [out] = await run(gpu, g, [rmsNorm(g, x, w.t, 1e-5, variant)], [[x, xv]]);
     assertClose(out, rmsNorm64(xv, w.v, rows, D, 1e-5), { atol: 1e-9, rtol: 1e-5 }, 'rmsnorm tiny');
   });
 });
@@ -66,7 +73,8 @@ describe('rmsNorm', () => {
 describe('layerNorm', () => {
   for (const dtype of ['F32', 'F16', 'BF16'] as SourceDType[]) {
     for (const [rows, D] of SHAPES) {
-      it(`${dtype} rows=${rows} D=${D}`, async () => {
+      for (const variant of VARIANTS.filter((v) => fits(v, D)))
+      it(`${variant} ${dtype} rows=${rows} D=${D}`, async () => {
         const gpu = await testGpu();
         const rng = new Rng(rows * 104729 + D);
         const g = new Graph();
@@ -80,8 +88,8 @@ describe('layerNorm', () => {
         const w = await weight(gpu, g, 'w', [D], normWeight(rng, D), dtype);
         const b = await weight(gpu, g, 'b', [D], rng.array(D, 0.1), dtype);
         const x = g.input('x', [rows, D], 'f32');
-        const [out] = await run(gpu, g, [layerNorm(g, x, w.t, b.t, eps)], [[x, xv]]);
-        assertClose(out, layerNorm64(xv, w.v, b.v, rows, D, eps), TOL[dtype], `layernorm ${dtype} [${rows}, ${D}]`);
+        const [out] = await run(gpu, g, [layerNorm(g, x, w.t, b.t, eps, variant)], [[x, xv]]);
+        assertClose(out, layerNorm64(xv, w.v, b.v, rows, D, eps), TOL[dtype], `layernorm ${variant} ${dtype} [${rows}, ${D}]`);
       });
     }
   }
@@ -91,7 +99,8 @@ describe('layerNorm', () => {
     [2, 1000],
     [3, 129],
   ] as [number, number][]) {
-    it(`activations around 1e4 with offset, rows=${rows} D=${D}: f32 statistics stay accurate`, async () => {
+    for (const variant of VARIANTS.filter((v) => fits(v, D)))
+    it(`${variant}: activations around 1e4 with offset, rows=${rows} D=${D}: f32 statistics stay accurate`, async () => {
       // x = 1e4 + N(0, 1): the row's std is ~1 while its values are ~1e4. The GPU output is
       // (x − mean)·inv_std·w + b, so its error is (error of the centred value x − mean) / std · |w|: the
       // tolerance is a fraction TAU of the row's std in the centred values, i.e. TAU·max|w| on the output.
@@ -109,7 +118,7 @@ describe('layerNorm', () => {
       const w = await weight(gpu, g, 'w', [D], normWeight(rng, D));
       const b = await weight(gpu, g, 'b', [D], rng.array(D, 0.1));
       const x = g.input('x', [rows, D], 'f32');
-      const [out] = await run(gpu, g, [layerNorm(g, x, w.t, b.t, eps)], [[x, xv]]);
+      const [out] = await run(gpu, g, [layerNorm(g, x, w.t, b.t, eps, variant)], [[x, xv]]);
       const ref = layerNorm64(xv, w.v, b.v, rows, D, eps);
       let maxW = 0;
       for (let i = 0; i < D; i++) maxW = Math.max(maxW, Math.abs(w.v[i]));
@@ -118,7 +127,7 @@ describe('layerNorm', () => {
         for (let i = 0; i < D; i++) sum += xv[r * D + i];
         if (Math.abs(sum / D - 1e4) > 0.5) throw new Error('test data: row mean is not ~1e4');
         const row = (a: ArrayLike<number>) => Array.from({ length: D }, (_, i) => a[r * D + i]);
-        assertClose(row(out), row(ref), { atol: TAU * maxW, rtol: 0 }, `layernorm 1e4-offset row ${r} (TAU ${TAU} of std, max|w| ${maxW.toFixed(2)})`);
+        assertClose(row(out), row(ref), { atol: TAU * maxW, rtol: 0 }, `layernorm ${variant} 1e4-offset row ${r} (TAU ${TAU} of std, max|w| ${maxW.toFixed(2)})`);
       }
     });
   }
