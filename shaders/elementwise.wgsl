@@ -1,7 +1,10 @@
 // Elementwise kernels over flat f32 tensors: add, mul, scale, activations, the fused SwiGLU product
-// silu(gate)·up, and a copy of rows between offsets (KV cache append, last-row slice). One invocation per element;
-// the grid is 2-D so that tensors above 65535 workgroups of 256 still fit.
+// silu(gate)·up, and a copy of rows between offsets (KV cache append, last-row slice). One invocation per
+// element of type ET: vec4f where the count (and for copy_rows the row) is a multiple of 4, else f32;
+// counts and rows below are in ET units. The grid is 2-D so that tensors above 65535 workgroups of 256
+// still fit.
 //#include activation
+alias AT = ET;
 
 struct Params {
   count: u32,      // elements to produce
@@ -14,9 +17,9 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> a: array<ET>;
+@group(0) @binding(2) var<storage, read> b: array<ET>;
+@group(0) @binding(3) var<storage, read_write> out: array<ET>;
 
 override WG: u32 = 256u;
 

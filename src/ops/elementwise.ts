@@ -45,6 +45,8 @@ const kernel: Kernel<Attrs> = {
     const { entry } = node.attrs;
     const [a, b] = node.inputs;
     const count = node.attrs.entry === 'copy_rows' ? node.attrs.rows! * a.rowSize : a.size;
+    // vec4 per invocation where the elements (and, copying rows, each row) come in fours.
+    const width = (entry === 'copy_rows' ? a.rowSize : count) % 4 === 0 ? 4 : 1;
     const binary = entry === 'add' || entry === 'mul' || entry === 'silu_mul';
     const bindings = [
       { binding: 1, buffer: buf(a) },
@@ -54,18 +56,18 @@ const kernel: Kernel<Attrs> = {
     const row = a.rowSize;
     return [
       {
-        pipeline: { shader: 'elementwise', entry },
+        pipeline: { shader: 'elementwise', entry, aliases: { ET: width === 4 ? 'vec4f' : 'f32' } },
         bindings,
         uniforms: (step) =>
           uniforms(
-            count,
-            row,
+            count / width,
+            entry === 'copy_rows' ? row / width : 0,
             node.attrs.dstRow0 ? node.attrs.dstRow0(step.pos) : 0,
             node.attrs.act ?? 0,
             f32(node.attrs.alpha ?? 1),
             node.attrs.srcRow0 ?? 0,
           ),
-        workgroups: grid1d(count, WG),
+        workgroups: grid1d(count / width, WG),
       },
     ];
   },
