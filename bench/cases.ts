@@ -298,8 +298,8 @@ export function makeCases(cfg: Idefics3Config, o: CaseOptions): PeerCase[] {
         };
       },
     },
-    {
-      name: `layernorm ${patches}×${vc.hidden_size}`,
+    ...(['auto', 'workgroup'] as const).map((variant): PeerCase => ({
+      name: `layernorm ${patches}×${vc.hidden_size}${variant === 'workgroup' ? ' (workgroup reduction, reference variant)' : ''}`,
       kernel: 'norm',
       flops: 8 * patches * vc.hidden_size,
       bytes: 4 * (3 * patches * vc.hidden_size + 2 * vc.hidden_size),
@@ -313,10 +313,10 @@ export function makeCases(cfg: Idefics3Config, o: CaseOptions): PeerCase[] {
         const x = g.input('x', [R, D], 'f32');
         const ref = lazy(() => layerNorm64(xv, w.v, b.v, R, D, vc.layer_norm_eps));
         return {
-          outputs: [layerNorm(g, x, w.t, b.t, vc.layer_norm_eps)],
+          outputs: [layerNorm(g, x, w.t, b.t, vc.layer_norm_eps, variant)],
           inputs: [[x, xv]],
           check: ([y]) => maxAbs(y, ref(), TOL, 'layernorm'),
-          peer: {
+          peer: variant !== 'auto' ? undefined : {
             graph: 'LayerNormalization(axis -1) [opset 17]',
             model: {
               nodes: [{ op: 'LayerNormalization', inputs: ['x', 'w', 'b'], outputs: ['y'], attrs: { axis: -1, epsilon: { float: vc.layer_norm_eps } } }],
@@ -333,7 +333,7 @@ export function makeCases(cfg: Idefics3Config, o: CaseOptions): PeerCase[] {
           },
         };
       },
-    },
+        })),
     {
       name: `gelu_tanh ${patches}×${vc.intermediate_size}`,
       kernel: 'elementwise',
@@ -596,8 +596,8 @@ export function makeCases(cfg: Idefics3Config, o: CaseOptions): PeerCase[] {
         };
       },
     },
-    {
-      name: `softmax ${4 * kvLen}×${kvLen}`,
+    ...(['auto', 'workgroup'] as const).map((variant): PeerCase => ({
+      name: `softmax ${4 * kvLen}×${kvLen}${variant === 'workgroup' ? ' (workgroup reduction, reference variant)' : ''}`,
       kernel: 'softmax',
       flops: 5 * 4 * kvLen * kvLen,
       bytes: 8 * 4 * kvLen * kvLen,
@@ -608,10 +608,10 @@ export function makeCases(cfg: Idefics3Config, o: CaseOptions): PeerCase[] {
         const ref = lazy(() => softmax64(xv, R, D));
         const tol = { atol: 1e-6, rtol: 1e-4 };
         return {
-          outputs: [softmax(g, x)],
+          outputs: [softmax(g, x, variant)],
           inputs: [[x, xv]],
           check: ([y]) => maxAbs(y, ref(), tol, 'softmax'),
-          peer: {
+          peer: variant !== 'auto' ? undefined : {
             graph: 'Softmax(axis -1) [opset 13]',
             model: {
               nodes: [{ op: 'Softmax', inputs: ['x'], outputs: ['y'], attrs: { axis: -1 } }],
@@ -624,7 +624,7 @@ export function makeCases(cfg: Idefics3Config, o: CaseOptions): PeerCase[] {
           },
         };
       },
-    },
+        })),
     {
       name: `embedding gather ${prefillT} ids from ${tc.vocab_size}×${tc.hidden_size}`,
       kernel: 'embedding',
@@ -700,8 +700,9 @@ export function makeCases(cfg: Idefics3Config, o: CaseOptions): PeerCase[] {
         return { outputs: [classPosition(g, x, cls.t, pos.t)], inputs: [[x, pv]], check: ([y]) => maxAbs(y, ref(), { atol: 1e-6 }, 'class_position') };
       },
     },
-    ...(['split', 'single'] as const).map((variant): PeerCase => ({
-      name: `decode attention kv=${kvLen} ${tc.num_attention_heads}/${tc.num_key_value_heads} heads ×${tc.head_dim}${variant === 'single' ? ' (single pass, reference variant)' : ' (split-KV)'}`,
+    // 'auto': split-KV on GPUs, attention_rows on SIMD-on-CPU devices.
+    ...(['auto', 'single'] as const).map((variant): PeerCase => ({
+      name: `decode attention kv=${kvLen} ${tc.num_attention_heads}/${tc.num_key_value_heads} heads ×${tc.head_dim}${variant === 'single' ? ' (single pass, reference variant)' : ''}`,
       kernel: 'attention',
       flops: 4 * kvLen * tc.num_attention_heads * tc.head_dim,
       bytes: 4 * 2 * kvLen * tc.num_key_value_heads * tc.head_dim,

@@ -1,20 +1,28 @@
-// Softmax over the last dimension (shaders/softmax.wgsl), f32 statistics.
+// Softmax over the last dimension (shaders/softmax.wgsl), f32 statistics. A workgroup reduction per row
+// on GPUs; softmax_rows on SIMD-on-CPU devices (src/gpu/tuning.ts).
 import type { Graph, Kernel } from '../graph/graph.ts';
 import { type Tensor, expectShape } from '../graph/tensor.ts';
 import { uniforms, gridRows } from './common.ts';
 
-const kernel: Kernel<null> = {
+/** 'auto' takes rows on a SIMD-on-CPU device when D % 4 == 0, else the workgroup reduction. */
+export type SoftmaxVariant = 'auto' | 'workgroup' | 'rows';
+
+/** Invocations per row of softmax_rows (they share the row's writes). */
+const ROWS_WG = 16;
+
+const kernel: Kernel<{ rows: boolean }> = {
   name: 'softmax',
   encode(node, buf) {
     const [x] = node.inputs;
     const D = x.dim(-1);
     const rows = x.size / D;
+    const byRows = node.attrs.rows;
     return [
       {
-        pipeline: { shader: 'softmax', entry: 'softmax' },
+        pipeline: byRows ? { shader: 'softmax', entry: 'softmax_rows', constants: { NWG: ROWS_WG } } : { shader: 'softmax', entry: 'softmax' },
         bindings: [
-          { binding: 1, buffer: buf(x) },
-          { binding: 2, buffer: buf(node.output) },
+          { binding: byRows ? 3 : 1, buffer: buf(x) },
+          { binding: byRows ? 4 : 2, buffer: buf(node.output) },
         ],
         uniforms: () => uniforms(rows, D),
         workgroups: gridRows(rows),
@@ -23,7 +31,10 @@ const kernel: Kernel<null> = {
   },
 };
 
-export function softmax(g: Graph, x: Tensor): Tensor {
+export function softmax(g: Graph, x: Tensor, variant: SoftmaxVariant = 'auto'): Tensor {
   expectShape('softmax', 'input', x, x.shape.map(() => null), ['f32']);
-  return g.add(kernel, [x], { shape: [...x.shape], dtype: 'f32' }, null);
+  const D = x.dim(-1);
+  if (variant === 'rows' && D % 4 !== 0) throw new Error(`softmax: the rows variant reads vec4s and needs the width (${D}) to be a multiple of 4`);
+  const rows = variant === 'rows' || (variant === 'auto' && g.tuning.target === 'cpu' && D % 4 === 0);
+  return g.add(kernel, [x], { shape: [...x.shape], dtype: 'f32' }, { rows });
 }
