@@ -22,8 +22,11 @@ export interface Binding {
 export interface Dispatch {
   pipeline: PipelineKey;
   bindings: Binding[];
-  /** Uniform struct bound at @binding(0), as 32-bit words, recomputed for each execution. */
-  uniforms: (step: Step) => ArrayLike<number> & { buffer: ArrayBufferLike };
+  /**
+   * Uniform struct bound at @binding(0), as 32-bit words: fixed, or a function of the step (decode
+   * position), recomputed for each execution. Fixed ones are written once, when the plan is compiled.
+   */
+  uniforms: Uint32Array | ((step: Step) => Uint32Array);
   workgroups: [number, number?, number?];
 }
 

@@ -54,19 +54,14 @@ const kernel: Kernel<Attrs> = {
       { binding: 3, buffer: buf(node.output) },
     ];
     const row = a.rowSize;
+    const words = (dstRow0: number) =>
+      uniforms(count / width, entry === 'copy_rows' ? row / width : 0, dstRow0, node.attrs.act ?? 0, f32(node.attrs.alpha ?? 1), node.attrs.srcRow0 ?? 0);
     return [
       {
         pipeline: { shader: 'elementwise', entry, aliases: { ET: width === 4 ? 'vec4f' : 'f32' } },
         bindings,
-        uniforms: (step) =>
-          uniforms(
-            count / width,
-            entry === 'copy_rows' ? row / width : 0,
-            node.attrs.dstRow0 ? node.attrs.dstRow0(step.pos) : 0,
-            node.attrs.act ?? 0,
-            f32(node.attrs.alpha ?? 1),
-            node.attrs.srcRow0 ?? 0,
-          ),
+        // Only a row copy to a position that follows the step (the KV-cache append) changes per step.
+        uniforms: node.attrs.dstRow0 ? (step) => words(node.attrs.dstRow0!(step.pos)) : words(0),
         workgroups: grid1d(count / width, WG),
       },
     ];

@@ -24,7 +24,7 @@ const kernel: Kernel<{ hasImage: boolean }> = {
           { binding: 4, buffer: hasImage ? buf(image) : ctx.dummy },
           { binding: 5, buffer: buf(node.output) },
         ],
-        uniforms: () => uniforms(T, D, c.row0, c.rows, hasImage ? 1 : 0, i === 0 ? 1 : 0),
+        uniforms: uniforms(T, D, c.row0, c.rows, hasImage ? 1 : 0, i === 0 ? 1 : 0),
         workgroups: [Math.ceil(D / 64), T],
       }),
     );
@@ -63,7 +63,7 @@ const classPositionKernel: Kernel<null> = {
           { binding: 3, buffer: buf(pos) },
           { binding: 5, buffer: buf(node.output) },
         ],
-        uniforms: () => uniforms(T, D, 0, pos.dim(0)),
+        uniforms: uniforms(T, D, 0, pos.dim(0)),
         workgroups: [Math.ceil(D / 64), T],
       },
     ];

@@ -40,7 +40,7 @@ const gluKernel: Kernel<{ M: number; N: number; K: number }> = {
           { binding: 7, buffer: uc[i].buffer },
         ],
         // The Params words of matmul.wgsl: M, N (this chunk), K, n0, ldc; the rest unused here.
-        uniforms: () => uniforms(M, c.rows, K, c.row0, N, ...new Array(15).fill(0)),
+        uniforms: uniforms(M, c.rows, K, c.row0, N, ...new Array(15).fill(0)),
         workgroups: [Math.ceil(c.rows / 8), 1, M],
       }),
     );

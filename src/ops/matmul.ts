@@ -80,7 +80,7 @@ const splitKPartialKernel: Kernel<MatmulAttrs> = {
           { binding: 2, buffer: c.buffer },
           { binding: 6, buffer: buf(node.output) },
         ],
-        uniforms: () => uniforms(...params(at, c.row0, c.rows)),
+        uniforms: uniforms(...params(at, c.row0, c.rows)),
         workgroups: [Math.ceil(c.rows / 64), Math.ceil(at.M / 64), at.splits],
       }),
     );
@@ -104,7 +104,7 @@ const splitKReduceKernel: Kernel<MatmulAttrs> = {
           { binding: 5, buffer: buf(node.output) },
           { binding: 6, buffer: buf(part) },
         ],
-        uniforms: () => uniforms(...params(at, 0, at.N)),
+        uniforms: uniforms(...params(at, 0, at.N)),
         workgroups: grid1d(at.M * at.N, 256),
       },
     ];
@@ -142,7 +142,7 @@ export const matmulKernel: Kernel<MatmulAttrs> = {
           { binding: 4, buffer: res ? buf(res) : ctx.dummy },
           { binding: 5, buffer: buf(node.output) },
         ],
-        uniforms: () => uniforms(...params(at, c.row0, c.rows)),
+        uniforms: uniforms(...params(at, c.row0, c.rows)),
         workgroups: gemv ? [Math.ceil(c.rows / 8), 1, at.M] : [Math.ceil(c.rows / 64), Math.ceil(at.M / 64)],
       };
     });
@@ -195,7 +195,7 @@ export function rowsDispatches(
       constants: { RM: tiles.RM, RC: tiles.RC, RWG: tiles.RWG },
     },
     bindings: [{ binding: 8, buffer: buf(x) }, ...chunks.map((cs, wi) => ({ binding: 9 + wi, buffer: cs[i].buffer })), { binding: 5, buffer: output }, ...extra],
-    uniforms: () => uniforms(...params(at, c.row0, c.rows)),
+    uniforms: uniforms(...params(at, c.row0, c.rows)),
     workgroups: [Math.ceil(c.rows / (tiles.RWG * tiles.RC)), Math.ceil(at.M / tiles.RM)],
   }));
 }

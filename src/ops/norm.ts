@@ -33,7 +33,7 @@ const kernel: Kernel<Attrs> = {
             ...(b ? [{ binding: 7, buffer: whole(kind, b, buf) }] : []),
             { binding: 8, buffer: buf(node.output) },
           ],
-          uniforms: () => uniforms(rows, D, f32(eps)),
+          uniforms: uniforms(rows, D, f32(eps)),
           workgroups: gridRows(rows),
         },
       ];
@@ -47,7 +47,7 @@ const kernel: Kernel<Attrs> = {
           ...(b ? [{ binding: 3, buffer: whole(kind, b, buf) }] : []),
           { binding: 4, buffer: buf(node.output) },
         ],
-        uniforms: () => uniforms(rows, D, f32(eps)),
+        uniforms: uniforms(rows, D, f32(eps)),
         workgroups: gridRows(rows),
       },
     ];

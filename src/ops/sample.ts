@@ -16,7 +16,7 @@ const kernel: Kernel<null> = {
           { binding: 1, buffer: buf(x) },
           { binding: 2, buffer: buf(node.output) },
         ],
-        uniforms: () => uniforms(R - 1, V),
+        uniforms: uniforms(R - 1, V),
         workgroups: [1],
       },
     ];

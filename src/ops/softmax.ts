@@ -24,7 +24,7 @@ const kernel: Kernel<{ rows: boolean }> = {
           { binding: byRows ? 3 : 1, buffer: buf(x) },
           { binding: byRows ? 4 : 2, buffer: buf(node.output) },
         ],
-        uniforms: () => uniforms(rows, D),
+        uniforms: uniforms(rows, D),
         workgroups: gridRows(rows),
       },
     ];
