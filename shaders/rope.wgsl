@@ -2,10 +2,9 @@
 //   out[i]        = x[i]·cos(θ) − x[i + d/2]·sin(θ)
 //   out[i + d/2]  = x[i + d/2]·cos(θ) + x[i]·sin(θ),   θ = (pos0 + t) · inv_freq[i]
 // inv_freq[i] = 1 / rope_theta^(2i/d) is computed once on the host (as transformers does, in f32).
-// x is [T, heads·d]; the result goes to row dst_row0 + t of y, so keys can be written straight
-// into the KV cache at the decode position.
+// rope: x [T, heads·d] → y. rope_qkv (below) also writes keys and values into the KV caches.
 
-struct Params { T: u32, heads: u32, d: u32, pos0: u32, dst_row0: u32, _p0: u32, _p1: u32, _p2: u32 }
+struct Params { T: u32, heads: u32, d: u32, pos0: u32, _p0: u32, kv_heads: u32, _p1: u32, _p2: u32 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -18,20 +17,65 @@ fn rope(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   let idx = gid.x + gid.y * nwg.x * 64u;
   if (idx >= p.T * p.heads * half) { return; }
   let i = idx % half;
-  let h = (idx / half) % p.heads;
-  let t = idx / (half * p.heads);
+  let o = (idx / half) * p.d + i;  // row t, head h: (t·heads + h)·d + i
+  let r = rotate(x[o], x[o + half], angle(idx / (half * p.heads), i));
+  y[o] = r.x;
+  y[o + half] = r.y;
+}
+
+/** The pair (x1, x2) = (x[i], x[i + d/2]) rotated by the angle whose (cos, sin) is cs. */
+fn rotate(x1: f32, x2: f32, cs: vec2f) -> vec2f {
+  return vec2f(x1 * cs.x - x2 * cs.y, x2 * cs.x + x1 * cs.y);
+}
+
+/** (cos θ, sin θ) for row t and frequency i. */
+fn angle(t: u32, i: u32) -> vec2f {
   let theta = f32(p.pos0 + t) * inv_freq[i];
   // WGSL only bounds sin/cos error inside [-π, π] and GPUs' fast sin/cos lose accuracy outside it, so
   // reduce the angle first: 2π split in a short head (k·2π_hi is exact for k < 2^16) and a tail.
   let k = round(theta * 0.15915494309189535);
   let r = (theta - k * 6.28125) - k * 0.0019353071795864769;
-  let c = cos(r);
-  let s = sin(r);
-  let row = p.heads * p.d;
-  let src = t * row + h * p.d + i;
-  let dst = (p.dst_row0 + t) * row + h * p.d + i;
-  let x1 = x[src];
-  let x2 = x[src + half];
-  y[dst] = x1 * c - x2 * s;
-  y[dst + half] = x2 * c + x1 * s;
+  return vec2f(cos(r), sin(r));
+}
+
+// rope_qkv: one dispatch for what the attention block does between its projections and attention:
+// rotates q (x → y, [T, heads·d]), rotates k ([T, kv_heads·d]) into rows pos0 + t of the key cache,
+// and copies v into the same rows of the value cache. Invocations run over (t, slot, i < d/2) with
+// slots 0 .. heads − 1 for q, then kv_heads for k, then kv_heads for v.
+@group(0) @binding(4) var<storage, read> k_in: array<f32>;
+@group(0) @binding(5) var<storage, read> v_in: array<f32>;
+@group(0) @binding(6) var<storage, read_write> k_cache: array<f32>;
+@group(0) @binding(7) var<storage, read_write> v_cache: array<f32>;
+
+@compute @workgroup_size(64)
+fn rope_qkv(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let half = p.d / 2u;
+  let slots = p.heads + 2u * p.kv_heads;
+  let idx = gid.x + gid.y * nwg.x * 64u;
+  if (idx >= p.T * slots * half) { return; }
+  let i = idx % half;
+  let slot = (idx / half) % slots;
+  let t = idx / (half * slots);
+  if (slot < p.heads) {
+    let o = t * p.heads * p.d + slot * p.d + i;
+    let r = rotate(x[o], x[o + half], angle(t, i));
+    y[o] = r.x;
+    y[o + half] = r.y;
+    return;
+  }
+  let kvw = p.kv_heads * p.d;
+  if (slot < p.heads + p.kv_heads) {
+    let h = slot - p.heads;
+    let src = t * kvw + h * p.d + i;
+    let dst = (p.pos0 + t) * kvw + h * p.d + i;
+    let r = rotate(k_in[src], k_in[src + half], angle(t, i));
+    k_cache[dst] = r.x;
+    k_cache[dst + half] = r.y;
+    return;
+  }
+  let h = slot - p.heads - p.kv_heads;
+  let src = t * kvw + h * p.d + i;
+  let dst = (p.pos0 + t) * kvw + h * p.d + i;
+  v_cache[dst] = v_in[src];
+  v_cache[dst + half] = v_in[src + half];
 }

@@ -120,6 +120,20 @@ export class Graph {
     return t;
   }
 
+  /**
+   * Declares that the node producing `by` also writes the state tensor `state` (a kernel with several
+   * outputs, e.g. RoPE that appends keys and values to the caches) and returns the state as that node
+   * leaves it, for readers to depend on.
+   */
+  alsoWrites(by: Tensor, state: Tensor): Tensor {
+    if (!by.node) throw new Error(`alsoWrites: ${by} is not produced by a node`);
+    if (state.kind !== 'state') throw new Error(`alsoWrites: ${state} is not a state tensor`);
+    const t = new Tensor(state.shape, state.dtype, 'state', state.name);
+    t.chunks = state.chunks;
+    t.node = by.node;
+    return t;
+  }
+
   /** Names a tensor so that debug mode and `diff` can read it back. */
   name(t: Tensor, name: string): Tensor {
     t.name = name;

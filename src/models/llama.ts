@@ -10,8 +10,8 @@ import type { Taps } from './taps.ts';
 import { Linear } from './vit.ts';
 import { rmsNorm } from '../ops/norm.ts';
 import { attention } from '../ops/attention.ts';
-import { rope, ropeInto, ropeInvFreq } from '../ops/rope.ts';
-import { add, copyRows, siluMul, activationOf } from '../ops/elementwise.ts';
+import { ropeQKV, ropeInvFreq } from '../ops/rope.ts';
+import { add, siluMul, activationOf } from '../ops/elementwise.ts';
 import { gluGemv } from '../ops/gemv.ts';
 import { GEMV_MAX_M } from '../ops/matmul.ts';
 
@@ -81,9 +81,8 @@ export class LlamaAttention {
    * attends causally over it, and returns o_proj(out) (+ residual, fused, when given).
    */
   forward(g: Graph, x: Tensor, cache: { k: Tensor; v: Tensor }, invFreq: Tensor, residual?: Tensor): Tensor {
-    const q = rope(g, this.q_proj.forward(g, x), invFreq, this.heads);
-    const k = ropeInto(g, this.k_proj.forward(g, x), invFreq, this.kvHeads, cache.k);
-    const v = copyRows(g, this.v_proj.forward(g, x), cache.v, (pos) => pos);
+    // RoPE on q and k, and the append of keys and values to the caches, are one kernel.
+    const { q, k, v } = ropeQKV(g, this.q_proj.forward(g, x), this.k_proj.forward(g, x), this.v_proj.forward(g, x), invFreq, this.heads, this.kvHeads, cache);
     const o = attention(g, q, k, v, { heads: this.heads, kvHeads: this.kvHeads, causal: true });
     return this.o_proj.forward(g, o, { residual });
   }

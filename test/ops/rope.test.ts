@@ -3,7 +3,7 @@
 //   θ = (step.pos + t) · inv_freq[i], inv_freq from ropeInvFreq (f32, as transformers computes it).
 import { describe, it } from 'node:test';
 import { Graph, Rng, run, testGpu } from '../helpers.ts';
-import { rope, ropeInto, ropeInvFreq } from '../../src/ops/rope.ts';
+import { rope, ropeQKV, ropeInvFreq } from '../../src/ops/rope.ts';
 import { rope64 } from './reference.ts';
 
 /** Asserts |got − want| <= tol elementwise; reports the worst error relative to its tolerance. */
@@ -89,36 +89,45 @@ describe('rope', () => {
   });
 });
 
-describe('ropeInto a cache', () => {
-  // [cache rows S, T, heads, d, pos]: rows pos .. pos + T of the cache get the rotated x; others stay 0.
-  for (const [S, T, heads, d, pos] of [
-    [8, 1, 1, 2, 0],
-    [40, 5, 3, 16, 20],
-    [100, 33, 2, 64, 67],
-    [64, 1, 4, 64, 63],
-  ] as [number, number, number, number, number][]) {
-    it(`cache [${S}, ${heads}·${d}] ← T=${T} at pos ${pos}`, async () => {
+describe('ropeQKV: q and k rotated, keys and values appended to the caches, in one dispatch', () => {
+  // [cache rows S, T, heads, kvHeads, d, pos]
+  for (const [S, T, heads, kvHeads, d, pos] of [
+    [8, 1, 1, 1, 2, 0],
+    [40, 5, 3, 1, 16, 20],
+    [100, 33, 4, 2, 64, 67],
+    [64, 1, 9, 3, 64, 63],
+  ] as [number, number, number, number, number, number][]) {
+    it(`T=${T} heads=${heads}/${kvHeads} d=${d} into caches of ${S} rows at pos ${pos}`, async () => {
       const gpu = await testGpu();
-      const rng = new Rng(S + T * 10 + pos);
-      const W = heads * d;
-      const buffer = gpu.pool.create(S * W * 4); // zero-filled
+      const rng = new Rng(S * 3 + T * 10 + pos + heads);
+      const W = kvHeads * d;
+      const kbuf = gpu.pool.create(S * W * 4); // zero-filled
+      const vbuf = gpu.pool.create(S * W * 4);
       try {
         const g = new Graph();
-        const cache = g.state('k_cache', [S, W], 'f32', buffer);
-        const xv = rng.array(T * W);
+        const cache = { k: g.state('k_cache', [S, W], 'f32', kbuf), v: g.state('v_cache', [S, W], 'f32', vbuf) };
+        const [qv, kv, vv] = [rng.array(T * heads * d), rng.array(T * W), rng.array(T * W)];
         const inv = ropeInvFreq(10000, d);
-        const x = g.input('x', [T, W], 'f32');
+        const q = g.input('q', [T, heads * d], 'f32');
+        const k = g.input('k', [T, W], 'f32');
+        const v = g.input('v', [T, W], 'f32');
         const f = g.input('inv_freq', [d / 2], 'f32');
-        await run(gpu, g, [ropeInto(g, x, f, heads, cache)], [[x, xv], [f, inv]], { pos });
-        const got = await gpu.pool.readF32(buffer, S * W);
-        const { y, tol } = rope64(xv, inv, T, heads, d, pos);
-        const want = new Float64Array(S * W);
-        const wtol = new Float64Array(S * W); // exact zeros outside the written rows
-        want.set(y, pos * W);
-        wtol.set(tol, pos * W);
-        assertWithin(got, want, wtol, `ropeInto pos ${pos}`);
+        const out = ropeQKV(g, q, k, v, f, heads, kvHeads, cache);
+        const [qr] = await run(gpu, g, [out.q, out.k, out.v], [[q, qv], [k, kv], [v, vv], [f, inv]], { pos });
+        const wantQ = rope64(qv, inv, T, heads, d, pos);
+        assertWithin(qr, wantQ.y, wantQ.tol, 'rotated q');
+        const wantK = rope64(kv, inv, T, kvHeads, d, pos);
+        const kWant = new Float64Array(S * W);
+        const kTol = new Float64Array(S * W); // exact zeros outside the written rows
+        kWant.set(wantK.y, pos * W);
+        kTol.set(wantK.tol, pos * W);
+        assertWithin(await gpu.pool.readF32(kbuf, S * W), kWant, kTol, 'key cache');
+        const vWant = new Float64Array(S * W);
+        vWant.set(vv, pos * W);
+        assertWithin(await gpu.pool.readF32(vbuf, S * W), vWant, new Float64Array(S * W), 'value cache (exact copy)');
       } finally {
-        gpu.pool.destroy(buffer);
+        gpu.pool.destroy(kbuf);
+        gpu.pool.destroy(vbuf);
       }
     });
   }
