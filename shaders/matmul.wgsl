@@ -28,7 +28,8 @@ struct Params {
   ldc: u32, act: u32, has_bias: u32, has_res: u32,
   a_mode: u32, s: u32, E: u32, gw: u32,
   C: u32, H: u32, W: u32, P: u32,
-  res_rows: u32, k_chunk: u32, splits: u32, _p2: u32,
+  res_rows: u32, k_chunk: u32, splits: u32, has_norm: u32,
+  eps: f32, _p3: u32, _p4: u32, _p5: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -93,6 +94,29 @@ fn epilogue(m: u32, n: u32, acc: f32) {
     v += res[rm * p.ldc + col];
   }
   y[m * p.ldc + col] = v;
+}
+
+// RMSNorm folded into the decode kernels (gemv, gemv_glu and the rows entries, plain A only): with
+// has_norm, A is read as if it were rmsnorm(A)·nw, i.e. every a[k] is scaled by nw[k] on the way in, the
+// sum of squares of the row is taken in the same pass, and the dot product is scaled by
+// 1/sqrt(mean(a²) + eps) at the end. That saves the norm's dispatch and its [M, K] output.
+@group(0) @binding(11) var<storage, read> nw: array<NT>;
+@group(0) @binding(12) var<storage, read> nw4: array<vec4<NT>>;
+
+fn norm_w(k: u32) -> f32 {
+  if (p.has_norm == 0u) { return 1.0; }
+  return f32(nw[k]);
+}
+
+fn norm_w4(k4: u32) -> vec4f {
+  if (p.has_norm == 0u) { return vec4f(1.0); }
+  return vec4f(nw4[k4]);
+}
+
+/** The factor 1/rms of a row from its sum of squares (1 without a folded norm). */
+fn row_scale(ss: f32) -> f32 {
+  if (p.has_norm == 0u) { return 1.0; }
+  return inverseSqrt(ss / f32(p.K) + p.eps);
 }
 
 /** The 64×64 output tile at (m0, c0) over k in [k_begin, k_end): 4×4 sums per invocation. */
@@ -197,15 +221,21 @@ fn gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
   let n = wg.x * ROWS + lid.y;
   let m = wg.z;
   var acc = 0.0;
+  var ss = 0.0;
   if (n < p.N) {
     let wrow = n * p.K;
     let arow = m * p.K;
     for (var k = lid.x; k < p.K; k += LANES) {
-      acc = fma(a[arow + k], f32(w[wrow + k]), acc);
+      let x = a[arow + k];
+      ss = fma(x, x, ss);
+      acc = fma(x * norm_w(k), f32(w[wrow + k]), acc);
     }
   }
+  lane_sum(lid, ss);
+  let scale = row_scale(lanes[lid.y][0]);
+  workgroupBarrier();
   lane_sum(lid, acc);
-  if (lid.x == 0u && n < p.N) { epilogue(m, n, lanes[lid.y][0]); }
+  if (lid.x == 0u && n < p.N) { epilogue(m, n, lanes[lid.y][0] * scale); }
 }
 
 // SwiGLU in one pass for decode: y = silu(a·Wgᵀ) · (a·Wuᵀ), reading the gate rows (w) and the up rows
@@ -219,20 +249,26 @@ fn gemv_glu(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid:
   let m = wg.z;
   var g = 0.0;
   var u = 0.0;
+  var ss = 0.0;
   if (n < p.N) {
     let wrow = n * p.K;
     let arow = m * p.K;
     for (var k = lid.x; k < p.K; k += LANES) {
-      let x = a[arow + k];
+      let x0 = a[arow + k];
+      ss = fma(x0, x0, ss);
+      let x = x0 * norm_w(k);
       g = fma(x, f32(w[wrow + k]), g);
       u = fma(x, f32(w_up[wrow + k]), u);
     }
   }
+  lane_sum(lid, ss);
+  let scale = row_scale(lanes[lid.y][0]);
+  workgroupBarrier();
   lane_sum(lid, g);
-  let gs = lanes[lid.y][0];
+  let gs = lanes[lid.y][0] * scale;
   workgroupBarrier();
   lane_sum(lid, u);
-  if (lid.x == 0u && n < p.N) { y[m * p.ldc + p.n0 + n] = activate(gs, ACT_SILU) * lanes[lid.y][0]; }
+  if (lid.x == 0u && n < p.N) { y[m * p.ldc + p.n0 + n] = activate(gs, ACT_SILU) * lanes[lid.y][0] * scale; }
 }
 
 // matmul_rows: the linear layer for SIMD-on-CPU drivers (lavapipe; see src/gpu/tuning.ts), where an
@@ -267,12 +303,18 @@ fn matmul_rows(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l
   // K in runs of consecutive floats of a (one run for a plain A; E or P long for the gathered modes):
   // the gather's index arithmetic is done once per run and row.
   let run4 = a_run() / 4u;
+  var ss: array<vec4f, RM_MAX>;
   for (var r0 = 0u; r0 < K4; r0 += run4) {
     var abase: array<u32, RM_MAX>;
     for (var i = 0u; i < RM; i++) { abase[i] = a_index(min(m0 + i, p.M - 1u), 4u * r0) / 4u; }
     for (var k4 = 0u; k4 < run4; k4++) {
       var av: array<vec4f, RM_MAX>;
-      for (var i = 0u; i < RM; i++) { av[i] = a4[abase[i] + k4]; }
+      let nwv = norm_w4(r0 + k4);
+      for (var i = 0u; i < RM; i++) {
+        let x = a4[abase[i] + k4];
+        ss[i] = fma(x, x, ss[i]);
+        av[i] = x * nwv;
+      }
       for (var j = 0u; j < RC; j++) {
         let wv = vec4f(w4[wrow[j] + r0 + k4]);
         for (var i = 0u; i < RM; i++) { acc[i][j] = fma(av[i], wv, acc[i][j]); }
@@ -283,7 +325,8 @@ fn matmul_rows(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l
     for (var j = 0u; j < RC; j++) {
       let m = m0 + i;
       let n = nb + j * RWG;
-      if (m < p.M && n < p.N) { epilogue(m, n, dot(acc[i][j], vec4f(1.0))); }
+      let one = vec4f(1.0);
+      if (m < p.M && n < p.N) { epilogue(m, n, dot(acc[i][j], one) * row_scale(dot(ss[i], one))); }
     }
   }
 }
@@ -299,9 +342,15 @@ fn gemv_glu_rows(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id)
   var u: array<array<vec4f, RC_MAX>, RM_MAX>;
   var wrow: array<u32, RC_MAX>;
   for (var j = 0u; j < RC; j++) { wrow[j] = min(nb + j * RWG, p.N - 1u) * K4; }
+  var ss: array<vec4f, RM_MAX>;
   for (var k4 = 0u; k4 < K4; k4++) {
     var av: array<vec4f, RM_MAX>;
-    for (var i = 0u; i < RM; i++) { av[i] = a4[min(m0 + i, p.M - 1u) * K4 + k4]; }
+    let nwv = norm_w4(k4);
+    for (var i = 0u; i < RM; i++) {
+      let x = a4[min(m0 + i, p.M - 1u) * K4 + k4];
+      ss[i] = fma(x, x, ss[i]);
+      av[i] = x * nwv;
+    }
     for (var j = 0u; j < RC; j++) {
       let gv = vec4f(w4[wrow[j] + k4]);
       let uv = vec4f(w4_up[wrow[j] + k4]);
@@ -317,7 +366,8 @@ fn gemv_glu_rows(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id)
       let n = nb + j * RWG;
       if (m < p.M && n < p.N) {
         let one = vec4f(1.0);
-        y[m * p.ldc + p.n0 + n] = activate(dot(g[i][j], one), ACT_SILU) * dot(u[i][j], one);
+        let scale = row_scale(dot(ss[i], one));
+        y[m * p.ldc + p.n0 + n] = activate(dot(g[i][j], one) * scale, ACT_SILU) * dot(u[i][j], one) * scale;
       }
     }
   }

@@ -13,7 +13,7 @@ import { attention } from '../ops/attention.ts';
 import { ropeQKV, ropeInvFreq } from '../ops/rope.ts';
 import { add, siluMul, activationOf } from '../ops/elementwise.ts';
 import { gluGemv } from '../ops/gemv.ts';
-import { GEMV_MAX_M } from '../ops/matmul.ts';
+import { GEMV_MAX_M, foldsNorm, type NormFold } from '../ops/matmul.ts';
 
 export class RMSNorm {
   readonly weight: Tensor; // [D]
@@ -26,6 +26,14 @@ export class RMSNorm {
   }
   forward(g: Graph, x: Tensor): Tensor {
     return rmsNorm(g, x, this.weight, this.eps);
+  }
+  /**
+   * For the linear layers that read the normalised x: x itself and the norm to fold into their kernels
+   * where they read whole rows (decode, and every step on SIMD-on-CPU devices), else the normalised x.
+   */
+  fold(g: Graph, x: Tensor): { x: Tensor; norm?: NormFold } {
+    if (foldsNorm(g, x.dim(0), x.dim(1))) return { x, norm: { weight: this.weight, eps: this.eps } };
+    return { x: this.forward(g, x) };
   }
 }
 
@@ -80,9 +88,10 @@ export class LlamaAttention {
    * x: [T, D] at positions step.pos .. step.pos + T. Appends RoPE'd keys and the values to the cache,
    * attends causally over it, and returns o_proj(out) (+ residual, fused, when given).
    */
-  forward(g: Graph, x: Tensor, cache: { k: Tensor; v: Tensor }, invFreq: Tensor, residual?: Tensor): Tensor {
+  forward(g: Graph, x: Tensor, cache: { k: Tensor; v: Tensor }, invFreq: Tensor, residual?: Tensor, norm?: NormFold): Tensor {
     // RoPE on q and k, and the append of keys and values to the caches, are one kernel.
-    const { q, k, v } = ropeQKV(g, this.q_proj.forward(g, x), this.k_proj.forward(g, x), this.v_proj.forward(g, x), invFreq, this.heads, this.kvHeads, cache);
+    const [qp, kp, vp] = [this.q_proj, this.k_proj, this.v_proj].map((l) => l.forward(g, x, { norm }));
+    const { q, k, v } = ropeQKV(g, qp, kp, vp, invFreq, this.heads, this.kvHeads, cache);
     const o = attention(g, q, k, v, { heads: this.heads, kvHeads: this.kvHeads, causal: true });
     return this.o_proj.forward(g, o, { residual });
   }
@@ -101,11 +110,11 @@ export class LlamaMLP {
     this.down_proj = new Linear(vb.pp('down_proj'), c.intermediate_size, c.hidden_size, c.mlp_bias);
   }
   /** down(silu(gate(x)) · up(x)) + residual; in decode (few rows, no biases) gate, up and the product are one kernel. */
-  forward(g: Graph, x: Tensor, residual: Tensor): Tensor {
+  forward(g: Graph, x: Tensor, residual: Tensor, norm?: NormFold): Tensor {
     const fused = x.dim(0) <= GEMV_MAX_M && !this.gate_proj.bias && !this.up_proj.bias;
     const h = fused
-      ? gluGemv(g, x, this.gate_proj.weight, this.up_proj.weight)
-      : siluMul(g, this.gate_proj.forward(g, x), this.up_proj.forward(g, x));
+      ? gluGemv(g, x, this.gate_proj.weight, this.up_proj.weight, norm)
+      : siluMul(g, this.gate_proj.forward(g, x, { norm }), this.up_proj.forward(g, x, { norm }));
     return this.down_proj.forward(g, h, { residual });
   }
 }
@@ -122,14 +131,16 @@ export class LlamaDecoderLayer {
     this.mlp = new LlamaMLP(vb.pp('mlp'), c);
   }
   forward(g: Graph, x: Tensor, cache: { k: Tensor; v: Tensor }, invFreq: Tensor, taps?: Taps, attnTap?: string): Tensor {
-    const h = this.input_layernorm.forward(g, x);
+    // Each RMSNorm is folded into the projections that read it where they take whole rows (see RMSNorm.fold).
+    const h = this.input_layernorm.fold(g, x);
     let r: Tensor;
     if (attnTap && taps?.wants(attnTap)) {
-      r = add(g, taps.tap(g, attnTap, this.self_attn.forward(g, h, cache, invFreq)), x);
+      r = add(g, taps.tap(g, attnTap, this.self_attn.forward(g, h.x, cache, invFreq, undefined, h.norm)), x);
     } else {
-      r = this.self_attn.forward(g, h, cache, invFreq, x);
+      r = this.self_attn.forward(g, h.x, cache, invFreq, x, h.norm);
     }
-    return this.mlp.forward(g, this.post_attention_layernorm.forward(g, r), r);
+    const h2 = this.post_attention_layernorm.fold(g, r);
+    return this.mlp.forward(g, h2.x, r, h2.norm);
   }
 }
 

@@ -8,7 +8,7 @@ import type { VisionConfig } from './config.ts';
 import type { VarBuilder } from './weights.ts';
 import type { Taps } from './taps.ts';
 import { layerNorm } from '../ops/norm.ts';
-import { linear } from '../ops/matmul.ts';
+import { linear, type NormFold } from '../ops/matmul.ts';
 import { attention } from '../ops/attention.ts';
 import { add, activationOf, type Activation } from '../ops/elementwise.ts';
 import { patchEmbed } from '../ops/patch-embed.ts';
@@ -22,7 +22,7 @@ export class Linear {
     this.weight = vb.get('weight', [outDim, inDim]);
     if (bias) this.bias = vb.get('bias', [outDim]);
   }
-  forward(g: Graph, x: Tensor, opts: { act?: Activation; residual?: Tensor } = {}): Tensor {
+  forward(g: Graph, x: Tensor, opts: { act?: Activation; residual?: Tensor; norm?: NormFold } = {}): Tensor {
     return linear(g, x, this.weight, { bias: this.bias, ...opts });
   }
 }

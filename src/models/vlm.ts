@@ -3,6 +3,7 @@
 // (prefill over a prompt with images scattered into the <image> positions, and one-token decode),
 // compiles each shape once and reuses it, and runs one submission per step.
 import type { Gpu } from '../gpu/device.ts';
+import { TUNINGS, type Tuning } from '../gpu/tuning.ts';
 import { Graph } from '../graph/graph.ts';
 import { Executable } from '../graph/execute.ts';
 import type { Tensor } from '../graph/tensor.ts';
@@ -51,10 +52,15 @@ export abstract class VisionLanguageModel {
   private readonly plans = new Map<string, StepPlan>();
   private busy = false;
 
+  /** The kernel set its graphs use: the device's (gpu.tuning) unless ModelLoadOptions.kernels says. */
+  tuning: Tuning;
+
   constructor(
     readonly gpu: Gpu,
     readonly store: WeightStore,
-  ) {}
+  ) {
+    this.tuning = gpu.tuning;
+  }
 
   get textConfig(): TextConfig {
     return this.text.config;
@@ -104,7 +110,7 @@ export abstract class VisionLanguageModel {
     const cached = this.plans.get(key);
     if (cached) return cached;
     const cache = this.cache!;
-    const g = new Graph(this.gpu.tuning);
+    const g = new Graph(this.tuning);
     const taps = new Taps(new Set(tapNames));
     const ids = g.input('input_ids', [T], 'u32');
     let pixels: Tensor | undefined;
@@ -200,6 +206,10 @@ export async function loadCheckpointModel<C, M extends VisionLanguageModel>(
   try {
     const config = parse(ckpt.config, join(ckpt.dir, 'config.json'));
     const model = build(new WeightStore(gpu, ckpt, opts.dtype), config, ckpt);
+    if (opts.kernels) {
+      if (!(opts.kernels in TUNINGS)) throw new Error(`kernels must be "gpu" or "cpu", not ${JSON.stringify(opts.kernels)}`);
+      model.tuning = TUNINGS[opts.kernels];
+    }
     try {
       await model.store.load(opts.onProgress);
     } catch (e) {

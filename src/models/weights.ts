@@ -6,6 +6,7 @@ import type { Gpu } from '../gpu/device.ts';
 import type { Checkpoint } from '../io/checkpoint.ts';
 import { LoadError } from '../io/safetensors.ts';
 import { Tensor } from '../graph/tensor.ts';
+import type { Target } from '../gpu/tuning.ts';
 import { gpuDType, uploadTensor, type SourceDType, type UploadOptions, type WeightDType } from '../io/upload.ts';
 
 export interface LoadProgress {
@@ -22,6 +23,11 @@ export interface ModelLoadOptions {
   onProgress?: (p: LoadProgress) => void;
   /** Folder that symlinked weight files must resolve into (the Hugging Face cache repo folder). */
   root?: string;
+  /**
+   * Kernel set: 'gpu' (shared-memory tiles) or 'cpu' (for SIMD-on-CPU drivers such as lavapipe);
+   * by default the one that suits the adapter (src/gpu/tuning.ts).
+   */
+  kernels?: Target;
 }
 
 interface Request {

@@ -3,10 +3,11 @@
 // gemv, see gemv.ts) when M is small, and matmul_rows (no shared memory, operands read uniformly) for both
 // on SIMD-on-CPU drivers such as lavapipe (src/gpu/tuning.ts). A weight split in row chunks is one dispatch per chunk. The A operand may be
 // gathered on the fly (pixel shuffle for the projector, im2col for the patch embedding).
-import type { BufferOf, Dispatch, Graph, Kernel } from '../graph/graph.ts';
+import type { BufferOf, Dispatch, Graph, Kernel, KernelContext, Node } from '../graph/graph.ts';
 import { type Tensor, expectShape } from '../graph/tensor.ts';
 import { ACT, type Activation } from './elementwise.ts';
-import { uniforms, chunksOf, whole, wgslType, grid1d } from './common.ts';
+import { uniforms, chunksOf, whole, wgslType, grid1d, f32 } from './common.ts';
+import { rmsNorm } from './norm.ts';
 import type { RowsTiles } from '../gpu/tuning.ts';
 
 /** How matmul.wgsl reads A; see the header of that file. */
@@ -20,7 +21,15 @@ export interface ResidualRepeat {
   residualRows?: number;
 }
 
+/** An RMSNorm to apply to the input first: x → x / sqrt(mean(x²) + eps) · weight. */
+export interface NormFold {
+  weight: Tensor;
+  eps: number;
+}
+
 export interface LinearOptions extends ResidualRepeat {
+  /** Folded into the kernel where the variant reads whole rows of a plain A (gemv, rows); else a separate node. */
+  norm?: NormFold;
   bias?: Tensor;
   residual?: Tensor;
   act?: Activation;
@@ -42,6 +51,8 @@ export interface MatmulAttrs {
   rows?: RowsTiles;
   hasBias: boolean;
   hasRes: boolean;
+  /** A folded RMSNorm: its eps; the weight is the last input. */
+  norm?: { eps: number };
   resRows: number;
   /** Split-K: K per split and number of splits (1 otherwise). */
   kChunk: number;
@@ -54,7 +65,7 @@ export const GEMV_MAX_M = 4;
 const A_MODE = { plain: 0, pixel_shuffle: 1, im2col: 2 } as const;
 
 /** The Params words of matmul.wgsl for the rows [row0, row0 + rows) of the weight. */
-function params(at: MatmulAttrs, row0: number, rows: number): number[] {
+export function params(at: MatmulAttrs, row0: number, rows: number): Uint32Array {
   const a = at.a;
   const modeWords =
     a.mode === 'pixel_shuffle'
@@ -63,7 +74,23 @@ function params(at: MatmulAttrs, row0: number, rows: number): number[] {
         ? [A_MODE.im2col, 0, 0, a.gridW, a.C, a.H, a.W, a.P]
         : [A_MODE.plain, 0, 0, 0, 0, 0, 0, 0];
   const head = [at.M, rows, at.K, row0, at.N, at.act, at.hasBias ? 1 : 0, at.hasRes ? 1 : 0];
-  return [...head, ...modeWords, at.resRows, at.kChunk, at.splits];
+  return uniforms(...head, ...modeWords, at.resRows, at.kChunk, at.splits, at.norm ? 1 : 0, f32(at.norm?.eps ?? 0));
+}
+
+/** The type aliases of matmul.wgsl: weight, bias and folded-norm weight element types. */
+export function matmulAliases(w: Tensor | null, bias?: Tensor, normWeight?: Tensor): Record<string, string> {
+  return { WT: w ? wgslType(w) : 'f32', BT: bias ? wgslType(bias) : 'f32', NT: normWeight ? wgslType(normWeight) : 'f32' };
+}
+
+/** The folded norm's weight (the node's last input) bound at `binding`, or the dummy. */
+export function normBinding(node: Node<MatmulAttrs>, buf: BufferOf, ctx: KernelContext, binding: number) {
+  const nw = node.attrs.norm ? node.inputs[node.inputs.length - 1] : undefined;
+  return { binding, buffer: nw ? whole('folded rmsnorm weight', nw, buf) : ctx.dummy };
+}
+
+/** Whether a linear layer over M rows of width K folds an RMSNorm into its kernel (see LinearOptions.norm). */
+export function foldsNorm(g: Graph, M: number, K: number): boolean {
+  return (g.tuning.target === 'cpu' && rowsFit({ mode: 'plain' }, K)) || M <= GEMV_MAX_M;
 }
 
 /** Split-K, first pass: partial sums per K split into a scratch [splits·M, N] (one dispatch per weight chunk). */
@@ -74,13 +101,13 @@ const splitKPartialKernel: Kernel<MatmulAttrs> = {
     const [x, w] = node.inputs;
     return chunksOf(w, buf).map(
       (c): Dispatch => ({
-        pipeline: { shader: 'matmul', entry: 'matmul_splitk', aliases: { WT: wgslType(w), BT: 'f32' } },
+        pipeline: { shader: 'matmul', entry: 'matmul_splitk', aliases: matmulAliases(w) },
         bindings: [
           { binding: 1, buffer: buf(x) },
           { binding: 2, buffer: c.buffer },
           { binding: 6, buffer: buf(node.output) },
         ],
-        uniforms: uniforms(...params(at, c.row0, c.rows)),
+        uniforms: params(at, c.row0, c.rows),
         workgroups: [Math.ceil(c.rows / 64), Math.ceil(at.M / 64), at.splits],
       }),
     );
@@ -97,14 +124,14 @@ const splitKReduceKernel: Kernel<MatmulAttrs> = {
     const res = at.hasRes ? rest.shift() : undefined;
     return [
       {
-        pipeline: { shader: 'matmul', entry: 'splitk_reduce', aliases: { WT: 'f32', BT: bias ? wgslType(bias) : 'f32' } },
+        pipeline: { shader: 'matmul', entry: 'splitk_reduce', aliases: matmulAliases(null, bias) },
         bindings: [
           { binding: 3, buffer: bias ? whole('matmul bias', bias, buf) : ctx.dummy },
           { binding: 4, buffer: res ? buf(res) : ctx.dummy },
           { binding: 5, buffer: buf(node.output) },
           { binding: 6, buffer: buf(part) },
         ],
-        uniforms: uniforms(...params(at, 0, at.N)),
+        uniforms: params(at, 0, at.N),
         workgroups: grid1d(at.M * at.N, 256),
       },
     ];
@@ -123,26 +150,27 @@ export const matmulKernel: Kernel<MatmulAttrs> = {
     const [x, w, ...rest] = node.inputs;
     const bias = at.hasBias ? rest.shift() : undefined;
     const res = at.hasRes ? rest.shift() : undefined;
-    if (at.variant === 'rows') return rowsDispatches(at, 'matmul_rows', x, [w], buf, buf(node.output), [
+    const biasRes = [
       { binding: 3, buffer: bias ? whole('matmul bias', bias, buf) : ctx.dummy },
       { binding: 4, buffer: res ? buf(res) : ctx.dummy },
-    ], bias);
+    ];
+    if (at.variant === 'rows') return rowsDispatches(node, 'matmul_rows', [w], buf, ctx, biasRes, bias);
     return chunksOf(w, buf).map((c): Dispatch => {
       const gemv = at.variant === 'gemv';
       return {
         pipeline: {
           shader: 'matmul',
           entry: gemv ? 'gemv' : 'matmul',
-          aliases: { WT: wgslType(w), BT: bias ? wgslType(bias) : 'f32' },
+          aliases: matmulAliases(w, bias, at.norm ? node.inputs[node.inputs.length - 1] : undefined),
         },
         bindings: [
           { binding: 1, buffer: buf(x) },
           { binding: 2, buffer: c.buffer },
-          { binding: 3, buffer: bias ? whole('matmul bias', bias, buf) : ctx.dummy },
-          { binding: 4, buffer: res ? buf(res) : ctx.dummy },
+          ...biasRes,
           { binding: 5, buffer: buf(node.output) },
+          ...(gemv ? [normBinding(node, buf, ctx, 11)] : []),
         ],
-        uniforms: uniforms(...params(at, c.row0, c.rows)),
+        uniforms: params(at, c.row0, c.rows),
         workgroups: gemv ? [Math.ceil(c.rows / 8), 1, at.M] : [Math.ceil(c.rows / 64), Math.ceil(at.M / 64)],
       };
     });
@@ -166,20 +194,20 @@ export function rowsTiles(tiles: RowsTiles, M: number): RowsTiles {
 }
 
 /**
- * The dispatches of a matmul_rows entry (matmul_rows, gemv_glu_rows): one per weight chunk, the
- * weights bound as vec4 at bindings 9 (and 10), A at 8, the output at 5, plus `extra` bindings (a
- * `bias` among them sets the bias type).
+ * The dispatches of a matmul_rows entry (matmul_rows, gemv_glu_rows) for `node` (A its first input): one
+ * per weight chunk, the weights bound as vec4 at bindings 9 (and 10), A at 8, the output at 5, a folded
+ * norm's weight at 12, plus `extra` bindings (a `bias` among them sets the bias type).
  */
 export function rowsDispatches(
-  at: MatmulAttrs,
+  node: Node<MatmulAttrs>,
   entry: string,
-  x: Tensor,
   weights: Tensor[],
   buf: BufferOf,
-  output: GPUBuffer,
+  ctx: KernelContext,
   extra: { binding: number; buffer: GPUBuffer }[] = [],
   bias?: Tensor,
 ): Dispatch[] {
+  const at = node.attrs;
   const tiles = at.rows;
   if (!tiles) throw new Error(`${entry}: the rows variant needs tile sizes`);
   const chunks = weights.map((w) => chunksOf(w, buf));
@@ -187,15 +215,22 @@ export function rowsDispatches(
   if (chunks.some((cs) => cs.length !== first.length || cs.some((c, i) => c.row0 !== first[i].row0 || c.rows !== first[i].rows))) {
     throw new Error(`${entry}: ${weights.join(' and ')} are split differently`);
   }
+  const nw = at.norm ? node.inputs[node.inputs.length - 1] : undefined;
   return first.map((c, i): Dispatch => ({
     pipeline: {
       shader: 'matmul',
       entry,
-      aliases: { WT: wgslType(weights[0]), BT: bias ? wgslType(bias) : 'f32' },
+      aliases: matmulAliases(weights[0], bias, nw),
       constants: { RM: tiles.RM, RC: tiles.RC, RWG: tiles.RWG },
     },
-    bindings: [{ binding: 8, buffer: buf(x) }, ...chunks.map((cs, wi) => ({ binding: 9 + wi, buffer: cs[i].buffer })), { binding: 5, buffer: output }, ...extra],
-    uniforms: uniforms(...params(at, c.row0, c.rows)),
+    bindings: [
+      { binding: 8, buffer: buf(node.inputs[0]) },
+      ...chunks.map((cs, wi) => ({ binding: 9 + wi, buffer: cs[i].buffer })),
+      { binding: 5, buffer: buf(node.output) },
+      normBinding(node, buf, ctx, 12),
+      ...extra,
+    ],
+    uniforms: params(at, c.row0, c.rows),
     workgroups: [Math.ceil(c.rows / (tiles.RWG * tiles.RC)), Math.ceil(at.M / tiles.RM)],
   }));
 }
@@ -221,12 +256,19 @@ export function matmulNode(g: Graph, x: Tensor, w: Tensor, M: number, a: AOperan
           ? 'splitk'
           : 'tiled';
   if (variant === 'gemv' && a.mode !== 'plain') throw new Error(`linear: the gemv variant reads a plain A operand only, not ${a.mode}`);
+  // A norm is folded where the kernel reads whole plain rows of A; elsewhere it is a node of its own.
+  const foldNorm = !!opts.norm && a.mode === 'plain' && (variant === 'gemv' || variant === 'rows');
+  if (opts.norm && !foldNorm) {
+    if (a.mode !== 'plain') throw new Error(`linear: an RMSNorm cannot be folded into a ${a.mode} A operand`);
+    return matmulNode(g, rmsNorm(g, x, opts.norm.weight, opts.norm.eps), w, M, a, { ...opts, norm: undefined, variant });
+  }
+  if (opts.norm) expectShape('linear', 'folded rmsnorm weight', opts.norm.weight, [K], ['f32', 'f16']);
   if (variant === 'rows' && !rowsFit(a, K)) {
     throw new Error(`linear: the rows variant reads vec4s and needs K (${K})${a.mode === 'plain' ? '' : ` and the ${a.mode} runs`} to be multiples of 4`);
   }
   const splits = variant === 'splitk' ? Math.max(2, Math.min(SPLITK_MAX, Math.floor(K / SPLITK_MIN_CHUNK))) : 1;
   const kChunk = variant === 'splitk' ? Math.ceil(K / splits / 16) * 16 : K;
-  const inputs = [x, w, ...(opts.bias ? [opts.bias] : []), ...(opts.residual ? [opts.residual] : [])];
+  const inputs = [x, w, ...(opts.bias ? [opts.bias] : []), ...(opts.residual ? [opts.residual] : []), ...(foldNorm ? [opts.norm!.weight] : [])];
   const attrs: MatmulAttrs = {
     M,
     N,
@@ -237,6 +279,7 @@ export function matmulNode(g: Graph, x: Tensor, w: Tensor, M: number, a: AOperan
     rows: variant === 'rows' ? rowsTiles(g.tuning.rows, M) : undefined,
     hasBias: !!opts.bias,
     hasRes: !!opts.residual,
+    norm: foldNorm ? { eps: opts.norm!.eps } : undefined,
     resRows,
     kChunk,
     splits: variant === 'splitk' ? Math.ceil(K / kChunk) : 1,

@@ -25,13 +25,25 @@ const TAPS = [
   'logits',
 ];
 
-for (const name of ['smolvlm-tiny', 'smolvlm-tiny-f16', 'smolvlm-tiny-bf16']) {
-  describe(name, () => {
+// Each fixture with the kernel set this adapter gets; the f32 one also with the other set (the GPU
+// kernels on lavapipe, or the SIMD-on-CPU ones on a GPU), so that both model paths are checked anywhere.
+const RUNS = [
+  { name: 'smolvlm-tiny', kernels: undefined },
+  { name: 'smolvlm-tiny-f16', kernels: undefined },
+  { name: 'smolvlm-tiny-bf16', kernels: undefined },
+  { name: 'smolvlm-tiny', kernels: 'other' },
+] as const;
+
+for (const run of RUNS) {
+  const name = run.name;
+  describe(`${name}${run.kernels ? ', the other kernel set' : ''}`, () => {
     let model: SmolVLM;
     let ref: Reference;
     before(async () => {
       const gpu = await testGpu();
-      model = await SmolVLM.load(gpu, join(FIXTURES, name));
+      const kernels = run.kernels ? (gpu.tuning.target === 'cpu' ? 'gpu' : 'cpu') : undefined;
+      model = await SmolVLM.load(gpu, join(FIXTURES, name), { kernels });
+      if (kernels && model.tuning.target !== kernels) throw new Error(`expected the ${kernels} kernels`);
       ref = await openReference(join(FIXTURES, name, 'reference.safetensors'));
     });
     after(async () => {

@@ -6,7 +6,7 @@ import { ACT } from '../../src/ops/elementwise.ts';
 import { pixelShuffleProject } from '../../src/ops/projector.ts';
 import { patchEmbed } from '../../src/ops/patch-embed.ts';
 import { gluGemv } from '../../src/ops/gemv.ts';
-import { act64, linear64 } from './reference.ts';
+import { act64, linear64, rmsNorm64 } from './reference.ts';
 import type { SourceDType } from '../../src/io/upload.ts';
 import { TUNINGS } from '../../src/gpu/tuning.ts';
 
@@ -217,6 +217,57 @@ describe('patch embedding', () => {
           ref[p * D + d] = s;
         }
       assertClose(out, ref, TOL.F32, 'patch embedding');
+    });
+  }
+});
+
+describe('RMSNorm folded into the linear layer (decode kernels)', () => {
+  // linear(x, W, { norm }) = linear(rmsnorm(x)·g, W): folded into gemv, gemv_glu and the rows entries
+  // (the sum of squares taken in the same pass as the product), a separate rmsnorm node for tiled.
+  const eps = 1e-5;
+  for (const dtype of ['F32', 'F16'] as SourceDType[]) {
+    for (const [variant, tuning] of [['gemv', TUNINGS.gpu], ['rows', TUNINGS.cpu], ['rows', TUNINGS.gpu], ['tiled', TUNINGS.gpu]] as const) {
+      for (const [M, N, K] of [[1, 70, 132], [3, 5, 8], [2, 300, 576]] as [number, number, number][]) {
+        it(`${variant} (${tuning.target} tiles) ${dtype} M=${M} N=${N} K=${K} with bias and residual`, async () => {
+          const gpu = await testGpu();
+          const rng = new Rng(M * 31 + N * 7 + K);
+          const g = new Graph(tuning);
+          const xv = rng.array(M * K, 2);
+          const gv = rng.array(K, 0.2).map((v) => v + 1);
+          const w = await weight(gpu, g, 'w', [N, K], rng.array(N * K, 0.2), dtype);
+          const nw = await weight(gpu, g, 'norm', [K], gv, dtype);
+          const b = await weight(gpu, g, 'b', [N], rng.array(N, 0.1), dtype);
+          const resv = rng.array(M * N);
+          const x = g.input('x', [M, K], 'f32');
+          const res = g.input('res', [M, N], 'f32');
+          const y = linear(g, x, w.t, { norm: { weight: nw.t, eps }, bias: b.t, residual: res, variant });
+          const folded = g.nodes.length === 1;
+          if (folded !== (variant !== 'tiled')) throw new Error(`expected the norm ${variant === 'tiled' ? 'as a node of its own' : 'folded'}, got ${g.nodes.length} node(s)`);
+          const [out] = await run(gpu, g, [y], [[x, xv], [res, resv]]);
+          const h = Float32Array.from(rmsNorm64(xv, nw.v, M, K, eps));
+          assertClose(out, linear64(h, w.v, M, N, K, b.v, ACT.none, resv), TOL[dtype], `folded norm ${variant} ${dtype}`);
+        });
+      }
+    }
+  }
+
+  for (const tuning of Object.values(TUNINGS)) {
+    it(`gemv_glu with the norm folded (${tuning.target} tuning)`, async () => {
+      const gpu = await testGpu();
+      const rng = new Rng(5);
+      const [M, N, K] = [2, 130, 96];
+      const g = new Graph(tuning);
+      const xv = rng.array(M * K, 2);
+      const nv = rng.array(K, 0.2).map((v) => v + 1);
+      const gate = await weight(gpu, g, 'gate', [N, K], rng.array(N * K, 0.1));
+      const up = await weight(gpu, g, 'up', [N, K], rng.array(N * K, 0.1));
+      const nw = await weight(gpu, g, 'norm', [K], nv);
+      const x = g.input('x', [M, K], 'f32');
+      const [out] = await run(gpu, g, [gluGemv(g, x, gate.t, up.t, { weight: nw.t, eps })], [[x, xv]]);
+      const h = Float32Array.from(rmsNorm64(xv, nw.v, M, K, eps));
+      const gl = linear64(h, gate.v, M, N, K, undefined, ACT.silu);
+      const ul = linear64(h, up.v, M, N, K);
+      assertClose(out, gl.map((v, i) => v * ul[i]), TOL.F32, `gemv_glu folded norm (${tuning.target})`);
     });
   }
 });
