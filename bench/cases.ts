@@ -700,7 +700,7 @@ export function makeCases(cfg: Idefics3Config, o: CaseOptions): PeerCase[] {
         return { outputs: [classPosition(g, x, cls.t, pos.t)], inputs: [[x, pv]], check: ([y]) => maxAbs(y, ref(), { atol: 1e-6 }, 'class_position') };
       },
     },
-    // 'auto': split-KV on GPUs, attention_rows on SIMD-on-CPU devices.
+    // 'auto': split-KV (flash decoding) on GPUs, attention_lanes on SIMD-on-CPU devices.
     ...(['auto', 'single'] as const).map((variant): PeerCase => ({
       name: `decode attention kv=${kvLen} ${tc.num_attention_heads}/${tc.num_key_value_heads} heads ×${tc.head_dim}${variant === 'single' ? ' (single pass, reference variant)' : ''}`,
       kernel: 'attention',
@@ -718,7 +718,7 @@ export function makeCases(cfg: Idefics3Config, o: CaseOptions): PeerCase[] {
           inputs: [[q, qv], [k, kv], [v, vv]],
           pos: kvLen - 1,
           check: ([y]) => maxAbs(y, ref(), TOL, 'decode attention'),
-          peer: variant === 'single' ? undefined : gqa(H, KV, d, 1, kvLen - 1, qv, kv, vv, (y) => maxAbs(y, ref(), TOL, 'ORT decode attention')),
+          peer: variant !== 'auto' ? undefined : gqa(H, KV, d, 1, kvLen - 1, qv, kv, vv, (y) => maxAbs(y, ref(), TOL, 'ORT decode attention')),
         };
       },
     })),

@@ -225,3 +225,54 @@ fn attention_rows(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id
     for (var i = 0u; i < d4; i++) { out4[t * qrow4 + h * d4 + i] = acc[i] / l; }
   }
 }
+
+// v4 `attention_lanes`, for decode (few query rows) on SIMD-on-CPU drivers: one workgroup per (query,
+// head), whose DL lanes take every DL-th key each, with an online softmax of their own (the query is a
+// broadcast load, keys and values vec4 gathers); the lanes' partial results are merged through shared
+// memory after a single barrier (split-KV inside one workgroup). Needs d % 4 == 0.
+const DL: u32 = 16u;
+var<workgroup> lane_m: array<f32, DL>;
+var<workgroup> lane_l: array<f32, DL>;
+var<workgroup> lane_acc: array<array<vec4f, MAXD4>, DL>;
+
+@compute @workgroup_size(DL)
+fn attention_lanes(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let t = wg.x;
+  let h = wg.y;
+  let kvh = h / (p.heads / p.kv_heads);
+  let d4 = p.d / 4u;
+  let qrow4 = p.heads * d4;
+  let kvrow4 = p.kv_heads * d4;
+  var qv: array<vec4f, MAXD4>;
+  for (var i = 0u; i < d4; i++) { qv[i] = q4[t * qrow4 + h * d4 + i] * p.scale; }
+  let range = key_range(t);
+  var m = NEG;
+  var l = 0.0;
+  var acc: array<vec4f, MAXD4>;
+  for (var j = range.x + lid.x; j < range.y; j += DL) {
+    let kb = j * kvrow4 + kvh * d4;
+    var dv = vec4f(0.0);
+    for (var i = 0u; i < d4; i++) { dv = fma(qv[i], k4[kb + i], dv); }
+    let s = dv.x + dv.y + dv.z + dv.w;
+    let m_new = max(m, s);
+    let alpha = exp(m - m_new);
+    let pj = exp(s - m_new);
+    l = fma(l, alpha, pj);
+    for (var i = 0u; i < d4; i++) { acc[i] = fma(vec4f(pj), v4[kb + i], acc[i] * alpha); }
+    m = m_new;
+  }
+  // A lane that saw no key keeps m = NEG, l = 0 and weighs nothing below.
+  lane_m[lid.x] = m;
+  lane_l[lid.x] = l;
+  for (var i = 0u; i < d4; i++) { lane_acc[lid.x][i] = acc[i]; }
+  workgroupBarrier();
+  var mx = NEG;
+  for (var s = 0u; s < DL; s++) { mx = max(mx, lane_m[s]); }
+  var total = 0.0;
+  for (var s = 0u; s < DL; s++) { total = fma(lane_l[s], exp(lane_m[s] - mx), total); }
+  for (var i = lid.x; i < d4; i += DL) {
+    var o = vec4f(0.0);
+    for (var s = 0u; s < DL; s++) { o = fma(lane_acc[s][i], vec4f(exp(lane_m[s] - mx)), o); }
+    out4[t * qrow4 + h * d4 + i] = o / total;
+  }
+}

@@ -113,6 +113,29 @@ const rowsKernel: Kernel<Attrs> = {
   },
 };
 
+/** Decode on SIMD-on-CPU devices: one workgroup per (query, head), its lanes splitting the keys. */
+const lanesKernel: Kernel<Attrs> = {
+  name: 'attention_lanes',
+  encode(node, buf) {
+    const [q, k, v] = node.inputs;
+    const T = q.dim(0);
+    const a = node.attrs;
+    return [
+      {
+        pipeline: { shader: 'attention', entry: 'attention_lanes' },
+        bindings: [
+          { binding: 6, buffer: buf(q) },
+          { binding: 7, buffer: buf(k) },
+          { binding: 8, buffer: buf(v) },
+          { binding: 9, buffer: buf(node.output) },
+        ],
+        uniforms: (step) => params(a, T, step.pos),
+        workgroups: [T, a.heads],
+      },
+    ];
+  },
+};
+
 /** Use split-KV when one workgroup per (query, head) would leave the device mostly idle. */
 const SPLIT_BELOW_WORKGROUPS = 128;
 const MAX_SPLITS = 32;
@@ -126,10 +149,10 @@ export interface AttentionOptions {
   /** Bidirectional only: independent sequences of this many rows each (image tiles); 0 = one sequence. */
   block?: number;
   /**
-   * 'auto' (default): rows on a SIMD-on-CPU device when d % 4 == 0; otherwise split-KV when T·heads is
-   * small (decode), else single. The others force a variant.
+   * 'auto' (default): on a SIMD-on-CPU device with d % 4 == 0, rows when T >= 16 and lanes below;
+   * otherwise split-KV when T·heads is small (decode), else single. The others force a variant.
    */
-  variant?: 'auto' | 'single' | 'split' | 'rows';
+  variant?: 'auto' | 'single' | 'split' | 'rows' | 'lanes';
 }
 
 /**
@@ -151,9 +174,12 @@ export function attention(g: Graph, q: Tensor, k: Tensor, v: Tensor, o: Attentio
   // Split-KV sizes from the most keys a step can see (the cache capacity): empty splits exit at once.
   const maxKeys = block || k.dim(0);
   const auto = (o.variant ?? 'auto') === 'auto';
-  const rows = o.variant === 'rows' || (auto && g.tuning.target === 'cpu' && d % 4 === 0);
-  if (rows && d % 4 !== 0) throw new Error(`attention: the rows variant reads vec4s and needs head_dim (${d}) to be a multiple of 4`);
-  const split = !rows && (o.variant === 'split' || (auto && !block && T * heads < SPLIT_BELOW_WORKGROUPS && maxKeys > 64));
+  // On SIMD-on-CPU devices the rows kernel wants at least a workgroup of query rows; decode takes lanes.
+  const cpu = auto && g.tuning.target === 'cpu' && d % 4 === 0;
+  const rows = o.variant === 'rows' || (cpu && T >= ROWS_PER_GROUP);
+  const lanes = o.variant === 'lanes' || (cpu && T < ROWS_PER_GROUP);
+  if ((rows || lanes) && d % 4 !== 0) throw new Error(`attention: the ${o.variant} variant reads vec4s and needs head_dim (${d}) to be a multiple of 4`);
+  const split = !rows && !lanes && (o.variant === 'split' || (auto && !block && T * heads < SPLIT_BELOW_WORKGROUPS && maxKeys > 64));
   const chunk = split ? Math.max(64, Math.ceil(maxKeys / MAX_SPLITS / 64) * 64) : maxKeys;
   const attrs: Attrs = {
     heads,
@@ -167,6 +193,7 @@ export function attention(g: Graph, q: Tensor, k: Tensor, v: Tensor, o: Attentio
     splits: split ? Math.ceil(maxKeys / chunk) : 1,
   };
   if (rows) return g.add(rowsKernel, [q, k, v], { shape: [T, heads * d], dtype: 'f32' }, attrs);
+  if (lanes) return g.add(lanesKernel, [q, k, v], { shape: [T, heads * d], dtype: 'f32' }, attrs);
   if (!split) return g.add(kernel, [q, k, v], { shape: [T, heads * d], dtype: 'f32' }, attrs);
   const part = g.add(partialKernel, [q, k, v], { shape: [T * heads * attrs.splits, d + 2], dtype: 'f32' }, attrs);
   return g.add(combineKernel, [part], { shape: [T, heads * d], dtype: 'f32' }, attrs);

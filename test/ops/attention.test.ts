@@ -28,8 +28,9 @@ describe('attention, bidirectional', () => {
     [7, 2, 2, 256],
     [65, 4, 4, 80],
   ] as [number, number, number, number][]) {
-    // 'rows' = attention_rows, the kernel for SIMD-on-CPU devices (one query row per invocation).
-    for (const variant of ['single', 'rows'] as const)
+    // 'rows' = attention_rows, the kernel for SIMD-on-CPU devices (one query row per invocation);
+    // 'lanes' = attention_lanes, their decode kernel (the lanes of a workgroup split the keys).
+    for (const variant of ['single', 'rows', 'lanes'] as const)
     it(`${variant}: T=${T} heads=${heads} kvHeads=${kvHeads} d=${d}`, async () => {
       const gpu = await testGpu();
       const rng = new Rng(T * 7 + heads * 131 + kvHeads * 17 + d);
@@ -121,7 +122,7 @@ describe('attention, causal over a KV cache', () => {
     [1, 100, 99, 6, 1, 80], // decode filling the cache exactly
     [1, 130, 129, 2, 1, 256], // decode, d = 256
   ] as [number, number, number, number, number, number][]) {
-    for (const variant of ['single', 'split', 'rows'] as const)
+    for (const variant of ['single', 'split', 'rows', 'lanes'] as const)
     it(`${variant}: T=${T} S=${S} pos=${pos} heads=${heads} kvHeads=${kvHeads} d=${d}`, async () => {
       const gpu = await testGpu();
       const rng = new Rng(T * 7 + S * 3 + pos * 5 + heads * 131 + kvHeads * 17 + d);
@@ -150,7 +151,7 @@ describe('attention, causal over a KV cache', () => {
     });
   }
 
-  for (const variant of ['single', 'split', 'rows'] as const)
+  for (const variant of ['single', 'split', 'rows', 'lanes'] as const)
   it(`${variant}: one plan reused at successive decode positions`, async () => {
     // The same compiled graph (T = 1) run at pos 3, 64 and 65: kv_len and the mask follow step.pos.
     const gpu = await testGpu();
