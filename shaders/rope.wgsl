@@ -38,12 +38,11 @@ fn angle(t: u32, i: u32) -> vec2f {
   return vec2f(cos(r), sin(r));
 }
 
-// rope_qkv: one dispatch for what the attention block does between its projections and attention:
-// rotates q (x → y, [T, heads·d]), rotates k ([T, kv_heads·d]) into rows pos0 + t of the key cache,
-// and copies v into the same rows of the value cache. Invocations run over (t, slot, i < d/2) with
-// slots 0 .. heads − 1 for q, then kv_heads for k, then kv_heads for v.
-@group(0) @binding(4) var<storage, read> k_in: array<f32>;
-@group(0) @binding(5) var<storage, read> v_in: array<f32>;
+// rope_qkv: one dispatch for what the attention block does between its fused q|k|v projection and
+// attention. x is [T, (heads + 2·kv_heads)·d] (q, then k, then v in every row): q is rotated into y
+// ([T, heads·d]), k is rotated into rows pos0 + t of the key cache and v copied into the same rows of
+// the value cache. Invocations run over (t, slot, i < d/2) with slots 0 .. heads − 1 for q, then
+// kv_heads for k, then kv_heads for v.
 @group(0) @binding(6) var<storage, read_write> k_cache: array<f32>;
 @group(0) @binding(7) var<storage, read_write> v_cache: array<f32>;
 
@@ -56,26 +55,23 @@ fn rope_qkv(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) 
   let i = idx % half;
   let slot = (idx / half) % slots;
   let t = idx / (half * slots);
+  let src = (t * slots + slot) * p.d + i;
   if (slot < p.heads) {
-    let o = t * p.heads * p.d + slot * p.d + i;
-    let r = rotate(x[o], x[o + half], angle(t, i));
+    let o = (t * p.heads + slot) * p.d + i;
+    let r = rotate(x[src], x[src + half], angle(t, i));
     y[o] = r.x;
     y[o + half] = r.y;
     return;
   }
   let kvw = p.kv_heads * p.d;
   if (slot < p.heads + p.kv_heads) {
-    let h = slot - p.heads;
-    let src = t * kvw + h * p.d + i;
-    let dst = (p.pos0 + t) * kvw + h * p.d + i;
-    let r = rotate(k_in[src], k_in[src + half], angle(t, i));
+    let dst = (p.pos0 + t) * kvw + (slot - p.heads) * p.d + i;
+    let r = rotate(x[src], x[src + half], angle(t, i));
     k_cache[dst] = r.x;
     k_cache[dst + half] = r.y;
     return;
   }
-  let h = slot - p.heads - p.kv_heads;
-  let src = t * kvw + h * p.d + i;
-  let dst = (p.pos0 + t) * kvw + h * p.d + i;
-  v_cache[dst] = v_in[src];
-  v_cache[dst + half] = v_in[src + half];
+  let dst = (p.pos0 + t) * kvw + (slot - p.heads - p.kv_heads) * p.d + i;
+  v_cache[dst] = x[src];
+  v_cache[dst + half] = x[src + half];
 }

@@ -13,7 +13,7 @@ import { attention } from '../ops/attention.ts';
 import { ropeQKV, ropeInvFreq } from '../ops/rope.ts';
 import { add, siluMul, activationOf } from '../ops/elementwise.ts';
 import { gluGemv } from '../ops/gemv.ts';
-import { GEMV_MAX_M, foldsNorm, type NormFold } from '../ops/matmul.ts';
+import { GEMV_MAX_M, foldsNorm, linear, type NormFold } from '../ops/matmul.ts';
 
 export class RMSNorm {
   readonly weight: Tensor; // [D]
@@ -72,6 +72,8 @@ export class LlamaAttention {
   readonly k_proj: Linear; // [kv_heads·hd, D]
   readonly v_proj: Linear; // [kv_heads·hd, D]
   readonly o_proj: Linear; // [D, heads·hd]
+  /** q_proj, k_proj and v_proj stacked after loading ([(heads + 2·kv_heads)·hd, D]): one matmul. */
+  readonly qkv: { weight: Tensor; bias?: Tensor };
   readonly heads: number;
   readonly kvHeads: number;
   constructor(vb: VarBuilder, c: TextConfig) {
@@ -83,15 +85,20 @@ export class LlamaAttention {
     this.k_proj = new Linear(vb.pp('k_proj'), D, this.kvHeads * hd, c.attention_bias);
     this.v_proj = new Linear(vb.pp('v_proj'), D, this.kvHeads * hd, c.attention_bias);
     this.o_proj = new Linear(vb.pp('o_proj'), this.heads * hd, D, c.attention_bias);
+    const parts = [this.q_proj, this.k_proj, this.v_proj];
+    this.qkv = {
+      weight: vb.store.stackRows(vb.path('{q,k,v}_proj.weight'), parts.map((l) => l.weight)),
+      bias: c.attention_bias ? vb.store.stackRows(vb.path('{q,k,v}_proj.bias'), parts.map((l) => l.bias!)) : undefined,
+    };
   }
   /**
    * x: [T, D] at positions step.pos .. step.pos + T. Appends RoPE'd keys and the values to the cache,
    * attends causally over it, and returns o_proj(out) (+ residual, fused, when given).
    */
   forward(g: Graph, x: Tensor, cache: { k: Tensor; v: Tensor }, invFreq: Tensor, residual?: Tensor, norm?: NormFold): Tensor {
-    // RoPE on q and k, and the append of keys and values to the caches, are one kernel.
-    const [qp, kp, vp] = [this.q_proj, this.k_proj, this.v_proj].map((l) => l.forward(g, x, { norm }));
-    const { q, k, v } = ropeQKV(g, qp, kp, vp, invFreq, this.heads, this.kvHeads, cache);
+    // One matmul for q, k and v; RoPE on q and k and the append of keys and values to the caches, one kernel.
+    const qkv = linear(g, x, this.qkv.weight, { bias: this.qkv.bias, norm });
+    const { q, k, v } = ropeQKV(g, qkv, invFreq, this.heads, this.kvHeads, cache);
     const o = attention(g, q, k, v, { heads: this.heads, kvHeads: this.kvHeads, causal: true });
     return this.o_proj.forward(g, o, { residual });
   }

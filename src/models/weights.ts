@@ -35,8 +35,15 @@ interface Request {
   opts: UploadOptions;
 }
 
+/** Weights whose rows are stacked into one tensor after upload (see WeightStore.stackRows). */
+interface Stack {
+  tensor: Tensor;
+  parts: Tensor[];
+}
+
 export class WeightStore {
   private readonly requests = new Map<string, Request>();
+  private readonly stacks: Stack[] = [];
   private readonly problems: string[] = [];
 
   constructor(
@@ -72,6 +79,56 @@ export class WeightStore {
     return tensor;
   }
 
+  /**
+   * One tensor holding the rows of `parts` (requested weights of equal width and dtype) one after the
+   * other, as a fused projection reads them (Llama's q, k and v: [Nq + Nk + Nv, K]). After load() the
+   * rows are copied into one buffer on the GPU and the parts freed (their tensors hold no data); where
+   * a part is split in chunks or the whole would exceed a binding, the stack is the parts' chunks side
+   * by side, which kernels bind one by one.
+   */
+  stackRows(name: string, parts: Tensor[]): Tensor {
+    const [first] = parts;
+    const width = first.shape.slice(1);
+    for (const t of parts) {
+      if (t.dtype !== first.dtype || t.shape.length !== first.shape.length || t.shape.slice(1).some((d, i) => d !== width[i])) {
+        this.problems.push(`${name}: cannot stack ${parts.map((p) => `${p.name} [${p.shape.join(', ')}] ${p.dtype}`).join(', ')} (rows of one width and dtype)`);
+        break;
+      }
+    }
+    const rows = parts.reduce((n, t) => n + t.shape[0], 0);
+    const tensor = new Tensor([rows, ...width], first.dtype, 'weight', name);
+    this.stacks.push({ tensor, parts });
+    return tensor;
+  }
+
+  private stack({ tensor, parts }: Stack): void {
+    const rowBytes = (tensor.dtype === 'f16' ? 2 : 4) * tensor.shape.slice(1).reduce((a, b) => a * b, 1);
+    const offsets: number[] = [];
+    let total = 0;
+    for (const t of parts) {
+      offsets.push(total);
+      total += t.shape[0] * rowBytes;
+    }
+    const whole = parts.every((t) => t.chunks?.length === 1) && offsets.every((o) => o % 4 === 0) && total <= this.gpu.maxBinding;
+    if (whole) {
+      const dst = this.gpu.pool.create(total, undefined, tensor.name);
+      const enc = this.gpu.device.createCommandEncoder();
+      // Copies are 4-byte multiples: a part's rounding overlaps the next part, which is copied after it.
+      parts.forEach((t, i) => enc.copyBufferToBuffer(t.chunks![0].buffer, 0, dst, offsets[i], Math.ceil((t.shape[0] * rowBytes) / 4) * 4));
+      this.gpu.device.queue.submit([enc.finish()]);
+      for (const t of parts) this.gpu.pool.destroy(t.chunks![0].buffer);
+      tensor.chunks = [{ buffer: dst, row0: 0, rows: tensor.shape[0] }];
+    } else {
+      let row0 = 0;
+      tensor.chunks = parts.flatMap((t) => {
+        const cs = t.chunks!.map((c) => ({ ...c, row0: c.row0 + row0 }));
+        row0 += t.shape[0];
+        return cs;
+      });
+    }
+    for (const t of parts) t.chunks = undefined;
+  }
+
   /** Throws one LoadError listing every problem found so far. */
   check(): void {
     if (this.problems.length) {
@@ -105,13 +162,14 @@ export class WeightStore {
       done++;
       onProgress?.({ tensors: done, totalTensors: this.requests.size, bytes, totalBytes, name });
     }
+    for (const st of this.stacks) this.stack(st);
   }
 
   /** Frees every uploaded weight. */
   dispose(): void {
-    for (const r of this.requests.values()) {
-      for (const c of r.tensor.chunks ?? []) this.gpu.pool.destroy(c.buffer);
-      r.tensor.chunks = undefined;
+    for (const t of [...[...this.requests.values()].map((r) => r.tensor), ...this.stacks.map((st) => st.tensor)]) {
+      for (const c of t.chunks ?? []) this.gpu.pool.destroy(c.buffer);
+      t.chunks = undefined;
     }
   }
 }

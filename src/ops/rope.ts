@@ -26,8 +26,8 @@ interface QkvAttrs {
 const qkvKernel: Kernel<QkvAttrs> = {
   name: 'rope_qkv',
   encode(node, buf) {
-    const [q, invFreq, k, v, kCache, vCache] = node.inputs;
-    const T = q.dim(0);
+    const [x, invFreq, kCache, vCache] = node.inputs;
+    const T = x.dim(0);
     const { heads, kvHeads, d } = node.attrs;
     // RoPE alone (no keys) is the rope entry, with only the first three bindings.
     const alone = kvHeads === 0;
@@ -35,14 +35,12 @@ const qkvKernel: Kernel<QkvAttrs> = {
       {
         pipeline: { shader: 'rope', entry: alone ? 'rope' : 'rope_qkv' },
         bindings: [
-          { binding: 1, buffer: buf(q) },
+          { binding: 1, buffer: buf(x) },
           { binding: 2, buffer: buf(invFreq) },
           { binding: 3, buffer: buf(node.output) },
           ...(alone
             ? []
             : [
-                { binding: 4, buffer: buf(k) },
-                { binding: 5, buffer: buf(v) },
                 { binding: 6, buffer: buf(kCache) },
                 { binding: 7, buffer: buf(vCache) },
               ]),
@@ -61,26 +59,23 @@ export function rope(g: Graph, x: Tensor, invFreq: Tensor, heads: number): Tenso
 }
 
 /**
- * The attention block's step between projections and attention, in one dispatch: q [T, heads·d] and
- * k [T, kvHeads·d] rotated for positions step.pos + t, the keys and the values v [T, kvHeads·d] written
- * to rows step.pos .. of the caches. Returns the rotated q and the caches as left by this step.
+ * The attention block's step between its fused projection and attention, in one dispatch: qkv is
+ * [T, (heads + 2·kvHeads)·d], each row q | k | v. q and k are rotated for positions step.pos + t, the keys
+ * and the values written to rows step.pos .. of the caches. Returns the rotated q [T, heads·d] and the
+ * caches as left by this step.
  */
 export function ropeQKV(
   g: Graph,
-  q: Tensor,
-  k: Tensor,
-  v: Tensor,
+  qkv: Tensor,
   invFreq: Tensor,
   heads: number,
   kvHeads: number,
   cache: { k: Tensor; v: Tensor },
 ): { q: Tensor; k: Tensor; v: Tensor } {
-  const d = check(q, invFreq, heads);
-  const T = q.dim(0);
-  expectShape('rope_qkv', 'keys', k, [T, kvHeads * d], ['f32']);
-  expectShape('rope_qkv', 'values', v, [T, kvHeads * d], ['f32']);
+  const d = check(qkv, invFreq, heads + 2 * kvHeads);
+  const T = qkv.dim(0);
   expectShape('rope_qkv', 'key cache', cache.k, [null, kvHeads * d], ['f32']);
   expectShape('rope_qkv', 'value cache', cache.v, [cache.k.dim(0), kvHeads * d], ['f32']);
-  const qr = g.add(qkvKernel, [q, invFreq, k, v, cache.k, cache.v], { shape: [...q.shape], dtype: 'f32' }, { heads, kvHeads, d });
-  return { q: qr, k: g.alsoWrites(qr, cache.k), v: g.alsoWrites(qr, cache.v) };
+  const q = g.add(qkvKernel, [qkv, invFreq, cache.k, cache.v], { shape: [T, heads * d], dtype: 'f32' }, { heads, kvHeads, d });
+  return { q, k: g.alsoWrites(q, cache.k), v: g.alsoWrites(q, cache.v) };
 }

@@ -90,7 +90,7 @@ describe('rope', () => {
 });
 
 describe('ropeQKV: q and k rotated, keys and values appended to the caches, in one dispatch', () => {
-  // [cache rows S, T, heads, kvHeads, d, pos]
+  // [cache rows S, T, heads, kvHeads, d, pos]; the input is the fused projection's [T, (heads + 2·kvHeads)·d].
   for (const [S, T, heads, kvHeads, d, pos] of [
     [8, 1, 1, 1, 2, 0],
     [40, 5, 3, 1, 16, 20],
@@ -101,19 +101,21 @@ describe('ropeQKV: q and k rotated, keys and values appended to the caches, in o
       const gpu = await testGpu();
       const rng = new Rng(S * 3 + T * 10 + pos + heads);
       const W = kvHeads * d;
+      const R = (heads + 2 * kvHeads) * d;
       const kbuf = gpu.pool.create(S * W * 4); // zero-filled
       const vbuf = gpu.pool.create(S * W * 4);
       try {
         const g = new Graph();
         const cache = { k: g.state('k_cache', [S, W], 'f32', kbuf), v: g.state('v_cache', [S, W], 'f32', vbuf) };
-        const [qv, kv, vv] = [rng.array(T * heads * d), rng.array(T * W), rng.array(T * W)];
+        const xv = rng.array(T * R);
+        // The q, k and v parts of every row.
+        const part = (c0: number, w: number) => Float32Array.from({ length: T * w }, (_, i) => xv[Math.floor(i / w) * R + c0 + (i % w)]);
+        const [qv, kv, vv] = [part(0, heads * d), part(heads * d, W), part(heads * d + W, W)];
         const inv = ropeInvFreq(10000, d);
-        const q = g.input('q', [T, heads * d], 'f32');
-        const k = g.input('k', [T, W], 'f32');
-        const v = g.input('v', [T, W], 'f32');
+        const x = g.input('qkv', [T, R], 'f32');
         const f = g.input('inv_freq', [d / 2], 'f32');
-        const out = ropeQKV(g, q, k, v, f, heads, kvHeads, cache);
-        const [qr] = await run(gpu, g, [out.q, out.k, out.v], [[q, qv], [k, kv], [v, vv], [f, inv]], { pos });
+        const out = ropeQKV(g, x, f, heads, kvHeads, cache);
+        const [qr] = await run(gpu, g, [out.q, out.k, out.v], [[x, xv], [f, inv]], { pos });
         const wantQ = rope64(qv, inv, T, heads, d, pos);
         assertWithin(qr, wantQ.y, wantQ.tol, 'rotated q');
         const wantK = rope64(kv, inv, T, kvHeads, d, pos);
