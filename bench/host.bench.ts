@@ -37,51 +37,57 @@ try {
   await fh.truncate(header.bytes.length + header.dataLength); // sparse: zeros, no disk traffic
   await fh.close();
 
-  const gpu = await Gpu.create({ dawnFlags: ['backend=null'] });
-  try {
-    console.log(`adapter: ${gpu.info.device || gpu.info.description} (Dawn null backend: validation and submission only); vocabulary cut to ${VOCAB}`);
-    // f16 storage halves the weights again (host work does not depend on their dtype).
-    const model = await SmolVLM.load(gpu, dir, { dtype: 'f16' });
-    const prompt = 32;
-    model.ensureCapacity(prompt + steps + 1);
-    // Compile the one-token plan once (as the first decode step does), then time steps.
-    const plan = await model.forward([1], null, { pos: prompt });
-    const ids = new Uint32Array(1);
-    const run = (pos: number) => {
-      ids[0] = (pos * 7) % cfg.text_config.vocab_size;
-      plan.exe.write(plan.ids, ids);
-      plan.exe.run({ pos });
-    };
-    for (let i = 0; i < 20; i++) run(prompt + i); // warm-up
-    const times: number[] = [];
-    for (let i = 0; i < steps; i++) {
-      const t0 = performance.now();
-      run(prompt + i);
-      times.push(performance.now() - t0);
+  // Twice: with Dawn's validation (the default) and with its skip_validation toggle (GpuOptions.skipValidation).
+  const results = [];
+  for (const skipValidation of [false, true]) {
+    const gpu = await Gpu.create({ dawnFlags: ['backend=null'], skipValidation });
+    try {
+      if (!skipValidation) console.log(`adapter: ${gpu.info.device || gpu.info.description} (Dawn null backend: validation and submission only); vocabulary cut to ${VOCAB}`);
+      // f16 storage halves the weights again (host work does not depend on their dtype).
+      const model = await SmolVLM.load(gpu, dir, { dtype: 'f16' });
+      const prompt = 32;
+      model.ensureCapacity(prompt + steps + 1);
+      // Compile the one-token plan once (as the first decode step does), then time steps.
+      const plan = await model.forward([1], null, { pos: prompt });
+      const ids = new Uint32Array(1);
+      const run = (pos: number) => {
+        ids[0] = (pos * 7) % cfg.text_config.vocab_size;
+        plan.exe.write(plan.ids, ids);
+        plan.exe.run({ pos });
+      };
+      for (let i = 0; i < 20; i++) run(prompt + i); // warm-up
+      const times: number[] = [];
+      for (let i = 0; i < steps; i++) {
+        const t0 = performance.now();
+        run(prompt + i);
+        times.push(performance.now() - t0);
+      }
+      await gpu.device.queue.onSubmittedWorkDone();
+      times.sort((a, b) => a - b);
+      const median = times[Math.floor(times.length / 2)] * 1000;
+      const p90 = times[Math.floor(times.length * 0.9)] * 1000;
+      const dispatches = plan.exe.dispatchCount;
+      const out = {
+        validation: !skipValidation,
+        layers: cfg.text_config.num_hidden_layers,
+        steps,
+        dispatchesPerStep: dispatches,
+        usPerStepMedian: median,
+        usPerStepP90: p90,
+        usPerDispatch: median / dispatches,
+        pipelines: gpu.pipelines.size,
+      };
+      results.push(out);
+      console.log(
+        `decode step (${out.layers} layers${skipValidation ? ', skip_validation' : ''}): ${median.toFixed(0)} µs median, ${p90.toFixed(0)} µs p90 over ${steps} steps; ` +
+          `${dispatches} dispatches per step, ${out.usPerDispatch.toFixed(2)} µs per dispatch; one submission per step`,
+      );
+      model.dispose();
+    } finally {
+      gpu.destroy();
     }
-    await gpu.device.queue.onSubmittedWorkDone();
-    times.sort((a, b) => a - b);
-    const median = times[Math.floor(times.length / 2)] * 1000;
-    const p90 = times[Math.floor(times.length * 0.9)] * 1000;
-    const dispatches = plan.exe.dispatchCount;
-    const out = {
-      layers: cfg.text_config.num_hidden_layers,
-      steps,
-      dispatchesPerStep: dispatches,
-      usPerStepMedian: median,
-      usPerStepP90: p90,
-      usPerDispatch: median / dispatches,
-      pipelines: gpu.pipelines.size,
-    };
-    console.log(
-      `decode step (${out.layers} layers): ${median.toFixed(0)} µs median, ${p90.toFixed(0)} µs p90 over ${steps} steps; ` +
-        `${dispatches} dispatches per step, ${out.usPerDispatch.toFixed(2)} µs per dispatch; one submission per step`,
-    );
-    if (args.json) writeFileSync(args.json, JSON.stringify(out, null, 2));
-    model.dispose();
-  } finally {
-    gpu.destroy();
   }
+  if (args.json) writeFileSync(args.json, JSON.stringify({ date: new Date().toISOString(), results }, null, 2));
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }

@@ -33,6 +33,11 @@ export interface GpuOptions {
   maxStorageBufferBindingSize?: number;
   /** Refuse to enable shader-f16 even where offered (f16 weights are then widened to f32 on upload). */
   disableF16?: boolean;
+  /**
+   * Dawn's skip_validation toggle: encoding skips WebGPU's validation (about a quarter of the host time
+   * of a decode step, bench/host.bench.ts). For graphs that already ran validated; errors then go unseen.
+   */
+  skipValidation?: boolean;
 }
 
 export class GpuError extends Error {
@@ -86,7 +91,7 @@ export class Gpu {
   }
 
   static async create(options: GpuOptions = {}): Promise<Gpu> {
-    const instance = create([...(options.dawnFlags ?? [])]);
+    const instance = create([...(options.dawnFlags ?? []), ...(options.skipValidation ? ['enable-dawn-features=skip_validation'] : [])]);
     const adapter = await instance.requestAdapter({ powerPreference: 'high-performance' });
     if (!adapter) throw new GpuError(NO_ADAPTER_HELP);
     const requiredFeatures = WANTED_FEATURES.filter(

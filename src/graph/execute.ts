@@ -14,9 +14,17 @@ interface Encoded {
   dispatch: Dispatch;
   pipeline: GPUComputePipeline;
   bindGroup: GPUBindGroup;
+  /** Its slot in the uniform buffer: the step-dependent ones first, so that a step rewrites one range. */
+  slot: number;
+  /** The workgroup grid (0 in some dimension: nothing to do, e.g. an empty chunk). */
+  x: number;
+  y: number;
+  z: number;
   node: string;
   section: string;
 }
+
+const dependsOnStep = (d: Dispatch) => typeof d.uniforms === 'function';
 
 export class Executable {
   readonly gpu: Gpu;
@@ -34,16 +42,19 @@ export class Executable {
     this.encoded = encoded;
     this.uniformBuffer = uniformBuffer;
     this.uniformData = new ArrayBuffer(Math.max(1, encoded.length) * UNIFORM_SLOT);
+    this.work = encoded.filter((e) => e.x > 0 && e.y > 0 && e.z > 0);
     // Fixed uniforms are laid out once; only the step-dependent ones are rewritten per execution.
-    encoded.forEach((e, i) => {
+    for (const e of encoded) {
       const u = e.dispatch.uniforms;
-      if (typeof u === 'function') this.dynamic.push(i);
-      else this.putUniforms(i, u);
-    });
+      if (typeof u === 'function') this.dynamic.push(e);
+      else this.putUniforms(e, u);
+    }
   }
 
-  /** Indices of the dispatches whose uniforms depend on the step. */
-  private readonly dynamic: number[] = [];
+  /** The dispatches whose uniforms depend on the step (they hold slots 0 .. dynamic.length − 1). */
+  private readonly dynamic: Encoded[] = [];
+  /** The dispatches with work to do, in order. */
+  private readonly work: Encoded[];
   /** Whether the uniform buffer holds uniformData as of the last step (false until the first run). */
   private uniformsUploaded = false;
   private lastPos = NaN;
@@ -77,25 +88,29 @@ export class Executable {
       'uniforms',
     );
     const pipelines = await Promise.all(dispatches.map(({ d }) => gpu.pipelines.get(d.pipeline)));
+    const slots: number[] = [];
+    let next = 0;
+    for (const pass of [true, false]) dispatches.forEach(({ d }, i) => dependsOnStep(d) === pass && (slots[i] = next++));
     const encoded = await gpu.scoped('binding the graph', () =>
-      dispatches.map(({ d, node, section }, i) => {
+      dispatches.map(({ d, node, section }, i): Encoded => {
         const pipeline = pipelines[i];
         const entries: GPUBindGroupEntry[] = [
-          { binding: 0, resource: { buffer: uniformBuffer, offset: i * UNIFORM_SLOT, size: UNIFORM_SLOT } },
+          { binding: 0, resource: { buffer: uniformBuffer, offset: slots[i] * UNIFORM_SLOT, size: UNIFORM_SLOT } },
           ...d.bindings.map((b) => ({
             binding: b.binding,
             resource: { buffer: b.buffer, offset: b.offset ?? 0, size: b.size },
           })),
         ];
         const bindGroup = gpu.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries, label: node });
-        return { dispatch: d, pipeline, bindGroup, node, section };
+        const [x, y = 1, z = 1] = d.workgroups;
+        return { dispatch: d, pipeline, bindGroup, slot: slots[i], x, y, z, node, section };
       }),
     );
     return new Executable(gpu, layout, buffers, encoded, uniformBuffer);
   }
 
   get dispatchCount(): number {
-    return this.encoded.length;
+    return this.work.length;
   }
 
   /** Fills an input tensor (queued; takes effect at the next run). */
@@ -113,7 +128,7 @@ export class Executable {
     this.writeUniforms(step);
     const enc = this.gpu.device.createCommandEncoder();
     const pass = enc.beginComputePass(timestampWrites ? { timestampWrites } : undefined);
-    this.encode(pass, this.encoded);
+    this.encode(pass, this.work);
     pass.end();
     this.gpu.device.queue.submit([enc.finish()]);
   }
@@ -125,7 +140,7 @@ export class Executable {
    */
   async runProfiled(step: Step = { pos: 0 }): Promise<Map<string, number>> {
     const sections: { name: string; items: Encoded[] }[] = [];
-    for (const e of this.encoded) {
+    for (const e of this.work) {
       const last = sections[sections.length - 1];
       if (last && last.name === e.section) last.items.push(e);
       else sections.push({ name: e.section, items: [e] });
@@ -168,17 +183,15 @@ export class Executable {
     // Each call crosses into Dawn (and is validated there): the pipeline is set only when it changes.
     let current: GPUComputePipeline | null = null;
     for (const e of items) {
-      const [x, y = 1, z = 1] = e.dispatch.workgroups;
-      if (x === 0 || y === 0 || z === 0) continue;
       if (e.pipeline !== current) pass.setPipeline((current = e.pipeline));
       pass.setBindGroup(0, e.bindGroup);
-      pass.dispatchWorkgroups(x, y, z);
+      pass.dispatchWorkgroups(e.x, e.y, e.z);
     }
   }
 
-  private putUniforms(i: number, u: Uint32Array): void {
-    if (u.byteLength > UNIFORM_SLOT) throw new GpuError(`${this.encoded[i].node}: uniforms exceed ${UNIFORM_SLOT} bytes`);
-    new Uint32Array(this.uniformData, i * UNIFORM_SLOT, u.length).set(u);
+  private putUniforms(e: Encoded, u: Uint32Array): void {
+    if (u.byteLength > UNIFORM_SLOT) throw new GpuError(`${e.node}: uniforms exceed ${UNIFORM_SLOT} bytes`);
+    new Uint32Array(this.uniformData, e.slot * UNIFORM_SLOT, u.length).set(u);
   }
 
   private writeUniforms(step: Step): void {
@@ -186,8 +199,10 @@ export class Executable {
     this.gpu.checkAlive();
     // A step at the position of the last one (a re-run, a benchmark) reuses its uniforms as they are.
     if (this.uniformsUploaded && step.pos === this.lastPos) return;
-    for (const i of this.dynamic) this.putUniforms(i, (this.encoded[i].dispatch.uniforms as (s: Step) => Uint32Array)(step));
-    if (this.encoded.length) this.gpu.device.queue.writeBuffer(this.uniformBuffer, 0, this.uniformData);
+    for (const e of this.dynamic) this.putUniforms(e, (e.dispatch.uniforms as (s: Step) => Uint32Array)(step));
+    // The first run uploads every slot; later ones only the step-dependent slots at the front.
+    const bytes = this.uniformsUploaded ? this.dynamic.length * UNIFORM_SLOT : this.uniformData.byteLength;
+    if (bytes) this.gpu.device.queue.writeBuffer(this.uniformBuffer, 0, this.uniformData, 0, bytes);
     this.uniformsUploaded = true;
     this.lastPos = step.pos;
   }
