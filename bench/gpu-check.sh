@@ -4,7 +4,12 @@
 #   1. the kernel and model correctness tests on that GPU,
 #   2. the kernel benchmark at SmolVLM-256M shapes (JSON),
 #   3. the demo (tiny fixture end to end, max |Δlogit|),
-#   4. the real-size random checkpoint: load, stream tokens, memory.
+#   4. the real-size random checkpoint: load, stream tokens, memory,
+#   5. host overhead of a decode step on Dawn's null backend,
+#   6. decode of a LLaVA-1.5-7B-shaped decoder against the measured bandwidth roof, and transformers'
+#      eager decode of the same shapes where the machine has torch and transformers,
+#   7. (a separate call, STEPS=peers, with the carry of bench/pack-peers.sh) the kernel table beside
+#      onnxruntime's WebGPU EP.
 # Results go to $OUT (default ./gpu-out). Each step's log is kept even when a step fails.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +18,7 @@ mkdir -p "$out"
 export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp/xdg}; mkdir -p "$XDG_RUNTIME_DIR"
 status=0
 # STEPS="tests bench" runs a subset (default: all).
-steps=" ${STEPS:-info tests bench demo model host} "
+steps=" ${STEPS:-info tests bench demo model host decode transformers} "
 step() {
   local name=$1; shift
   [[ "$steps" == *" $name "* ]] || return 0
@@ -29,4 +34,14 @@ step bench node --import tsx bench/kernels.bench.ts --json "$out/bench.json"
 step demo node --import tsx src/demo.ts
 step model node --import tsx bench/model.bench.ts --layouts single --tokens 16 --json "$out/model.json"
 step host node --import tsx bench/host.bench.ts --json "$out/host.json"
+step decode node --import tsx bench/decode.bench.ts --json "$out/decode.json"
+if [[ "$steps" == *" transformers "* ]] && python3 -c 'import torch, transformers' 2>/dev/null; then
+  step transformers python3 bench/peers/transformers_decode.py --json "$out/transformers.json"
+else
+  echo "=== transformers: skipped (no python3 with torch and transformers here)"
+fi
+if [[ "$steps" == *" peers "* ]] && [ -f .gpu-carry/ort-deps.tar.xz ]; then
+  xz -dc .gpu-carry/ort-deps.tar.xz | tar -C bench/peers -xf -
+fi
+step peers node --import tsx bench/peers/ort.bench.ts --no-install --json "$out/peers.json"
 exit $status

@@ -7,14 +7,12 @@
 //   npm run bench:host [-- --steps N] [--json FILE]
 import { parseArgs } from 'node:util';
 import { mkdtempSync, readFileSync, rmSync, copyFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Gpu } from '../src/gpu/device.ts';
 import { SmolVLM } from '../src/models/smolvlm.ts';
 import { parseIdefics3Config } from '../src/models/config.ts';
-import { encodeSafetensorsHeader } from '../src/io/safetensors.ts';
-import { HF_DIR, idefics3Tensors } from './make-checkpoint.ts';
+import { HF_DIR, idefics3Tensors, writeSparseCheckpoint } from './make-checkpoint.ts';
 
 const { values: args } = parseArgs({ options: { steps: { type: 'string' }, json: { type: 'string' } } });
 const steps = Number(args.steps ?? 500);
@@ -30,12 +28,7 @@ try {
   json.vocab_size = json.text_config.vocab_size = VOCAB;
   writeFileSync(join(dir, 'config.json'), JSON.stringify(json));
   const cfg = parseIdefics3Config(json, 'config.json');
-  const specs = idefics3Tensors(cfg).map((s) => ({ name: s.name, dtype: 'BF16' as const, shape: s.shape }));
-  const header = encodeSafetensorsHeader(specs, { format: 'pt' });
-  const fh = await open(join(dir, 'model.safetensors'), 'w');
-  await fh.write(header.bytes, 0, header.bytes.length, 0);
-  await fh.truncate(header.bytes.length + header.dataLength); // sparse: zeros, no disk traffic
-  await fh.close();
+  await writeSparseCheckpoint(join(dir, 'model.safetensors'), idefics3Tensors(cfg), 'BF16');
 
   // Twice: with Dawn's validation (the default) and with its skip_validation toggle (GpuOptions.skipValidation).
   const results = [];

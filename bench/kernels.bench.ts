@@ -17,10 +17,9 @@ import { GpuTimer } from '../src/gpu/timing.ts';
 import { Graph } from '../src/graph/graph.ts';
 import { Executable } from '../src/graph/execute.ts';
 import { parseIdefics3Config } from '../src/models/config.ts';
-import { sliceRows } from '../src/ops/elementwise.ts';
 import { Rng } from '../test/data.ts';
 import { makeCases } from './cases.ts';
-import { rooflineSvg, writeRoofline } from './roofline.ts';
+import { rooflineSvg, writeRoofline, copyBandwidth } from './roofline.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -79,42 +78,6 @@ async function measure(gpu: Gpu, timer: GpuTimer | null, exe: Executable, pos: n
   return { median: r.latency.p50, samples: r.latency.samplesCount, wallMedian: wall[Math.floor(wall.length / 2)] };
 }
 
-/**
- * Device bandwidth: the better of a large copyBufferToBuffer timed by the wall clock (submission
- * included, so it underestimates a fast GPU) and a 64 MiB copy through our copy kernel timed by GPU
- * timestamps.
- */
-async function copyBandwidth(gpu: Gpu, timer: GpuTimer | null): Promise<number> {
-  let kernel = 0;
-  if (timer) {
-    const g = new Graph(gpu.tuning);
-    const rows = Math.floor(Math.min(64 * 2 ** 20, gpu.maxBinding) / 4096);
-    const x = g.input('x', [rows, 1024], 'f32');
-    const y = sliceRows(g, x, 0, rows);
-    const exe = await Executable.compile(gpu, g, [y]);
-    const ns: number[] = [];
-    for (let i = 0; i < 7; i++) ns.push(await timer.time((w) => exe.run({ pos: 0 }, w)));
-    exe.dispose();
-    ns.sort((a, b) => a - b);
-    kernel = (2 * rows * 4096) / (ns[1] / 1e9) / 1e9;
-  }
-  const bytes = Math.min(256 * 2 ** 20, gpu.limits.maxBufferSize / 2);
-  const a = gpu.pool.create(bytes, undefined, 'copy src');
-  const b = gpu.pool.create(bytes, undefined, 'copy dst');
-  const times: number[] = [];
-  for (let i = 0; i < 7; i++) {
-    const t0 = performance.now();
-    const enc = gpu.device.createCommandEncoder();
-    enc.copyBufferToBuffer(a, 0, b, 0, bytes);
-    gpu.device.queue.submit([enc.finish()]);
-    await gpu.device.queue.onSubmittedWorkDone();
-    times.push(performance.now() - t0);
-  }
-  gpu.pool.destroy(a);
-  gpu.pool.destroy(b);
-  times.sort((x, y) => x - y);
-  return Math.max(kernel, (2 * bytes) / (times[1] / 1000) / 1e9); // read + write, second-best of 7
-}
 
 function gitRevision(): string {
   try {

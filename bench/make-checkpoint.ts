@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { encodeSafetensorsHeader, type TensorSpec } from '../src/io/safetensors.ts';
-import { parseIdefics3Config, type Idefics3Config } from '../src/models/config.ts';
+import { parseIdefics3Config, type Idefics3Config, type TextConfig } from '../src/models/config.ts';
 
 export const HF_DIR = fileURLToPath(new URL('../test/fixtures/hf/SmolVLM-256M-Instruct/', import.meta.url));
 
@@ -25,14 +25,17 @@ interface Spec {
   init: number | 'norm' | 'bias';
 }
 
+/** An nn.Linear's weight [o, i] (init 1/sqrt(i)) and optional bias. */
+function linearSpecs(name: string, o: number, i: number, bias: boolean): Spec[] {
+  const w: Spec = { name: `${name}.weight`, shape: [o, i], init: 1 / Math.sqrt(i) };
+  return bias ? [w, { name: `${name}.bias`, shape: [o], init: 'bias' }] : [w];
+}
+
 export function idefics3Tensors(c: Idefics3Config): Spec[] {
   const v = c.vision_config;
   const t = c.text_config;
   const out: Spec[] = [];
-  const lin = (name: string, o: number, i: number, bias: boolean) => {
-    out.push({ name: `${name}.weight`, shape: [o, i], init: 1 / Math.sqrt(i) });
-    if (bias) out.push({ name: `${name}.bias`, shape: [o], init: 'bias' });
-  };
+  const lin = (name: string, o: number, i: number, bias: boolean) => out.push(...linearSpecs(name, o, i, bias));
   const ln = (name: string, d: number, bias: boolean) => {
     out.push({ name: `${name}.weight`, shape: [d], init: 'norm' });
     if (bias) out.push({ name: `${name}.bias`, shape: [d], init: 'bias' });
@@ -52,25 +55,51 @@ export function idefics3Tensors(c: Idefics3Config): Spec[] {
   }
   ln(`${vm}.post_layernorm`, D, true);
   lin('model.connector.modality_projection.proj', t.hidden_size, D * c.scale_factor ** 2, false);
-  const tm = 'model.text_model';
+  out.push(...llamaTensors(t, 'model.text_model', c.tie_word_embeddings ? null : 'lm_head.weight'));
+  return out.sort((a, b) => (a.name < b.name ? -1 : 1));
+}
+
+/** A Llama decoder's tensors under `prefix` (embed_tokens, layers, norm), and the LM head when named. */
+export function llamaTensors(t: TextConfig, prefix: string, lmHead: string | null): Spec[] {
+  const out: Spec[] = [];
+  const lin = (name: string, o: number, i: number, bias: boolean) => out.push(...linearSpecs(name, o, i, bias));
   const H = t.hidden_size;
   const kv = t.num_key_value_heads * t.head_dim;
-  out.push({ name: `${tm}.embed_tokens.weight`, shape: [t.vocab_size, H], init: 0.02 });
+  out.push({ name: `${prefix}.embed_tokens.weight`, shape: [t.vocab_size, H], init: 0.02 });
   for (let i = 0; i < t.num_hidden_layers; i++) {
-    const p = `${tm}.layers.${i}`;
-    ln(`${p}.input_layernorm`, H, false);
+    const p = `${prefix}.layers.${i}`;
+    out.push({ name: `${p}.input_layernorm.weight`, shape: [H], init: 'norm' });
     lin(`${p}.self_attn.q_proj`, t.num_attention_heads * t.head_dim, H, t.attention_bias);
     lin(`${p}.self_attn.k_proj`, kv, H, t.attention_bias);
     lin(`${p}.self_attn.v_proj`, kv, H, t.attention_bias);
     lin(`${p}.self_attn.o_proj`, H, t.num_attention_heads * t.head_dim, t.attention_bias);
-    ln(`${p}.post_attention_layernorm`, H, false);
+    out.push({ name: `${p}.post_attention_layernorm.weight`, shape: [H], init: 'norm' });
     lin(`${p}.mlp.gate_proj`, t.intermediate_size, H, t.mlp_bias);
     lin(`${p}.mlp.up_proj`, t.intermediate_size, H, t.mlp_bias);
     lin(`${p}.mlp.down_proj`, H, t.intermediate_size, t.mlp_bias);
   }
-  ln(`${tm}.norm`, H, false);
-  if (!c.tie_word_embeddings) out.push({ name: 'lm_head.weight', shape: [t.vocab_size, H], init: 0.02 });
-  return out.sort((a, b) => (a.name < b.name ? -1 : 1));
+  out.push({ name: `${prefix}.norm.weight`, shape: [H], init: 'norm' });
+  if (lmHead) out.push({ name: lmHead, shape: [t.vocab_size, H], init: 0.02 });
+  return out;
+}
+
+/**
+ * A safetensors file with the tensors' real header and zeros for data, written sparse (no disk traffic,
+ * no host memory): for benchmarks where values do not matter (host overhead, decode bandwidth).
+ */
+export async function writeSparseCheckpoint(path: string, specs: Spec[], dtype: 'BF16' | 'F16' | 'F32'): Promise<number> {
+  const header = encodeSafetensorsHeader(
+    specs.map((s) => ({ name: s.name, dtype, shape: s.shape })),
+    { format: 'pt' },
+  );
+  const fh = await open(path, 'w');
+  try {
+    await fh.write(header.bytes, 0, header.bytes.length, 0);
+    await fh.truncate(header.bytes.length + header.dataLength);
+  } finally {
+    await fh.close();
+  }
+  return header.bytes.length + header.dataLength;
 }
 
 /** BF16 bytes of random values (a fast approximate normal: sum of 4 uniforms, centred and scaled). */

@@ -36,13 +36,28 @@ function isSoftwareAdapter(info: GPUAdapterInfo): boolean {
   return /llvmpipe|lavapipe|swiftshader/i.test(text) || info.architecture === 'software';
 }
 
-export function tuningFor(info: GPUAdapterInfo, env: string | undefined = process.env.WEBGPU_VLM_TARGET): Tuning {
+export function tuningFor(
+  info: GPUAdapterInfo,
+  env: string | undefined = process.env.WEBGPU_VLM_TARGET,
+  tiles: string | undefined = process.env.WEBGPU_VLM_ROWS_TILES,
+): Tuning {
+  let t: Tuning;
   if (env !== undefined && env !== '') {
-    if (env === 'cpu') return CPU;
-    if (env === 'gpu') return GPU;
-    throw new Error(`WEBGPU_VLM_TARGET must be "gpu" or "cpu", not ${JSON.stringify(env)}`);
+    if (env === 'cpu') t = CPU;
+    else if (env === 'gpu') t = GPU;
+    else throw new Error(`WEBGPU_VLM_TARGET must be "gpu" or "cpu", not ${JSON.stringify(env)}`);
+  } else {
+    t = isSoftwareAdapter(info) ? CPU : GPU;
   }
-  return isSoftwareAdapter(info) ? CPU : GPU;
+  return tiles ? { ...t, rows: parseRowsTiles(tiles) } : t;
+}
+
+/** WEBGPU_VLM_ROWS_TILES=RM,RC,RWG: matmul_rows tiles for trying other sizes on a device. */
+export function parseRowsTiles(text: string): RowsTiles {
+  const v = text.split(',').map(Number);
+  const ok = v.length === 3 && v.every((x) => Number.isInteger(x) && x > 0) && v[0] <= 8 && v[1] <= 4 && v[2] <= 256;
+  if (!ok) throw new Error(`WEBGPU_VLM_ROWS_TILES must be RM,RC,RWG with RM <= 8, RC <= 4 and RWG <= 256 (e.g. 8,4,16), not ${JSON.stringify(text)}`);
+  return { RM: v[0], RC: v[1], RWG: v[2] };
 }
 
 /** Both, for tests that run each kernel set on whatever adapter they have. */

@@ -25,3 +25,25 @@ it('bench --quick validates and times every kernel and writes JSON', () => {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+it('the decode bench runs a Llama decoder at a config\'s shapes and reports bytes per step against the roof', () => {
+  // The llava-tiny fixture's config keeps it small; the bench's own default is LLaVA-1.5-7B.
+  const dir = mkdtempSync(join(tmpdir(), 'bench-'));
+  try {
+    const json = join(dir, 'decode.json');
+    const script = fileURLToPath(new URL('../../bench/decode.bench.ts', import.meta.url));
+    const config = fileURLToPath(new URL('../fixtures/llava-tiny/config.json', import.meta.url));
+    const r = spawnSync(process.execPath, ['--import', 'tsx', script, '--config', config, '--context', '8', '--steps', '3', '--json', json], {
+      encoding: 'utf8',
+      timeout: 300_000,
+    });
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    const out = JSON.parse(readFileSync(json, 'utf8'));
+    // Every weight once per step (the LM head among them) plus the KV cache rows.
+    assert.ok(out.bytesPerStep > out.vocab * out.hidden * 2, `bytes per step ${out.bytesPerStep}`);
+    assert.ok(out.wallMsPerStep > 0 && out.achievedGBps > 0 && out.bandwidthRoofGBps > 0, JSON.stringify(out));
+    assert.equal(out.steps, 3);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
