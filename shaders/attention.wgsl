@@ -177,6 +177,14 @@ const MAXD4: u32 = MAXD / 4u;
 @group(0) @binding(8) var<storage, read> v4: array<vec4f>;
 @group(0) @binding(9) var<storage, read_write> out4: array<vec4f>;
 
+/** Query row t of head h times the scale, as vec4s. */
+fn scaled_query(t: u32, h: u32) -> array<vec4f, MAXD4> {
+  let d4 = p.d / 4u;
+  var qv: array<vec4f, MAXD4>;
+  for (var i = 0u; i < d4; i++) { qv[i] = q4[(t * p.heads + h) * d4 + i] * p.scale; }
+  return qv;
+}
+
 @compute @workgroup_size(ARWG)
 fn attention_rows(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
   let h = wg.y;
@@ -187,8 +195,7 @@ fn attention_rows(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id
   let d4 = p.d / 4u;
   let qrow4 = p.heads * d4;
   let kvrow4 = p.kv_heads * d4;
-  var qv: array<vec4f, MAXD4>;
-  for (var i = 0u; i < d4; i++) { qv[i] = q4[t * qrow4 + h * d4 + i] * p.scale; }
+  let qv = scaled_query(t, h);
   let own = key_range(t);
   let j_first = key_range(t0).x;
   let j_end = key_range(tl).y;
@@ -243,8 +250,7 @@ fn attention_lanes(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_i
   let d4 = p.d / 4u;
   let qrow4 = p.heads * d4;
   let kvrow4 = p.kv_heads * d4;
-  var qv: array<vec4f, MAXD4>;
-  for (var i = 0u; i < d4; i++) { qv[i] = q4[t * qrow4 + h * d4 + i] * p.scale; }
+  let qv = scaled_query(t, h);
   let range = key_range(t);
   var m = NEG;
   var l = 0.0;

@@ -5,6 +5,8 @@ import { type Tensor, expectShape } from '../graph/tensor.ts';
 import { uniforms, f32 } from './common.ts';
 
 interface Attrs {
+  /** Query rows of the step. */
+  T: number;
   heads: number;
   kvHeads: number;
   d: number;
@@ -19,122 +21,47 @@ interface Attrs {
   splits: number;
 }
 
-const params = (a: Attrs, T: number, pos: number) =>
-  uniforms(T, a.heads, a.kvHeads, a.d, a.kvLen(pos), a.causal ? pos : 0, a.causal ? 1 : 0, f32(a.scale), a.block, a.chunk, a.splits);
+const params = (a: Attrs, pos: number) =>
+  uniforms(a.T, a.heads, a.kvHeads, a.d, a.kvLen(pos), a.causal ? pos : 0, a.causal ? 1 : 0, f32(a.scale), a.block, a.chunk, a.splits);
+
+/**
+ * An attention kernel: `entry` of shaders/attention.wgsl with the node's inputs and output bound at
+ * `slots` (in that order), and the grid from the attributes.
+ */
+function attentionKernel(
+  entry: string,
+  slots: number[],
+  grid: (a: Attrs) => [number, number, number?],
+  constants?: Record<string, number>,
+): Kernel<Attrs> {
+  return {
+    name: entry,
+    encode(node, buf) {
+      const a = node.attrs;
+      const tensors = [...node.inputs, node.output];
+      return [
+        {
+          pipeline: { shader: 'attention', entry, constants },
+          bindings: slots.map((binding, i) => ({ binding, buffer: buf(tensors[i]) })),
+          uniforms: (step) => params(a, step.pos),
+          workgroups: grid(a),
+        },
+      ];
+    },
+  };
+}
 
 /** Single pass: one workgroup per (query, head). */
-const kernel: Kernel<Attrs> = {
-  name: 'attention',
-  encode(node, buf) {
-    const [q, k, v] = node.inputs;
-    const T = q.dim(0);
-    const a = node.attrs;
-    return [
-      {
-        pipeline: { shader: 'attention', entry: 'attention' },
-        bindings: [
-          { binding: 1, buffer: buf(q) },
-          { binding: 2, buffer: buf(k) },
-          { binding: 3, buffer: buf(v) },
-          { binding: 4, buffer: buf(node.output) },
-        ],
-        uniforms: (step) => params(a, T, step.pos),
-        workgroups: [T, a.heads],
-      },
-    ];
-  },
-};
-
-/** Split-KV, first pass: (query, head, split) → scratch of partial results. */
-const partialKernel: Kernel<Attrs> = {
-  name: 'attention_partial',
-  encode(node, buf) {
-    const [q, k, v] = node.inputs;
-    const T = q.dim(0);
-    const a = node.attrs;
-    return [
-      {
-        pipeline: { shader: 'attention', entry: 'attention_partial' },
-        bindings: [
-          { binding: 1, buffer: buf(q) },
-          { binding: 2, buffer: buf(k) },
-          { binding: 3, buffer: buf(v) },
-          { binding: 5, buffer: buf(node.output) },
-        ],
-        uniforms: (step) => params(a, T, step.pos),
-        workgroups: [T, a.heads, a.splits],
-      },
-    ];
-  },
-};
-
+const kernel = attentionKernel('attention', [1, 2, 3, 4], (a) => [a.T, a.heads]);
+/** Split-KV, first pass: (query, head, split) → scratch of partial results ([T·heads·splits, d + 2]). */
+const partialKernel = attentionKernel('attention_partial', [1, 2, 3, 5], (a) => [a.T, a.heads, a.splits]);
 /** Split-KV, second pass: merges the splits of each (query, head). */
-const combineKernel: Kernel<Attrs> = {
-  name: 'attention_combine',
-  encode(node, buf) {
-    const [part] = node.inputs;
-    const a = node.attrs;
-    const T = node.output.dim(0);
-    return [
-      {
-        pipeline: { shader: 'attention', entry: 'attention_combine' },
-        bindings: [
-          { binding: 4, buffer: buf(node.output) },
-          { binding: 5, buffer: buf(part) },
-        ],
-        uniforms: (step) => params(a, T, step.pos),
-        workgroups: [T, a.heads],
-      },
-    ];
-  },
-};
-
+const combineKernel = attentionKernel('attention_combine', [5, 4], (a) => [a.T, a.heads]);
 /** SIMD-on-CPU devices: one invocation per query row, keys and values read as broadcast vec4s. */
 const ROWS_PER_GROUP = 16;
-const rowsKernel: Kernel<Attrs> = {
-  name: 'attention_rows',
-  encode(node, buf) {
-    const [q, k, v] = node.inputs;
-    const T = q.dim(0);
-    const a = node.attrs;
-    return [
-      {
-        pipeline: { shader: 'attention', entry: 'attention_rows', constants: { ARWG: ROWS_PER_GROUP } },
-        bindings: [
-          { binding: 6, buffer: buf(q) },
-          { binding: 7, buffer: buf(k) },
-          { binding: 8, buffer: buf(v) },
-          { binding: 9, buffer: buf(node.output) },
-        ],
-        uniforms: (step) => params(a, T, step.pos),
-        workgroups: [Math.ceil(T / ROWS_PER_GROUP), a.heads],
-      },
-    ];
-  },
-};
-
+const rowsKernel = attentionKernel('attention_rows', [6, 7, 8, 9], (a) => [Math.ceil(a.T / ROWS_PER_GROUP), a.heads], { ARWG: ROWS_PER_GROUP });
 /** Decode on SIMD-on-CPU devices: one workgroup per (query, head), its lanes splitting the keys. */
-const lanesKernel: Kernel<Attrs> = {
-  name: 'attention_lanes',
-  encode(node, buf) {
-    const [q, k, v] = node.inputs;
-    const T = q.dim(0);
-    const a = node.attrs;
-    return [
-      {
-        pipeline: { shader: 'attention', entry: 'attention_lanes' },
-        bindings: [
-          { binding: 6, buffer: buf(q) },
-          { binding: 7, buffer: buf(k) },
-          { binding: 8, buffer: buf(v) },
-          { binding: 9, buffer: buf(node.output) },
-        ],
-        uniforms: (step) => params(a, T, step.pos),
-        workgroups: [T, a.heads],
-      },
-    ];
-  },
-};
+const lanesKernel = attentionKernel('attention_lanes', [6, 7, 8, 9], (a) => [a.T, a.heads]);
 
 /** Use split-KV when one workgroup per (query, head) would leave the device mostly idle. */
 const SPLIT_BELOW_WORKGROUPS = 128;
@@ -182,6 +109,7 @@ export function attention(g: Graph, q: Tensor, k: Tensor, v: Tensor, o: Attentio
   const split = !rows && !lanes && (o.variant === 'split' || (auto && !block && T * heads < SPLIT_BELOW_WORKGROUPS && maxKeys > 64));
   const chunk = split ? Math.max(64, Math.ceil(maxKeys / MAX_SPLITS / 64) * 64) : maxKeys;
   const attrs: Attrs = {
+    T,
     heads,
     kvHeads,
     d,
