@@ -7,8 +7,9 @@
 //           long K (see below).
 //   gemv_glu: the gemv over the gate and up weights at once, with silu(gate)·up as the epilogue.
 //   gemv:   for decode (M small, typically 1): a workgroup of 32×8 invocations computes 8 outputs;
-//           32 lanes stride over K (consecutive lanes read consecutive weights) and reduce in shared
-//           memory; z of the grid is the row m. Reads A plainly (a_mode 0) and no repeating residual.
+//           32 lanes stride over K (consecutive lanes read consecutive weights) and reduce with
+//           subgroupAdd where the module has subgroups (see row_sum), else in shared memory; z of the
+//           grid is the row m. Reads A plainly (a_mode 0) and no repeating residual.
 // The A operand is read through load_a, which can gather it instead of reading a plain matrix:
 //   a_mode 0: A is a row-major [M, K] f32 matrix.
 //   a_mode 1: Idefics3 pixel shuffle of square [gw·gw, E] grids (one per image tile) by s, fused
@@ -206,18 +207,49 @@ const LANES: u32 = 32u;
 const ROWS: u32 = 8u;
 var<workgroup> lanes: array<array<f32, LANES>, ROWS>;
 
-/** Sum over the 32 lanes of each workgroup row (lanes[row][0] holds it afterwards). */
-fn lane_sum(lid: vec3u, v: f32) {
+//#if subgroups
+// With subgroups (and a subgroup size of at most 32, which the op checks), each subgroup sums its lanes
+// with subgroupAdd and each row adds up its 32 / subgroup-size subgroup sums from shared memory: two
+// barriers instead of six. This assumes subgroups are runs of consecutive local_invocation_index, as
+// the Vulkan, Metal and D3D12 drivers lay them out (lavapipe: 8 lanes, NVIDIA: 32).
+var<private> sg_lane: u32;
+var<private> sg_size: u32;
+
+/** The sum of v over the 32 lanes of this invocation's workgroup row, in every lane of the row. */
+fn row_sum(lid: vec3u, v: f32) -> f32 {
+  let s = subgroupAdd(v);
+  if (sg_lane == 0u) { lanes[lid.y][lid.x / sg_size] = s; }
+  workgroupBarrier();
+  var t = 0.0;
+  for (var i = 0u; i < LANES / sg_size; i++) { t += lanes[lid.y][i]; }
+  workgroupBarrier();
+  return t;
+}
+//#else
+/** The sum of v over the 32 lanes of this invocation's workgroup row, in every lane of the row. */
+fn row_sum(lid: vec3u, v: f32) -> f32 {
   lanes[lid.y][lid.x] = v;
   workgroupBarrier();
   for (var s = LANES / 2u; s > 0u; s >>= 1u) {
     if (lid.x < s) { lanes[lid.y][lid.x] += lanes[lid.y][lid.x + s]; }
     workgroupBarrier();
   }
+  let t = lanes[lid.y][0];
+  workgroupBarrier();
+  return t;
 }
+//#endif
 
 @compute @workgroup_size(32, 8)
-fn gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+fn gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u,
+//#if subgroups
+        @builtin(subgroup_invocation_id) sgi: u32, @builtin(subgroup_size) sgs: u32,
+//#endif
+) {
+//#if subgroups
+  sg_lane = sgi;
+  sg_size = sgs;
+//#endif
   let n = wg.x * ROWS + lid.y;
   let m = wg.z;
   var acc = 0.0;
@@ -231,11 +263,9 @@ fn gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
       acc = fma(x * norm_w(k), f32(w[wrow + k]), acc);
     }
   }
-  lane_sum(lid, ss);
-  let scale = row_scale(lanes[lid.y][0]);
-  workgroupBarrier();
-  lane_sum(lid, acc);
-  if (lid.x == 0u && n < p.N) { epilogue(m, n, lanes[lid.y][0] * scale); }
+  let scale = row_scale(row_sum(lid, ss));
+  let dot = row_sum(lid, acc);
+  if (lid.x == 0u && n < p.N) { epilogue(m, n, dot * scale); }
 }
 
 // SwiGLU in one pass for decode: y = silu(a·Wgᵀ) · (a·Wuᵀ), reading the gate rows (w) and the up rows
@@ -244,7 +274,15 @@ fn gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
 @group(0) @binding(7) var<storage, read> w_up: array<WT>;
 
 @compute @workgroup_size(32, 8)
-fn gemv_glu(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+fn gemv_glu(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u,
+//#if subgroups
+            @builtin(subgroup_invocation_id) sgi: u32, @builtin(subgroup_size) sgs: u32,
+//#endif
+) {
+//#if subgroups
+  sg_lane = sgi;
+  sg_size = sgs;
+//#endif
   let n = wg.x * ROWS + lid.y;
   let m = wg.z;
   var g = 0.0;
@@ -261,14 +299,10 @@ fn gemv_glu(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid:
       u = fma(x, f32(w_up[wrow + k]), u);
     }
   }
-  lane_sum(lid, ss);
-  let scale = row_scale(lanes[lid.y][0]);
-  workgroupBarrier();
-  lane_sum(lid, g);
-  let gs = lanes[lid.y][0] * scale;
-  workgroupBarrier();
-  lane_sum(lid, u);
-  if (lid.x == 0u && n < p.N) { y[m * p.ldc + p.n0 + n] = activate(gs, ACT_SILU) * lanes[lid.y][0] * scale; }
+  let scale = row_scale(row_sum(lid, ss));
+  let gs = row_sum(lid, g) * scale;
+  let us = row_sum(lid, u) * scale;
+  if (lid.x == 0u && n < p.N) { y[m * p.ldc + p.n0 + n] = activate(gs, ACT_SILU) * us; }
 }
 
 // matmul_rows: the linear layer for SIMD-on-CPU drivers (lavapipe; see src/gpu/tuning.ts), where an

@@ -38,6 +38,8 @@ export interface GpuOptions {
    * of a decode step, bench/host.bench.ts). For graphs that already ran validated; errors then go unseen.
    */
   skipValidation?: boolean;
+  /** Leave subgroup operations unused even where offered (also WEBGPU_VLM_NO_SUBGROUPS=1). */
+  noSubgroups?: boolean;
 }
 
 export class GpuError extends Error {
@@ -66,6 +68,11 @@ export class Gpu {
   readonly pipelines: PipelineCache;
   /** Which kernel variants suit this adapter (a GPU, or a SIMD-on-CPU driver such as lavapipe). */
   readonly tuning: Tuning;
+  /**
+   * Whether row reductions use subgroupAdd: the adapter offers subgroups of at most 32 lanes (a power of
+   * two, so that a 32-lane row is whole subgroups). Set by create().
+   */
+  subgroupReduce = false;
   /** Set when the device is lost (or destroyed); every later submission fails with this reason. */
   lostReason: string | null = null;
   private destroyed = false;
@@ -104,6 +111,9 @@ export class Gpu {
     }
     const device = await adapter.requestDevice({ requiredFeatures, requiredLimits });
     const gpu = new Gpu(instance, adapter, device);
+    const sgMax = adapter.info.subgroupMaxSize ?? 0;
+    gpu.subgroupReduce =
+      gpu.has('subgroups') && sgMax >= 1 && sgMax <= 32 && (sgMax & (sgMax - 1)) === 0 && !options.noSubgroups && process.env.WEBGPU_VLM_NO_SUBGROUPS !== '1';
     // A device cannot be given a limit below the WebGPU default, so a smaller cap (for tests of
     // tensor splitting) is applied by this runtime rather than by Dawn.
     if (options.maxStorageBufferBindingSize !== undefined) {

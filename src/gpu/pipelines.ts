@@ -26,6 +26,29 @@ export function keyString(k: PipelineKey): string {
   return `${k.shader}:${k.entry}|${obj(k.aliases)}|${obj(k.constants)}|${(k.enables ?? []).join(',')}`;
 }
 
+/**
+ * Keeps the `//#if NAME` … (`//#else` …) `//#endif` blocks of a shader whose NAME is among the module's
+ * enables (e.g. code using subgroup builtins, which only compiles with `enable subgroups;`). Lines are
+ * blanked rather than removed, so compiler messages keep the file's line numbers.
+ */
+export function selectBlocks(src: string, enables: ReadonlySet<string>, shader: string): string {
+  const stack: { keep: boolean; line: number }[] = [];
+  const lines = src.split('\n');
+  const out = lines.map((line, i) => {
+    const m = /^\s*\/\/#(if (\w+)|else|endif)\s*$/.exec(line);
+    if (m) {
+      if (m[2]) stack.push({ keep: enables.has(m[2]), line: i + 1 });
+      else if (!stack.length) throw new GpuError(`shaders/${shader}.wgsl:${i + 1}: //#${m[1]} without //#if`);
+      else if (m[1] === 'else') stack[stack.length - 1].keep = !stack[stack.length - 1].keep;
+      else stack.pop();
+      return '';
+    }
+    return stack.every((b) => b.keep) ? line : '';
+  });
+  if (stack.length) throw new GpuError(`shaders/${shader}.wgsl:${stack[stack.length - 1].line}: //#if without //#endif`);
+  return out.join('\n');
+}
+
 export class PipelineCache {
   private readonly gpu: Gpu;
   private readonly sources = new Map<string, string>();
@@ -63,7 +86,7 @@ export class PipelineCache {
     for (const [name, type] of Object.entries(aliases)) head.push(`alias ${name} = ${type};`);
     // `//#include NAME` pulls in shaders/NAME.wgsl (shared functions, e.g. activations).
     const body = this.source(k.shader).replace(/^\/\/#include (\w+)\s*$/gm, (_, name: string) => this.source(name));
-    return `${head.join('\n')}\n${body}`;
+    return `${head.join('\n')}\n${selectBlocks(body, enables, k.shader)}`;
   }
 
   async get(k: PipelineKey): Promise<GPUComputePipeline> {

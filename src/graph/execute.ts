@@ -77,7 +77,7 @@ export class Executable {
       if (t.chunks && t.chunks.length === 1) return t.chunks[0].buffer;
       throw new GpuError(`tensor ${t} has no buffer (${t.chunks ? 'split weights must be bound per chunk' : 'not planned'})`);
     };
-    const ctx: KernelContext = { has: (f) => gpu.has(f), dummy: gpu.dummy };
+    const ctx: KernelContext = { has: (f) => gpu.has(f), dummy: gpu.dummy, subgroupReduce: gpu.subgroupReduce };
     const dispatches: { d: Dispatch; node: string; section: string }[] = [];
     for (const n of layout.order) {
       for (const d of n.kernel.encode(n, bufferOf, ctx)) dispatches.push({ d, node: `${n.kernel.name}→${n.output}`, section: n.section });

@@ -45,6 +45,8 @@ export interface KernelContext {
   has(feature: 'shader-f16' | 'subgroups' | 'timestamp-query'): boolean;
   /** A 16-byte buffer bound where an optional input (bias, residual) is absent. */
   readonly dummy: GPUBuffer;
+  /** Row reductions may use subgroupAdd (see Gpu.subgroupReduce). */
+  readonly subgroupReduce: boolean;
 }
 
 export class Node<A = unknown> {

@@ -31,7 +31,12 @@ const gluKernel: Kernel<MatmulAttrs> = {
     }
     return gc.map(
       (c, i): Dispatch => ({
-        pipeline: { shader: 'matmul', entry: 'gemv_glu', aliases: matmulAliases(gate, undefined, node.attrs.norm ? node.inputs[3] : undefined) },
+        pipeline: {
+          shader: 'matmul',
+          entry: 'gemv_glu',
+          aliases: matmulAliases(gate, undefined, node.attrs.norm ? node.inputs[3] : undefined),
+          enables: ctx.subgroupReduce ? ['subgroups'] : undefined,
+        },
         bindings: [
           { binding: 1, buffer: buf(x) },
           { binding: 2, buffer: c.buffer },

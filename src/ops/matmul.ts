@@ -162,6 +162,7 @@ export const matmulKernel: Kernel<MatmulAttrs> = {
           shader: 'matmul',
           entry: gemv ? 'gemv' : 'matmul',
           aliases: matmulAliases(w, bias, at.norm ? node.inputs[node.inputs.length - 1] : undefined),
+          enables: gemv && ctx.subgroupReduce ? ['subgroups'] : undefined,
         },
         bindings: [
           { binding: 1, buffer: buf(x) },

@@ -1,5 +1,6 @@
 // matmul / gemv / projector / patch embedding against a float64 CPU reference.
 import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
 import { Graph, Rng, assertClose, run, testGpu, weight } from '../helpers.ts';
 import { linear } from '../../src/ops/matmul.ts';
 import { ACT } from '../../src/ops/elementwise.ts';
@@ -268,6 +269,33 @@ describe('RMSNorm folded into the linear layer (decode kernels)', () => {
       const gl = linear64(h, gate.v, M, N, K, undefined, ACT.silu);
       const ul = linear64(h, up.v, M, N, K);
       assertClose(out, gl.map((v, i) => v * ul[i]), TOL.F32, `gemv_glu folded norm (${tuning.target})`);
+    });
+  }
+});
+
+describe('gemv and gemv_glu row sums with and without subgroups', () => {
+  // Where the adapter offers subgroups of at most 32 lanes (lavapipe: 8, so four per 32-lane row), the
+  // GPU decode kernels sum rows with subgroupAdd; noSubgroups keeps the shared-memory tree.
+  for (const noSubgroups of [false, true]) {
+    it(`${noSubgroups ? 'shared-memory tree' : 'subgroupAdd where offered'}: gemv with folded norm, gemv_glu`, async () => {
+      const gpu = await testGpu({ noSubgroups });
+      if (noSubgroups) assert.equal(gpu.subgroupReduce, false);
+      else assert.equal(gpu.subgroupReduce, gpu.has('subgroups') && (gpu.info.subgroupMaxSize ?? 64) <= 32);
+      const rng = new Rng(noSubgroups ? 1 : 2);
+      const [M, N, K] = [3, 77, 300];
+      const g = new Graph(TUNINGS.gpu);
+      const xv = rng.array(M * K);
+      const nv = rng.array(K, 0.2).map((v) => v + 1);
+      const w = await weight(gpu, g, 'w', [N, K], rng.array(N * K, 0.1));
+      const up = await weight(gpu, g, 'up', [N, K], rng.array(N * K, 0.1));
+      const nw = await weight(gpu, g, 'norm', [K], nv);
+      const x = g.input('x', [M, K], 'f32');
+      const outs = await run(gpu, g, [linear(g, x, w.t, { variant: 'gemv', norm: { weight: nw.t, eps: 1e-6 } }), gluGemv(g, x, w.t, up.t)], [[x, xv]]);
+      const h = Float32Array.from(rmsNorm64(xv, nw.v, M, K, 1e-6));
+      assertClose(outs[0], linear64(h, w.v, M, N, K), TOL.F32, 'gemv');
+      const gl = linear64(xv, w.v, M, N, K, undefined, ACT.silu);
+      const ul = linear64(xv, up.v, M, N, K);
+      assertClose(outs[1], gl.map((v, i) => v * ul[i]), TOL.F32, 'gemv_glu');
     });
   }
 });
