@@ -47,3 +47,19 @@ it('the decode bench runs a Llama decoder at a config\'s shapes and reports byte
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+it('npm run bench (bench/run.ts) merges the kernel table and says why the ORT column is missing with --no-peers', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'bench-'));
+  try {
+    const json = join(dir, 'bench.json');
+    const script = fileURLToPath(new URL('../../bench/run.ts', import.meta.url));
+    const r = spawnSync(process.execPath, ['--import', 'tsx', script, '--quick', '--no-peers', '--json', json], { encoding: 'utf8', timeout: 300_000 });
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /no ORT column: --no-peers/);
+    const out = JSON.parse(readFileSync(json, 'utf8'));
+    assert.deepEqual(out.peer, { unavailable: '--no-peers' });
+    assert.ok(out.rows.length >= 20 && out.roofline.bandwidthGBps > 0);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
