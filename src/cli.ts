@@ -37,6 +37,7 @@ Options:
   --seed N               sampling seed (default 0)
   --stop TEXT            stop when the reply contains TEXT; repeatable
   --dtype auto|f32|f16   weight storage (default auto)
+  --kernels gpu|cpu      kernel set (default: the one the adapter suits; cpu = for lavapipe-like drivers)
   --json                 print one JSON object (text, tokens, timings) instead of streaming
   -h, --help             this help`;
 
@@ -135,6 +136,7 @@ async function run(argv: string[]): Promise<number> {
       seed: { type: 'string' },
       stop: { type: 'string', multiple: true },
       dtype: { type: 'string' },
+      kernels: { type: 'string' },
       json: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -148,13 +150,15 @@ async function run(argv: string[]): Promise<number> {
   if (values.prompt === undefined) fail('run: --prompt TEXT is required', RUN_USAGE);
   const dtype = values.dtype ?? 'auto';
   if (dtype !== 'auto' && dtype !== 'f32' && dtype !== 'f16') fail(`run: --dtype expects auto, f32 or f16, got "${dtype}"`, RUN_USAGE);
+  const kernels = values.kernels;
+  if (kernels !== undefined && kernels !== 'gpu' && kernels !== 'cpu') fail(`run: --kernels expects gpu or cpu, got "${kernels}"`, RUN_USAGE);
   const maxNewTokens = numberOpt('--max-new-tokens', values['max-new-tokens'], (n) => Number.isInteger(n) && n > 0, 'a positive integer') ?? 128;
   const temperature = numberOpt('--temperature', values.temperature, (n) => n >= 0, 'a number >= 0');
   const topK = numberOpt('--top-k', values['top-k'], (n) => Number.isInteger(n) && n > 0, 'a positive integer');
   const topP = numberOpt('--top-p', values['top-p'], (n) => n > 0 && n <= 1, 'a number in (0, 1]');
   const seed = numberOpt('--seed', values.seed, (n) => Number.isInteger(n), 'an integer');
   const { loadModel } = await import('./pipeline.ts');
-  const pipe = await loadModel(values.model, { dtype, onProgress: progressBar('loading') });
+  const pipe = await loadModel(values.model, { dtype, kernels, onProgress: progressBar('loading') });
   try {
     if (!values.json) process.stderr.write(`${pipe.model.gpu.describe().split('\n')[0]}\n`);
     const gen = pipe.generate({ prompt: values.prompt, images: values.image ?? [], maxNewTokens, temperature, topK, topP, seed, stop: values.stop });

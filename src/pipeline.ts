@@ -9,6 +9,7 @@ import { loadModelDir } from './models/registry.ts';
 import type { VisionLanguageModel } from './models/vlm.ts';
 import type { LoadProgress } from './models/weights.ts';
 import type { WeightDType } from './io/upload.ts';
+import type { Target } from './gpu/tuning.ts';
 import { TextTokenizer } from './text/tokenizer.ts';
 import { loadChatTemplate, renderChat, type ChatMessage } from './text/chat.ts';
 import { expandImages, loadImageSeqLen, loadImageTokens, replacePlaceholders, type ImageTokens } from './text/prompt.ts';
@@ -24,6 +25,8 @@ export interface LoadModelOptions {
   revision?: string;
   /** Use this GPU instead of opening one (it is then not destroyed by dispose()). */
   gpu?: Gpu;
+  /** Kernel set: 'gpu' or 'cpu' (SIMD-on-CPU drivers such as lavapipe); default: the one the adapter suits. */
+  kernels?: Target;
 }
 
 export interface GenerateRequest {
@@ -153,7 +156,7 @@ export class VisionLanguagePipeline {
     const statedSeqLen = format === 'idefics3' ? await loadImageSeqLen(dir) : undefined;
     const gpu = opts.gpu ?? (await Gpu.create());
     try {
-      const model = await loadModelDir(gpu, dir, { dtype: opts.dtype, onProgress: opts.onProgress, root });
+      const model = await loadModelDir(gpu, dir, { dtype: opts.dtype, onProgress: opts.onProgress, root, kernels: opts.kernels });
       if (statedSeqLen !== undefined && model.featuresPerTile !== statedSeqLen) {
         model.dispose();
         throw new Error(`${dir}: processor_config.json image_seq_len ${statedSeqLen} differs from the ${model.featuresPerTile} features per image the model config gives`);

@@ -20,10 +20,11 @@ describe('webgpu-vlm run', () => {
     assert.match(r.stderr, /load [\d.]+ s, image encode [\d.]+ ms, TTFT [\d.]+ ms, prefill [\d.]+ tok\/s \(\d+ tokens\), decode [\d.]+ tok\/s \(6 tokens, length\)/);
   });
 
-  it('prints a machine-readable result with --json (LLaVA)', () => {
-    const r = cli('run', '--model', LLAVA, '--image', join(LLAVA, 'image.png'), '--prompt', 'Hi?', '--max-new-tokens', '5', '--json');
-    assert.equal(r.status, 0, r.stderr);
-    const out = JSON.parse(r.stdout);
+  it('prints a machine-readable result with --json (LLaVA), the same tokens with either kernel set', () => {
+    const runs = ['gpu', 'cpu'].map((k) => cli('run', '--model', LLAVA, '--image', join(LLAVA, 'image.png'), '--prompt', 'Hi?', '--max-new-tokens', '5', '--json', '--kernels', k));
+    for (const r of runs) assert.equal(r.status, 0, r.stderr);
+    const [out, other] = runs.map((r) => JSON.parse(r.stdout));
+    assert.deepEqual(other.tokens, out.tokens);
     assert.equal(out.tokens.length, 5);
     assert.equal(typeof out.text, 'string');
     assert.equal(out.timings.promptTokens, 50);
@@ -46,6 +47,7 @@ describe('webgpu-vlm run', () => {
       [['run', '--model', SMOL, '--prompt', 'x', '--max-new-tokens', 'many'], /--max-new-tokens expects a positive integer, got "many"/],
       [['run', '--model', SMOL, '--prompt', 'x', '--top-p', '2'], /--top-p expects a number in \(0, 1\], got "2"/],
       [['run', '--model', SMOL, '--prompt', 'x', '--dtype', 'int4'], /--dtype expects auto, f32 or f16, got "int4"/],
+      [['run', '--model', SMOL, '--prompt', 'x', '--kernels', 'tpu'], /--kernels expects gpu or cpu, got "tpu"/],
       [['run', '--bogus'], /Unknown option '--bogus'/],
     ];
     for (const [args, msg] of cases) {
