@@ -29,7 +29,7 @@ step() {
   [ $rc = 0 ] || status=1
 }
 step info node src/bin.mjs info
-step tests node --import tsx --test --test-concurrency=1 test/ops/*.test.ts test/models/*.test.ts test/api/*.test.ts
+step tests node --import tsx --test --test-concurrency=1 test/gpu/*.test.ts test/ops/*.test.ts test/models/*.test.ts test/api/*.test.ts
 step bench node --import tsx bench/kernels.bench.ts --json "$out/bench.json"
 step demo node --import tsx src/demo.ts
 step model node --import tsx bench/model.bench.ts --layouts single --tokens 16 --json "$out/model.json"
