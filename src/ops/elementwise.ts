@@ -99,5 +99,5 @@ export function copyRows(g: Graph, src: Tensor, state: Tensor, dstRow0: (pos: nu
 export function sliceRows(g: Graph, x: Tensor, start: number, count: number): Tensor {
   expectShape('sliceRows', 'input', x, [null, null], ['f32']);
   if (start + count > x.dim(0)) throw new Error(`sliceRows: rows ${start}..${start + count} of a ${x.dim(0)}-row tensor`);
-  return g.add(kernel, [x], { shape: [count, x.dim(1)], dtype: 'f32' }, { entry: 'copy_rows', dstRow0: () => 0, srcRow0: start, rows: count });
+  return g.add(kernel, [x], { shape: [count, x.dim(1)], dtype: 'f32' }, { entry: 'copy_rows', srcRow0: start, rows: count });
 }
