@@ -9,7 +9,8 @@
 //   gemv:   for decode (M small, typically 1): a workgroup of 32×8 invocations computes 8 outputs;
 //           32 lanes stride over K (consecutive lanes read consecutive weights) and reduce with
 //           subgroupAdd where the module has subgroups (see row_sum), else in shared memory; z of the
-//           grid is the row m. Reads A plainly (a_mode 0) and no repeating residual.
+//           grid is the row m. Reads A plainly (a_mode 0) or as split-KV partials (a_mode 3), and no
+//           repeating residual.
 // The A operand is read through load_a, which can gather it instead of reading a plain matrix:
 //   a_mode 0: A is a row-major [M, K] f32 matrix.
 //   a_mode 1: Idefics3 pixel shuffle of square [gw·gw, E] grids (one per image tile) by s, fused
@@ -18,6 +19,10 @@
 //   a_mode 2: im2col of NCHW pixels [tiles, C, H, W] for a stride-P convolution (patch embedding):
 //             row r of a tile is patch (r / gw, r % gw), feature k = (c·P + ky)·P + kx, as the conv
 //             weight [D, C, P, P] flattens.
+//   a_mode 3 (gemv only): the output of split-KV attention, merged on the fly from its partials
+//             [M·heads·splits, d + 2] (see attention_partial in attention.wgsl) with gw = heads, E = d,
+//             s = splits: A[r, h·d + i] = Σ_s o_s[i]·e^(m_s − m) / Σ_s l_s·e^(m_s − m). The decode
+//             step's o_proj reads attention this way, so attention_combine is not dispatched.
 // The residual may repeat every res_rows rows (the position embedding of each tile); 0 means M.
 // A weight split in chunks (above maxStorageBufferBindingSize) is one dispatch per chunk: n0 is the
 // chunk's first output column and N its row count.
@@ -83,6 +88,25 @@ fn a_run() -> u32 {
 
 fn load_a(r: u32, k: u32) -> f32 {
   return a[a_index(r, k)];
+}
+
+/** A[r, k] for the gemv entries: plain, or (a_mode 3) merged from split-KV attention partials. */
+fn gemv_a(r: u32, k: u32) -> f32 {
+  if (p.a_mode != 3u) { return a[r * p.K + k]; }
+  let d = p.E;
+  let stride = d + 2u;
+  let base = (r * p.gw + k / d) * p.s * stride;
+  var mx = -0x1.fffffep+127f;
+  for (var z = 0u; z < p.s; z++) { mx = max(mx, a[base + z * stride + d]); }
+  var o = 0.0;
+  var l = 0.0;
+  for (var z = 0u; z < p.s; z++) {
+    let at = base + z * stride;
+    let e = exp(a[at + d] - mx);
+    o = fma(a[at + k % d], e, o);
+    l = fma(a[at + d + 1u], e, l);
+  }
+  return o / l;
 }
 
 fn epilogue(m: u32, n: u32, acc: f32) {
@@ -256,9 +280,8 @@ fn gemv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
   var ss = 0.0;
   if (n < p.N) {
     let wrow = n * p.K;
-    let arow = m * p.K;
     for (var k = lid.x; k < p.K; k += LANES) {
-      let x = a[arow + k];
+      let x = gemv_a(m, k);
       ss = fma(x, x, ss);
       acc = fma(x * norm_w(k), f32(w[wrow + k]), acc);
     }

@@ -9,11 +9,11 @@ import type { VarBuilder } from './weights.ts';
 import type { Taps } from './taps.ts';
 import { Linear } from './vit.ts';
 import { rmsNorm } from '../ops/norm.ts';
-import { attention } from '../ops/attention.ts';
+import { attentionOperand } from '../ops/attention.ts';
 import { ropeQKV, ropeInvFreq } from '../ops/rope.ts';
 import { add, siluMul, activationOf } from '../ops/elementwise.ts';
 import { gluGemv } from '../ops/gemv.ts';
-import { GEMV_MAX_M, foldsNorm, linear, type NormFold } from '../ops/matmul.ts';
+import { GEMV_MAX_M, foldsNorm, linear, matmulNode, type NormFold } from '../ops/matmul.ts';
 
 export class RMSNorm {
   readonly weight: Tensor; // [D]
@@ -99,8 +99,9 @@ export class LlamaAttention {
     // One matmul for q, k and v; RoPE on q and k and the append of keys and values to the caches, one kernel.
     const qkv = linear(g, x, this.qkv.weight, { bias: this.qkv.bias, norm });
     const { q, k, v } = ropeQKV(g, qkv, invFreq, this.heads, this.kvHeads, cache);
-    const o = attention(g, q, k, v, { heads: this.heads, kvHeads: this.kvHeads, causal: true });
-    return this.o_proj.forward(g, o, { residual });
+    // In decode on a GPU, o_proj's gemv merges the split-KV partials as it reads them (no combine pass).
+    const o = attentionOperand(g, q, k, v, { heads: this.heads, kvHeads: this.kvHeads, causal: true });
+    return matmulNode(g, o.x, this.o_proj.weight, x.dim(0), o.a, { bias: this.o_proj.bias, residual });
   }
 }
 

@@ -3,6 +3,7 @@
 import type { Graph, Kernel } from '../graph/graph.ts';
 import { type Tensor, expectShape } from '../graph/tensor.ts';
 import { uniforms, f32 } from './common.ts';
+import { GEMV_MAX_M, type AOperand } from './matmul.ts';
 
 interface Attrs {
   /** Query rows of the step. */
@@ -87,6 +88,23 @@ export interface AttentionOptions {
  * cache; query t sits at position step.pos + t and sees keys 0 ..= step.pos + t.
  */
 export function attention(g: Graph, q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions): Tensor {
+  const r = attentionOperand(g, q, k, v, o, false);
+  return r.x;
+}
+
+/**
+ * Attention as the A operand of the projection that reads it (o_proj): the output [T, heads·d], or,
+ * where split-KV is chosen and `mergeInConsumer`, its partials [T·heads·splits, d + 2] with the operand
+ * that makes the decode gemv merge them as it reads (matmul.wgsl a_mode 3): one dispatch fewer.
+ */
+export function attentionOperand(
+  g: Graph,
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  o: AttentionOptions,
+  mergeInConsumer = true,
+): { x: Tensor; a: AOperand } {
   const { heads, kvHeads, causal } = o;
   const d = q.dim(1) / heads;
   if (!Number.isInteger(d)) throw new Error(`attention: query width ${q.dim(1)} is not a multiple of ${heads} heads`);
@@ -120,9 +138,11 @@ export function attention(g: Graph, q: Tensor, k: Tensor, v: Tensor, o: Attentio
     chunk,
     splits: split ? Math.ceil(maxKeys / chunk) : 1,
   };
-  if (rows) return g.add(rowsKernel, [q, k, v], { shape: [T, heads * d], dtype: 'f32' }, attrs);
-  if (lanes) return g.add(lanesKernel, [q, k, v], { shape: [T, heads * d], dtype: 'f32' }, attrs);
-  if (!split) return g.add(kernel, [q, k, v], { shape: [T, heads * d], dtype: 'f32' }, attrs);
+  const plain = (x: Tensor) => ({ x, a: { mode: 'plain' } as const });
+  if (rows) return plain(g.add(rowsKernel, [q, k, v], { shape: [T, heads * d], dtype: 'f32' }, attrs));
+  if (lanes) return plain(g.add(lanesKernel, [q, k, v], { shape: [T, heads * d], dtype: 'f32' }, attrs));
+  if (!split) return plain(g.add(kernel, [q, k, v], { shape: [T, heads * d], dtype: 'f32' }, attrs));
   const part = g.add(partialKernel, [q, k, v], { shape: [T * heads * attrs.splits, d + 2], dtype: 'f32' }, attrs);
-  return g.add(combineKernel, [part], { shape: [T, heads * d], dtype: 'f32' }, attrs);
+  if (mergeInConsumer && T <= GEMV_MAX_M) return { x: part, a: { mode: 'attn_partials', heads, d, splits: attrs.splits } };
+  return plain(g.add(combineKernel, [part], { shape: [T, heads * d], dtype: 'f32' }, attrs));
 }

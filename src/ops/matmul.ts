@@ -14,7 +14,9 @@ import type { RowsTiles } from '../gpu/tuning.ts';
 export type AOperand =
   | { mode: 'plain' }
   | { mode: 'pixel_shuffle'; s: number; E: number; gridW: number }
-  | { mode: 'im2col'; C: number; H: number; W: number; P: number; gridW: number };
+  | { mode: 'im2col'; C: number; H: number; W: number; P: number; gridW: number }
+  /** Split-KV attention partials [M·heads·splits, d + 2], merged as read (gemv only): K = heads·d. */
+  | { mode: 'attn_partials'; heads: number; d: number; splits: number };
 
 /** Rows after which the residual repeats (per-tile position embeddings); 0 = it has M rows. */
 export interface ResidualRepeat {
@@ -62,7 +64,7 @@ export interface MatmulAttrs {
 export type MatmulVariant = 'tiled' | 'gemv' | 'splitk' | 'rows';
 
 export const GEMV_MAX_M = 4;
-const A_MODE = { plain: 0, pixel_shuffle: 1, im2col: 2 } as const;
+const A_MODE = { plain: 0, pixel_shuffle: 1, im2col: 2, attn_partials: 3 } as const;
 
 /** The Params words of matmul.wgsl for the rows [row0, row0 + rows) of the weight. */
 export function params(at: MatmulAttrs, row0: number, rows: number): Uint32Array {
@@ -72,7 +74,9 @@ export function params(at: MatmulAttrs, row0: number, rows: number): Uint32Array
       ? [A_MODE.pixel_shuffle, a.s, a.E, a.gridW, 0, 0, 0, 0]
       : a.mode === 'im2col'
         ? [A_MODE.im2col, 0, 0, a.gridW, a.C, a.H, a.W, a.P]
-        : [A_MODE.plain, 0, 0, 0, 0, 0, 0, 0];
+        : a.mode === 'attn_partials'
+          ? [A_MODE.attn_partials, a.splits, a.d, a.heads, 0, 0, 0, 0]
+          : [A_MODE.plain, 0, 0, 0, 0, 0, 0, 0];
   const head = [at.M, rows, at.K, row0, at.N, at.act, at.hasBias ? 1 : 0, at.hasRes ? 1 : 0];
   return uniforms(...head, ...modeWords, at.resRows, at.kChunk, at.splits, at.norm ? 1 : 0, f32(at.norm?.eps ?? 0));
 }
@@ -183,7 +187,7 @@ export const matmulKernel: Kernel<MatmulAttrs> = {
  * consecutive features (E for pixel shuffle; P and the image width for im2col) multiples of 4.
  */
 export function rowsFit(a: AOperand, K: number): boolean {
-  if (K % 4 !== 0) return false;
+  if (K % 4 !== 0 || a.mode === 'attn_partials') return false;
   if (a.mode === 'pixel_shuffle') return a.E % 4 === 0;
   if (a.mode === 'im2col') return a.P % 4 === 0 && a.W % 4 === 0;
   return true;
@@ -249,14 +253,23 @@ export function matmulNode(g: Graph, x: Tensor, w: Tensor, M: number, a: AOperan
   const variant: MatmulVariant =
     opts.variant && opts.variant !== 'auto'
       ? opts.variant
-      : g.tuning.target === 'cpu' && rowsFit(a, K)
+      : a.mode === 'attn_partials'
+        ? 'gemv'
+        : g.tuning.target === 'cpu' && rowsFit(a, K)
         ? 'rows'
         : M <= GEMV_MAX_M && a.mode === 'plain'
         ? 'gemv'
         : tiles < SPLITK_BELOW_TILES && K >= 2 * SPLITK_MIN_CHUNK
           ? 'splitk'
           : 'tiled';
-  if (variant === 'gemv' && a.mode !== 'plain') throw new Error(`linear: the gemv variant reads a plain A operand only, not ${a.mode}`);
+  if (variant === 'gemv' && a.mode !== 'plain' && a.mode !== 'attn_partials') {
+    throw new Error(`linear: the gemv variant reads a plain A operand or attention partials, not ${a.mode}`);
+  }
+  if (a.mode === 'attn_partials') {
+    if (variant !== 'gemv' || M > GEMV_MAX_M) throw new Error(`linear: attention partials are merged by the gemv only (M = ${M}, variant ${variant})`);
+    if (K !== a.heads * a.d) throw new Error(`linear: attention partials of ${a.heads} heads × ${a.d} give K = ${a.heads * a.d}, the weight has ${K}`);
+    expectShape('linear', 'attention partials', x, [M * a.heads * a.splits, a.d + 2], ['f32']);
+  }
   // A norm is folded where the kernel reads whole plain rows of A; elsewhere it is a node of its own.
   const foldNorm = !!opts.norm && a.mode === 'plain' && (variant === 'gemv' || variant === 'rows');
   if (opts.norm && !foldNorm) {

@@ -1,10 +1,13 @@
 // Scaled dot-product attention (shaders/attention.wgsl) against a float64 reference: softmax(q·kᵀ·scale)·v
 // per head, bidirectional over [T] keys or causal over a KV cache, grouped-query when kvHeads < heads.
 import { describe, it } from 'node:test';
-import { Graph, Rng, assertClose, run, testGpu } from '../helpers.ts';
-import { attention } from '../../src/ops/attention.ts';
+import assert from 'node:assert/strict';
+import { Graph, Rng, assertClose, run, testGpu, weight } from '../helpers.ts';
+import { attention, attentionOperand } from '../../src/ops/attention.ts';
+import { matmulNode } from '../../src/ops/matmul.ts';
+import { TUNINGS } from '../../src/gpu/tuning.ts';
 import { Executable } from '../../src/graph/execute.ts';
-import { attention64 } from './reference.ts';
+import { attention64, linear64 } from './reference.ts';
 
 // Each output is a convex combination of |v| <~ 4 values. Scores are f32 dot products of d terms
 // (relative error ~sqrt(d)·2^-24 of Σ|q·k|), the online softmax rescales in f32, and the weighted sum of
@@ -185,4 +188,38 @@ describe('attention, causal over a KV cache', () => {
       gpu.pool.destroy(vbuf);
     }
   });
+});
+
+describe('split-KV partials merged by the gemv that reads them (o_proj in decode)', () => {
+  // attentionOperand with the gpu tuning in decode returns the partials and matmul.wgsl's a_mode 3;
+  // the gemv's product must equal o_proj applied to the attention output.
+  for (const [T, S, pos, heads, kvHeads, d, N] of [
+    [1, 200, 150, 9, 3, 64, 70],
+    [3, 300, 260, 4, 2, 16, 33],
+  ] as [number, number, number, number, number, number, number][]) {
+    it(`T=${T} over ${pos + T} cached keys, heads=${heads}/${kvHeads} d=${d} → N=${N}`, async () => {
+      const gpu = await testGpu();
+      const rng = new Rng(T * 13 + S + N);
+      const W = kvHeads * d;
+      const [qv, kv, vv] = [rng.array(T * heads * d, 2), rng.array(S * W), rng.array(S * W)];
+      const kbuf = gpu.pool.upload(kv);
+      const vbuf = gpu.pool.upload(vv);
+      try {
+        const g = new Graph(TUNINGS.gpu);
+        const q = g.input('q', [T, heads * d], 'f32');
+        const k = g.state('k', [S, W], 'f32', kbuf);
+        const v = g.state('v', [S, W], 'f32', vbuf);
+        const wo = await weight(gpu, g, 'o_proj', [N, heads * d], rng.array(N * heads * d, 0.1));
+        const o = attentionOperand(g, q, k, v, { heads, kvHeads, causal: true });
+        assert.equal(o.a.mode, 'attn_partials');
+        const y = matmulNode(g, o.x, wo.t, T, o.a);
+        const [out] = await run(gpu, g, [y], [[q, qv]], { pos });
+        const att = attention64(qv, kv, vv, T, heads, kvHeads, d, (t) => pos + t);
+        assertClose(out, linear64(Float32Array.from(att), wo.v, T, N, heads * d), TOL, 'o_proj over merged partials');
+      } finally {
+        gpu.pool.destroy(kbuf);
+        gpu.pool.destroy(vbuf);
+      }
+    });
+  }
 });
