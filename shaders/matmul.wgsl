@@ -1,8 +1,9 @@
 // Y[M, N] = act(A[M, K] · W[N, K]ᵀ + bias) + residual, with W stored as checkpoints store linear
 // weights ([out, in]) in WT (f32 or f16), f32 accumulation.
 // Entry points:
-//   matmul: 64×64 output tile per workgroup of 16×16 invocations, 4×4 outputs per invocation
-//           (strided by 16 to keep shared-memory reads conflict-free), K step 16.
+//   matmul: TM×TN output tile per workgroup of TWX×TWY invocations (64×64 and 16×16 by default), 4×4
+//           outputs per invocation (strided by the workgroup size to keep shared-memory reads
+//           conflict-free), K step 16.
 //   matmul_splitk + splitk_reduce: the same tiles with K split over the grid's z, for few tiles and
 //           long K (see below).
 //   gemv_glu: the gemv over the gate and up weights at once, with silu(gate)·up as the epilogue.
@@ -45,12 +46,18 @@ struct Params {
 @group(0) @binding(4) var<storage, read> res: array<f32>;
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;
 
-const TM: u32 = 64u;
-const TN: u32 = 64u;
+// The tiled entries' tile: a workgroup of TWX × TWY invocations, each 4×4 outputs strided by the
+// workgroup's size, so a tile is TM = 4·TWY rows by TN = 4·TWX columns; K in steps of TK. TWX and TWY are
+// override constants chosen per device (src/gpu/tuning.ts; 16 × 16 → 64×64 tiles by default).
+override TWX: u32 = 16u;
+override TWY: u32 = 16u;
+override TM: u32 = 4u * TWY;
+override TN: u32 = 4u * TWX;
 const TK: u32 = 16u;
 
-var<workgroup> As: array<array<f32, TM>, TK>;
-var<workgroup> Ws: array<array<f32, TN>, TK>;
+// [TK][TM] and [TK][TN], flattened (only the outer size of a workgroup array may be an override).
+var<workgroup> As: array<f32, TK * TM>;
+var<workgroup> Ws: array<f32, TK * TN>;
 
 /** Index into a of A[r, k] (see a_mode above). */
 fn a_index(r: u32, k: u32) -> u32 {
@@ -144,29 +151,34 @@ fn row_scale(ss: f32) -> f32 {
   return inverseSqrt(ss / f32(p.K) + p.eps);
 }
 
-/** The 64×64 output tile at (m0, c0) over k in [k_begin, k_end): 4×4 sums per invocation. */
+/** The TM×TN output tile at (m0, c0) over k in [k_begin, k_end): 4×4 sums per invocation. */
 fn tile_product(m0: u32, c0: u32, lid: vec3u, li: u32, k_begin: u32, k_end: u32) -> array<array<f32, 4>, 4> {
   var acc: array<array<f32, 4>, 4>;
+  let threads = TWX * TWY;
   for (var k0 = k_begin; k0 < k_end; k0 += TK) {
-    for (var i = 0u; i < 4u; i++) {
-      let idx = li + i * 256u;
+    for (var idx = li; idx < TK * TM; idx += threads) {
       let row = idx / TK;
       let kk = idx % TK;
       let k = k0 + kk;
       var av = 0.0;
       if (m0 + row < p.M && k < k_end) { av = load_a(m0 + row, k); }
-      As[kk][row] = av;
+      As[kk * TM + row] = av;
+    }
+    for (var idx = li; idx < TK * TN; idx += threads) {
+      let row = idx / TK;
+      let kk = idx % TK;
+      let k = k0 + kk;
       var wv = 0.0;
       if (c0 + row < p.N && k < k_end) { wv = f32(w[(c0 + row) * p.K + k]); }
-      Ws[kk][row] = wv;
+      Ws[kk * TN + row] = wv;
     }
     workgroupBarrier();
     for (var kk = 0u; kk < TK; kk++) {
       var av: array<f32, 4>;
       var wv: array<f32, 4>;
       for (var i = 0u; i < 4u; i++) {
-        av[i] = As[kk][lid.y + 16u * i];
-        wv[i] = Ws[kk][lid.x + 16u * i];
+        av[i] = As[kk * TM + lid.y + TWY * i];
+        wv[i] = Ws[kk * TN + lid.x + TWX * i];
       }
       for (var i = 0u; i < 4u; i++) {
         for (var j = 0u; j < 4u; j++) {
@@ -179,16 +191,16 @@ fn tile_product(m0: u32, c0: u32, lid: vec3u, li: u32, k_begin: u32, k_end: u32)
   return acc;
 }
 
-@compute @workgroup_size(16, 16)
+@compute @workgroup_size(TWX, TWY)
 fn matmul(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u,
           @builtin(local_invocation_index) li: u32) {
   let m0 = wg.y * TM;
   let c0 = wg.x * TN;
   let acc = tile_product(m0, c0, lid, li, 0u, p.K);
   for (var i = 0u; i < 4u; i++) {
-    let m = m0 + lid.y + 16u * i;
+    let m = m0 + lid.y + TWY * i;
     for (var j = 0u; j < 4u; j++) {
-      let n = c0 + lid.x + 16u * j;
+      let n = c0 + lid.x + TWX * j;
       if (m < p.M && n < p.N) { epilogue(m, n, acc[i][j]); }
     }
   }
@@ -199,7 +211,7 @@ fn matmul(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: v
 // over the whole output width ldc), and splitk_reduce adds them and applies the epilogue.
 @group(0) @binding(6) var<storage, read_write> part: array<f32>;
 
-@compute @workgroup_size(16, 16)
+@compute @workgroup_size(TWX, TWY)
 fn matmul_splitk(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u,
                  @builtin(local_invocation_index) li: u32) {
   let m0 = wg.y * TM;
@@ -207,9 +219,9 @@ fn matmul_splitk(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id)
   let k_begin = wg.z * p.k_chunk;
   let acc = tile_product(m0, c0, lid, li, k_begin, min(k_begin + p.k_chunk, p.K));
   for (var i = 0u; i < 4u; i++) {
-    let m = m0 + lid.y + 16u * i;
+    let m = m0 + lid.y + TWY * i;
     for (var j = 0u; j < 4u; j++) {
-      let n = c0 + lid.x + 16u * j;
+      let n = c0 + lid.x + TWX * j;
       if (m < p.M && n < p.N) { part[(wg.z * p.M + m) * p.ldc + p.n0 + n] = acc[i][j]; }
     }
   }

@@ -7,7 +7,8 @@
 //          switches coroutines. Kernels without shared memory that read operands uniformly win there
 //          (see matmul_rows in shaders/matmul.wgsl).
 // The choice is made from the adapter and can be forced with WEBGPU_VLM_TARGET=gpu|cpu (to compare
-// both on one device, as the benches do).
+// both on one device, as the benches do); WEBGPU_VLM_ROWS_TILES and WEBGPU_VLM_MATMUL_TILES try other
+// tile sizes (override constants) on a device.
 
 export type Target = 'gpu' | 'cpu';
 
@@ -21,15 +22,24 @@ export interface RowsTiles {
   RWG: number;
 }
 
+/** The tiled matmul's workgroup (override constants): TWX × TWY invocations, a 4·TWY × 4·TWX tile. */
+export interface MatmulTiles {
+  TWX: number;
+  TWY: number;
+}
+
 export interface Tuning {
   readonly target: Target;
   /** matmul_rows tiles for prefill-sized M; decode uses RM = M. */
   readonly rows: RowsTiles;
+  /** The tiled (and split-K) matmul's workgroup. */
+  readonly tiled: MatmulTiles;
 }
 
 /** Measured on llvmpipe (Mesa 25.0.7, 2 cores, AVX2) at 512×768·768×768ᵀ: 8×4 per 16-lane group. */
-const CPU: Tuning = { target: 'cpu', rows: { RM: 8, RC: 4, RWG: 16 } };
-const GPU: Tuning = { target: 'gpu', rows: { RM: 4, RC: 4, RWG: 64 } };
+// The GPU set's 16 × 16 tiled workgroup (64×64 tiles) is what was measured on the H100 (13.8 TFLOP/s f32).
+const CPU: Tuning = { target: 'cpu', rows: { RM: 8, RC: 4, RWG: 16 }, tiled: { TWX: 16, TWY: 16 } };
+const GPU: Tuning = { target: 'gpu', rows: { RM: 4, RC: 4, RWG: 64 }, tiled: { TWX: 16, TWY: 16 } };
 
 function isSoftwareAdapter(info: GPUAdapterInfo): boolean {
   const text = `${info.vendor} ${info.architecture} ${info.device} ${info.description}`;
@@ -40,6 +50,7 @@ export function tuningFor(
   info: GPUAdapterInfo,
   env: string | undefined = process.env.WEBGPU_VLM_TARGET,
   tiles: string | undefined = process.env.WEBGPU_VLM_ROWS_TILES,
+  tiled: string | undefined = process.env.WEBGPU_VLM_MATMUL_TILES,
 ): Tuning {
   let t: Tuning;
   if (env !== undefined && env !== '') {
@@ -49,7 +60,18 @@ export function tuningFor(
   } else {
     t = isSoftwareAdapter(info) ? CPU : GPU;
   }
-  return tiles ? { ...t, rows: parseRowsTiles(tiles) } : t;
+  if (tiles) t = { ...t, rows: parseRowsTiles(tiles) };
+  if (tiled) t = { ...t, tiled: parseMatmulTiles(tiled) };
+  return t;
+}
+
+/** WEBGPU_VLM_MATMUL_TILES=TWX,TWY: the tiled matmul's workgroup, for trying other tiles on a device. */
+export function parseMatmulTiles(text: string): MatmulTiles {
+  const v = text.split(',').map(Number);
+  // Shared memory: 16·(4·TWX + 4·TWY) floats ≤ 32 KiB; at most 256 invocations (WebGPU's default limit).
+  const ok = v.length === 2 && v.every((x) => Number.isInteger(x) && x > 0 && x <= 64) && v[0] * v[1] <= 256 && v[0] + v[1] <= 128;
+  if (!ok) throw new Error(`WEBGPU_VLM_MATMUL_TILES must be TWX,TWY with each ≤ 64 and TWX·TWY ≤ 256 (e.g. 16,16), not ${JSON.stringify(text)}`);
+  return { TWX: v[0], TWY: v[1] };
 }
 
 /** WEBGPU_VLM_ROWS_TILES=RM,RC,RWG: matmul_rows tiles for trying other sizes on a device. */

@@ -8,7 +8,7 @@ import { type Tensor, expectShape } from '../graph/tensor.ts';
 import { ACT, type Activation } from './elementwise.ts';
 import { uniforms, chunksOf, whole, wgslType, grid1d, f32 } from './common.ts';
 import { rmsNorm } from './norm.ts';
-import type { RowsTiles } from '../gpu/tuning.ts';
+import type { MatmulTiles, RowsTiles } from '../gpu/tuning.ts';
 
 /** How matmul.wgsl reads A; see the header of that file. */
 export type AOperand =
@@ -51,6 +51,8 @@ export interface MatmulAttrs {
   variant: MatmulVariant;
   /** matmul_rows' tile sizes (override constants); only for the rows variant. */
   rows?: RowsTiles;
+  /** The tiled and split-K entries' workgroup (override constants). */
+  tiled?: MatmulTiles;
   hasBias: boolean;
   hasRes: boolean;
   /** A folded RMSNorm: its eps; the weight is the last input. */
@@ -97,6 +99,20 @@ export function foldsNorm(g: Graph, M: number, K: number): boolean {
   return (g.tuning.target === 'cpu' && rowsFit({ mode: 'plain' }, K)) || M <= GEMV_MAX_M;
 }
 
+const DEFAULT_TILED: MatmulTiles = { TWX: 16, TWY: 16 };
+
+/** The tiled entries' override constants. */
+function tiledConstants(at: MatmulAttrs): Record<string, number> {
+  const t = at.tiled ?? DEFAULT_TILED;
+  return { TWX: t.TWX, TWY: t.TWY };
+}
+
+/** The tiled entries' grid for `rows` weight rows (output columns): one workgroup per 4·TWY × 4·TWX tile. */
+function tiledGrid(at: MatmulAttrs, rows: number): [number, number] {
+  const t = at.tiled ?? DEFAULT_TILED;
+  return [Math.ceil(rows / (4 * t.TWX)), Math.ceil(at.M / (4 * t.TWY))];
+}
+
 /** Split-K, first pass: partial sums per K split into a scratch [splits·M, N] (one dispatch per weight chunk). */
 const splitKPartialKernel: Kernel<MatmulAttrs> = {
   name: 'matmul_splitk',
@@ -105,14 +121,14 @@ const splitKPartialKernel: Kernel<MatmulAttrs> = {
     const [x, w] = node.inputs;
     return chunksOf(w, buf).map(
       (c): Dispatch => ({
-        pipeline: { shader: 'matmul', entry: 'matmul_splitk', aliases: matmulAliases(w) },
+        pipeline: { shader: 'matmul', entry: 'matmul_splitk', aliases: matmulAliases(w), constants: tiledConstants(at) },
         bindings: [
           { binding: 1, buffer: buf(x) },
           { binding: 2, buffer: c.buffer },
           { binding: 6, buffer: buf(node.output) },
         ],
         uniforms: params(at, c.row0, c.rows),
-        workgroups: [Math.ceil(c.rows / 64), Math.ceil(at.M / 64), at.splits],
+        workgroups: [...tiledGrid(at, c.rows), at.splits],
       }),
     );
   },
@@ -167,6 +183,7 @@ export const matmulKernel: Kernel<MatmulAttrs> = {
           entry: gemv ? 'gemv' : 'matmul',
           aliases: matmulAliases(w, bias, at.norm ? node.inputs[node.inputs.length - 1] : undefined),
           enables: gemv && ctx.subgroupReduce ? ['subgroups'] : undefined,
+          constants: gemv ? undefined : tiledConstants(at),
         },
         bindings: [
           { binding: 1, buffer: buf(x) },
@@ -176,7 +193,7 @@ export const matmulKernel: Kernel<MatmulAttrs> = {
           ...(gemv ? [normBinding(node, buf, ctx, 11)] : []),
         ],
         uniforms: params(at, c.row0, c.rows),
-        workgroups: gemv ? [Math.ceil(c.rows / 8), 1, at.M] : [Math.ceil(c.rows / 64), Math.ceil(at.M / 64)],
+        workgroups: gemv ? [Math.ceil(c.rows / 8), 1, at.M] : tiledGrid(at, c.rows),
       };
     });
   },
@@ -249,7 +266,7 @@ export function matmulNode(g: Graph, x: Tensor, w: Tensor, M: number, a: AOperan
   if (opts.residual) expectShape('linear', 'residual', opts.residual, [resRows || M, N], ['f32']);
   if (resRows && M % resRows !== 0) throw new Error(`linear: ${M} rows are not a whole number of ${resRows}-row residual repeats`);
   if (resRows && opts.variant === 'gemv') throw new Error('linear: the gemv variant does not repeat residuals');
-  const tiles = Math.ceil(M / 64) * Math.ceil(N / 64);
+  const tiles = Math.ceil(M / (4 * g.tuning.tiled.TWY)) * Math.ceil(N / (4 * g.tuning.tiled.TWX));
   const variant: MatmulVariant =
     opts.variant && opts.variant !== 'auto'
       ? opts.variant
@@ -291,6 +308,7 @@ export function matmulNode(g: Graph, x: Tensor, w: Tensor, M: number, a: AOperan
     a,
     variant,
     rows: variant === 'rows' ? rowsTiles(g.tuning.rows, M) : undefined,
+    tiled: variant === 'tiled' || variant === 'splitk' ? g.tuning.tiled : undefined,
     hasBias: !!opts.bias,
     hasRes: !!opts.residual,
     norm: foldNorm ? { eps: opts.norm!.eps } : undefined,

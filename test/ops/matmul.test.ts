@@ -299,3 +299,23 @@ describe('gemv and gemv_glu row sums with and without subgroups', () => {
     });
   }
 });
+
+describe('tiled matmul with other workgroup shapes (override constants)', () => {
+  // 8×4 invocations (32×32 tiles) and 16×8 (32×64): tiles not square, edges not multiples of them.
+  for (const tiled of [{ TWX: 8, TWY: 4 }, { TWX: 16, TWY: 8 }]) {
+    for (const variant of ['tiled', 'splitk'] as const) {
+      it(`${variant} with a ${tiled.TWX}×${tiled.TWY} workgroup`, async () => {
+        const gpu = await testGpu();
+        const rng = new Rng(tiled.TWX * 100 + tiled.TWY);
+        const [M, N, K] = variant === 'splitk' ? [5, 70, 1500] : [45, 70, 33];
+        const g = new Graph({ ...TUNINGS.gpu, tiled });
+        const xv = rng.array(M * K);
+        const w = await weight(gpu, g, 'w', [N, K], rng.array(N * K, 0.2));
+        const b = await weight(gpu, g, 'b', [N], rng.array(N, 0.1));
+        const x = g.input('x', [M, K], 'f32');
+        const [out] = await run(gpu, g, [linear(g, x, w.t, { bias: b.t, act: 'gelu_tanh', variant })], [[x, xv]]);
+        assertClose(out, linear64(xv, w.v, M, N, K, b.v, ACT.gelu_tanh), TOL.F32, `${variant} ${tiled.TWX}×${tiled.TWY}`);
+      });
+    }
+  }
+});
