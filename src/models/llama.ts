@@ -28,11 +28,12 @@ export class RMSNorm {
     return rmsNorm(g, x, this.weight, this.eps);
   }
   /**
-   * For the linear layers that read the normalised x: x itself and the norm to fold into their kernels
-   * where they read whole rows (decode, and every step on SIMD-on-CPU devices), else the normalised x.
+   * For the linear layers that read the normalised x (`outputs` wide): x itself and the norm to fold into
+   * their kernels where they read whole rows (decode, and every step on SIMD-on-CPU devices), else the
+   * normalised x, computed once for all of them.
    */
-  fold(g: Graph, x: Tensor): { x: Tensor; norm?: NormFold } {
-    if (foldsNorm(g, x.dim(0), x.dim(1))) return { x, norm: { weight: this.weight, eps: this.eps } };
+  fold(g: Graph, x: Tensor, outputs: number): { x: Tensor; norm?: NormFold } {
+    if (foldsNorm(g, x.dim(0), outputs, x.dim(1))) return { x, norm: { weight: this.weight, eps: this.eps } };
     return { x: this.forward(g, x) };
   }
 }
@@ -140,14 +141,14 @@ export class LlamaDecoderLayer {
   }
   forward(g: Graph, x: Tensor, cache: { k: Tensor; v: Tensor }, invFreq: Tensor, taps?: Taps, attnTap?: string): Tensor {
     // Each RMSNorm is folded into the projections that read it where they take whole rows (see RMSNorm.fold).
-    const h = this.input_layernorm.fold(g, x);
+    const h = this.input_layernorm.fold(g, x, this.self_attn.qkv.weight.dim(0));
     let r: Tensor;
     if (attnTap && taps?.wants(attnTap)) {
       r = add(g, taps.tap(g, attnTap, this.self_attn.forward(g, h.x, cache, invFreq, undefined, h.norm)), x);
     } else {
       r = this.self_attn.forward(g, h.x, cache, invFreq, x, h.norm);
     }
-    const h2 = this.post_attention_layernorm.fold(g, r);
+    const h2 = this.post_attention_layernorm.fold(g, r, this.mlp.gate_proj.weight.dim(0));
     return this.mlp.forward(g, h2.x, r, h2.norm);
   }
 }

@@ -4,7 +4,7 @@
 //   gemv_glu: SwiGLU's silu(x·Wgᵀ) · (x·Wuᵀ) in one pass over both weights (Llama's MLP in decode).
 import type { Dispatch, Graph, Kernel } from '../graph/graph.ts';
 import { type Tensor, expectShape } from '../graph/tensor.ts';
-import { linear, GEMV_MAX_M, rowsDispatches, rowsFit, rowsTiles, matmulAliases, normBinding, params, type LinearOptions, type MatmulAttrs, type NormFold } from './matmul.ts';
+import { linear, GEMV_MAX_M, rowsDispatches, rowsFit, rowsTiles, matmulAliases, normBinding, normWeightOf, params, type LinearOptions, type MatmulAttrs, type NormFold } from './matmul.ts';
 import { chunksOf } from './common.ts';
 
 export function gemv(g: Graph, x: Tensor, w: Tensor, opts: Omit<LinearOptions, 'variant'> = {}): Tensor {
@@ -34,7 +34,7 @@ const gluKernel: Kernel<MatmulAttrs> = {
         pipeline: {
           shader: 'matmul',
           entry: 'gemv_glu',
-          aliases: matmulAliases(gate, undefined, node.attrs.norm ? node.inputs[3] : undefined),
+          aliases: matmulAliases(gate, undefined, normWeightOf(node)),
           enables: ctx.subgroupReduce ? ['subgroups'] : undefined,
         },
         bindings: [

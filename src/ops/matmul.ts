@@ -88,28 +88,50 @@ export function matmulAliases(w: Tensor | null, bias?: Tensor, normWeight?: Tens
   return { WT: w ? wgslType(w) : 'f32', BT: bias ? wgslType(bias) : 'f32', NT: normWeight ? wgslType(normWeight) : 'f32' };
 }
 
-/** The folded norm's weight (the node's last input) bound at `binding`, or the dummy. */
+/** A node's folded RMSNorm weight (its last input), if it folds one. */
+export function normWeightOf(node: Node<MatmulAttrs>): Tensor | undefined {
+  return node.attrs.norm ? node.inputs[node.inputs.length - 1] : undefined;
+}
+
+/** The folded norm's weight bound at `binding`, or the dummy. */
 export function normBinding(node: Node<MatmulAttrs>, buf: BufferOf, ctx: KernelContext, binding: number) {
-  const nw = node.attrs.norm ? node.inputs[node.inputs.length - 1] : undefined;
+  const nw = normWeightOf(node);
   return { binding, buffer: nw ? whole('folded rmsnorm weight', nw, buf) : ctx.dummy };
 }
 
-/** Whether a linear layer over M rows of width K folds an RMSNorm into its kernel (see LinearOptions.norm). */
-export function foldsNorm(g: Graph, M: number, K: number): boolean {
-  return (g.tuning.target === 'cpu' && rowsFit({ mode: 'plain' }, K)) || M <= GEMV_MAX_M;
+/**
+ * Whether a linear layer over M rows of a plain [M, K] input into N outputs folds an RMSNorm into its
+ * kernel (see LinearOptions.norm): whether its 'auto' variant reads whole rows.
+ */
+export function foldsNorm(g: Graph, M: number, N: number, K: number): boolean {
+  const v = autoVariant(g, M, N, K, { mode: 'plain' });
+  return v === 'gemv' || v === 'rows';
 }
 
-const DEFAULT_TILED: MatmulTiles = { TWX: 16, TWY: 16 };
+/** The 'auto' variant: see LinearOptions.variant. */
+function autoVariant(g: Graph, M: number, N: number, K: number, a: AOperand): MatmulVariant {
+  if (a.mode === 'attn_partials') return 'gemv';
+  if (g.tuning.target === 'cpu' && rowsFit(a, K)) return 'rows';
+  if (M <= GEMV_MAX_M && a.mode === 'plain') return 'gemv';
+  const tiles = Math.ceil(M / (4 * g.tuning.tiled.TWY)) * Math.ceil(N / (4 * g.tuning.tiled.TWX));
+  return tiles < SPLITK_BELOW_TILES && K >= 2 * SPLITK_MIN_CHUNK ? 'splitk' : 'tiled';
+}
+
+/** The tiled entries' workgroup, which matmulNode sets for the tiled and split-K variants. */
+function tiledOf(at: MatmulAttrs): MatmulTiles {
+  if (!at.tiled) throw new Error(`matmul: the ${at.variant} variant has no tiled workgroup size`);
+  return at.tiled;
+}
 
 /** The tiled entries' override constants. */
 function tiledConstants(at: MatmulAttrs): Record<string, number> {
-  const t = at.tiled ?? DEFAULT_TILED;
+  const t = tiledOf(at);
   return { TWX: t.TWX, TWY: t.TWY };
 }
 
 /** The tiled entries' grid for `rows` weight rows (output columns): one workgroup per 4·TWY × 4·TWX tile. */
 function tiledGrid(at: MatmulAttrs, rows: number): [number, number] {
-  const t = at.tiled ?? DEFAULT_TILED;
+  const t = tiledOf(at);
   return [Math.ceil(rows / (4 * t.TWX)), Math.ceil(at.M / (4 * t.TWY))];
 }
 
@@ -181,7 +203,7 @@ export const matmulKernel: Kernel<MatmulAttrs> = {
         pipeline: {
           shader: 'matmul',
           entry: gemv ? 'gemv' : 'matmul',
-          aliases: matmulAliases(w, bias, at.norm ? node.inputs[node.inputs.length - 1] : undefined),
+          aliases: matmulAliases(w, bias, normWeightOf(node)),
           enables: gemv && ctx.subgroupReduce ? ['subgroups'] : undefined,
           constants: gemv ? undefined : tiledConstants(at),
         },
@@ -237,7 +259,7 @@ export function rowsDispatches(
   if (chunks.some((cs) => cs.length !== first.length || cs.some((c, i) => c.row0 !== first[i].row0 || c.rows !== first[i].rows))) {
     throw new Error(`${entry}: ${weights.join(' and ')} are split differently`);
   }
-  const nw = at.norm ? node.inputs[node.inputs.length - 1] : undefined;
+  const nw = normWeightOf(node);
   return first.map((c, i): Dispatch => ({
     pipeline: {
       shader: 'matmul',
@@ -266,19 +288,7 @@ export function matmulNode(g: Graph, x: Tensor, w: Tensor, M: number, a: AOperan
   if (opts.residual) expectShape('linear', 'residual', opts.residual, [resRows || M, N], ['f32']);
   if (resRows && M % resRows !== 0) throw new Error(`linear: ${M} rows are not a whole number of ${resRows}-row residual repeats`);
   if (resRows && opts.variant === 'gemv') throw new Error('linear: the gemv variant does not repeat residuals');
-  const tiles = Math.ceil(M / (4 * g.tuning.tiled.TWY)) * Math.ceil(N / (4 * g.tuning.tiled.TWX));
-  const variant: MatmulVariant =
-    opts.variant && opts.variant !== 'auto'
-      ? opts.variant
-      : a.mode === 'attn_partials'
-        ? 'gemv'
-        : g.tuning.target === 'cpu' && rowsFit(a, K)
-        ? 'rows'
-        : M <= GEMV_MAX_M && a.mode === 'plain'
-        ? 'gemv'
-        : tiles < SPLITK_BELOW_TILES && K >= 2 * SPLITK_MIN_CHUNK
-          ? 'splitk'
-          : 'tiled';
+  const variant: MatmulVariant = opts.variant && opts.variant !== 'auto' ? opts.variant : autoVariant(g, M, N, K, a);
   if (variant === 'gemv' && a.mode !== 'plain' && a.mode !== 'attn_partials') {
     throw new Error(`linear: the gemv variant reads a plain A operand or attention partials, not ${a.mode}`);
   }
