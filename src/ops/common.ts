@@ -1,5 +1,5 @@
 // Helpers shared by the typed ops: uniform packing, dispatch grids, weight type aliases, chunks.
-import type { BufferOf } from '../graph/graph.ts';
+import type { BufferOf, Graph } from '../graph/graph.ts';
 import type { Chunk, Tensor } from '../graph/tensor.ts';
 
 /** A float field in a uniform struct (every other field is a u32). */
@@ -51,4 +51,13 @@ export function chunksOf(t: Tensor, buf: BufferOf): Chunk[] {
 export function whole(op: string, t: Tensor, buf: BufferOf): GPUBuffer {
   if (t.chunks && t.chunks.length > 1) throw new Error(`${op}: ${t} is split in ${t.chunks.length} chunks; this operand must fit one binding`);
   return t.chunks ? t.chunks[0].buffer : buf(t);
+}
+
+/** A row-wise op's kernel choice: a workgroup reduction per row, or (SIMD-on-CPU devices) the *_rows entries. */
+export type RowOpVariant = 'auto' | 'workgroup' | 'rows';
+
+/** Whether a row-wise op over rows of width D takes its *_rows entry (vec4 reads: D % 4 == 0). */
+export function useRowsEntry(g: Graph, op: string, D: number, variant: RowOpVariant): boolean {
+  if (variant === 'rows' && D % 4 !== 0) throw new Error(`${op}: the rows variant reads vec4s and needs the width (${D}) to be a multiple of 4`);
+  return variant === 'rows' || (variant === 'auto' && g.tuning.target === 'cpu' && D % 4 === 0);
 }

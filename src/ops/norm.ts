@@ -2,10 +2,10 @@
 // with a shared-memory reduction on GPUs; on SIMD-on-CPU devices the *_rows entries (src/gpu/tuning.ts).
 import type { Graph, Kernel } from '../graph/graph.ts';
 import { type Tensor, expectShape } from '../graph/tensor.ts';
-import { uniforms, f32, gridRows, whole, wgslType } from './common.ts';
+import { uniforms, f32, gridRows, whole, wgslType, useRowsEntry, type RowOpVariant } from './common.ts';
 
 /** 'auto' takes rows on a SIMD-on-CPU device when D % 4 == 0, else the workgroup reduction. */
-export type NormVariant = 'auto' | 'workgroup' | 'rows';
+export type NormVariant = RowOpVariant;
 
 interface Attrs {
   kind: 'rmsnorm' | 'layernorm';
@@ -56,15 +56,10 @@ const kernel: Kernel<Attrs> = {
   },
 };
 
-function useRows(g: Graph, op: string, D: number, variant: NormVariant): boolean {
-  if (variant === 'rows' && D % 4 !== 0) throw new Error(`${op}: the rows variant reads vec4s and needs the width (${D}) to be a multiple of 4`);
-  return variant === 'rows' || (variant === 'auto' && g.tuning.target === 'cpu' && D % 4 === 0);
-}
-
 export function rmsNorm(g: Graph, x: Tensor, weight: Tensor, eps: number, variant: NormVariant = 'auto'): Tensor {
   const D = x.dim(-1);
   expectShape('rmsnorm', 'weight', weight, [D], ['f32', 'f16']);
-  const rows = useRows(g, 'rmsnorm', D, variant);
+  const rows = useRowsEntry(g, 'rmsnorm', D, variant);
   return g.add(kernel, [x, weight], { shape: [...x.shape], dtype: 'f32' }, { kind: 'rmsnorm', eps, rows });
 }
 
@@ -72,6 +67,6 @@ export function layerNorm(g: Graph, x: Tensor, weight: Tensor, bias: Tensor, eps
   const D = x.dim(-1);
   expectShape('layernorm', 'weight', weight, [D], ['f32', 'f16']);
   expectShape('layernorm', 'bias', bias, [D], [weight.dtype]);
-  const rows = useRows(g, 'layernorm', D, variant);
+  const rows = useRowsEntry(g, 'layernorm', D, variant);
   return g.add(kernel, [x, weight, bias], { shape: [...x.shape], dtype: 'f32' }, { kind: 'layernorm', eps, rows });
 }

@@ -2,10 +2,10 @@
 // on GPUs; softmax_rows on SIMD-on-CPU devices (src/gpu/tuning.ts).
 import type { Graph, Kernel } from '../graph/graph.ts';
 import { type Tensor, expectShape } from '../graph/tensor.ts';
-import { uniforms, gridRows } from './common.ts';
+import { uniforms, gridRows, useRowsEntry, type RowOpVariant } from './common.ts';
 
 /** 'auto' takes rows on a SIMD-on-CPU device when D % 4 == 0, else the workgroup reduction. */
-export type SoftmaxVariant = 'auto' | 'workgroup' | 'rows';
+export type SoftmaxVariant = RowOpVariant;
 
 /** Invocations per row of softmax_rows (they share the row's writes). */
 // Every invocation takes the row statistics itself, so few lanes waste least; 4 measured best on
@@ -36,7 +36,6 @@ const kernel: Kernel<{ rows: boolean }> = {
 export function softmax(g: Graph, x: Tensor, variant: SoftmaxVariant = 'auto'): Tensor {
   expectShape('softmax', 'input', x, x.shape.map(() => null), ['f32']);
   const D = x.dim(-1);
-  if (variant === 'rows' && D % 4 !== 0) throw new Error(`softmax: the rows variant reads vec4s and needs the width (${D}) to be a multiple of 4`);
-  const rows = variant === 'rows' || (variant === 'auto' && g.tuning.target === 'cpu' && D % 4 === 0);
+  const rows = useRowsEntry(g, 'softmax', D, variant);
   return g.add(kernel, [x], { shape: [...x.shape], dtype: 'f32' }, { rows });
 }
