@@ -349,7 +349,7 @@ fn gemv_glu(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid:
 // A gathered A (pixel shuffle, im2col) is read in its runs of consecutive floats, addressed once per run.
 // Needs K % 4 == 0, and for the gathered A modes E % 4 == 0 (pixel shuffle) or P % 4 == 0 and
 // W % 4 == 0 (im2col), so that four consecutive k are four consecutive floats of a.
-// Measured on llvmpipe (2 cores) at 512×768·768×768ᵀ: 6.7 GFLOP/s against 0.8 for the tiled kernel.
+// Measured on llvmpipe (2 cores) at 1024×768·768×768ᵀ: 9.7 GFLOP/s against 2.8 for the tiled kernel.
 override RM: u32 = 8u;
 override RC: u32 = 4u;
 override RWG: u32 = 64u;
