@@ -3,7 +3,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Graph, Rng, assertClose, run, testGpu, weight } from '../helpers.ts';
-import { attention, attentionOperand } from '../../src/ops/attention.ts';
+import { attention, attentionOperand, type AttentionOptions } from '../../src/ops/attention.ts';
 import { matmulNode } from '../../src/ops/matmul.ts';
 import { TUNINGS } from '../../src/gpu/tuning.ts';
 import { Executable } from '../../src/graph/execute.ts';
@@ -21,6 +21,24 @@ const TOL = { atol: 2e-5, rtol: 1e-5 };
  * h / (heads / kvHeads).
  */
 
+/** Bidirectional attention over T rows of random q (std qStd), k and v, run once: the inputs and the output. */
+async function bidirectional(rng: Rng, T: number, heads: number, kvHeads: number, d: number, opts: Partial<AttentionOptions>, qStd: number) {
+  const gpu = await testGpu();
+  const g = new Graph();
+  const qv = rng.array(T * heads * d, qStd);
+  const kv = rng.array(T * kvHeads * d);
+  const vv = rng.array(T * kvHeads * d);
+  const q = g.input('q', [T, heads * d], 'f32');
+  const k = g.input('k', [T, kvHeads * d], 'f32');
+  const v = g.input('v', [T, kvHeads * d], 'f32');
+  const [out] = await run(gpu, g, [attention(g, q, k, v, { heads, kvHeads, causal: false, ...opts })], [
+    [q, qv],
+    [k, kv],
+    [v, vv],
+  ]);
+  return { qv, kv, vv, out };
+}
+
 describe('attention, bidirectional', () => {
   // [T, heads, kvHeads, d]
   for (const [T, heads, kvHeads, d] of [
@@ -35,22 +53,9 @@ describe('attention, bidirectional', () => {
     // 'lanes' = attention_lanes, their decode kernel (the lanes of a workgroup split the keys).
     for (const variant of ['single', 'rows', 'lanes'] as const)
     it(`${variant}: T=${T} heads=${heads} kvHeads=${kvHeads} d=${d}`, async () => {
-      const gpu = await testGpu();
-      const rng = new Rng(T * 7 + heads * 131 + kvHeads * 17 + d);
-      const g = new Graph();
       // q scaled by 2 so that the softmax is peaked enough for a wrong key to matter.
-      const qv = rng.array(T * heads * d, 2);
-      const kv = rng.array(T * kvHeads * d);
-      const vv = rng.array(T * kvHeads * d);
-      const q = g.input('q', [T, heads * d], 'f32');
-      const k = g.input('k', [T, kvHeads * d], 'f32');
-      const v = g.input('v', [T, kvHeads * d], 'f32');
-      const y = attention(g, q, k, v, { heads, kvHeads, causal: false, variant });
-      const [out] = await run(gpu, g, [y], [
-        [q, qv],
-        [k, kv],
-        [v, vv],
-      ]);
+      const rng = new Rng(T * 7 + heads * 131 + kvHeads * 17 + d);
+      const { qv, kv, vv, out } = await bidirectional(rng, T, heads, kvHeads, d, { variant }, 2);
       const ref = attention64(qv, kv, vv, T, heads, kvHeads, d, () => T - 1);
       assertClose(out, ref, TOL, `${variant} bidirectional T=${T} heads=${heads}/${kvHeads} d=${d}`);
     });
@@ -59,21 +64,8 @@ describe('attention, bidirectional', () => {
   for (const variant of ['single', 'rows'] as const)
   it(`${variant}: a custom scale`, async () => {
     // scale = 1 (instead of 1/sqrt(d)) and q of unit variance: scores of std sqrt(d) = 4, very peaked.
-    const gpu = await testGpu();
-    const rng = new Rng(5);
     const [T, heads, kvHeads, d] = [9, 2, 1, 16];
-    const g = new Graph();
-    const qv = rng.array(T * heads * d);
-    const kv = rng.array(T * kvHeads * d);
-    const vv = rng.array(T * kvHeads * d);
-    const q = g.input('q', [T, heads * d], 'f32');
-    const k = g.input('k', [T, kvHeads * d], 'f32');
-    const v = g.input('v', [T, kvHeads * d], 'f32');
-    const [out] = await run(gpu, g, [attention(g, q, k, v, { heads, kvHeads, causal: false, scale: 1, variant })], [
-      [q, qv],
-      [k, kv],
-      [v, vv],
-    ]);
+    const { qv, kv, vv, out } = await bidirectional(new Rng(5), T, heads, kvHeads, d, { scale: 1, variant }, 1);
     // Same as the default scale with q multiplied by sqrt(d) (exact: sqrt(16) = 4).
     const q4 = qv.map((x) => x * 4);
     assertClose(out, attention64(q4, kv, vv, T, heads, kvHeads, d, () => T - 1), TOL, 'scale 1');
@@ -90,21 +82,7 @@ describe('attention, block-diagonal bidirectional (several images at once)', () 
   ] as [number, number, number, number, number][]) {
     for (const variant of ['single', 'rows'] as const)
     it(`${variant}: T=${T} block=${block} heads=${heads} kvHeads=${kvHeads} d=${d}`, async () => {
-      const gpu = await testGpu();
-      const rng = new Rng(T * 11 + block);
-      const g = new Graph();
-      const qv = rng.array(T * heads * d, 2);
-      const kv = rng.array(T * kvHeads * d);
-      const vv = rng.array(T * kvHeads * d);
-      const q = g.input('q', [T, heads * d], 'f32');
-      const k = g.input('k', [T, kvHeads * d], 'f32');
-      const v = g.input('v', [T, kvHeads * d], 'f32');
-      const y = attention(g, q, k, v, { heads, kvHeads, causal: false, block, variant });
-      const [out] = await run(gpu, g, [y], [
-        [q, qv],
-        [k, kv],
-        [v, vv],
-      ]);
+      const { qv, kv, vv, out } = await bidirectional(new Rng(T * 11 + block), T, heads, kvHeads, d, { block, variant }, 2);
       const first = (t: number) => Math.floor(t / block) * block;
       const ref = attention64(qv, kv, vv, T, heads, kvHeads, d, (t) => first(t) + block - 1, first);
       assertClose(out, ref, TOL, `${variant} block-diagonal T=${T} block=${block}`);
