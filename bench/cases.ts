@@ -9,12 +9,12 @@ import type { Gpu } from '../src/gpu/device.ts';
 import type { Graph } from '../src/graph/graph.ts';
 import type { Tensor } from '../src/graph/tensor.ts';
 import type { Idefics3Config } from '../src/models/config.ts';
-import { linear } from '../src/ops/matmul.ts';
+import { linear, matmulNode } from '../src/ops/matmul.ts';
 import { rmsNorm, layerNorm } from '../src/ops/norm.ts';
 import { softmax } from '../src/ops/softmax.ts';
 import { activation, add, siluMul, ACT } from '../src/ops/elementwise.ts';
-import { rope, ropeInvFreq } from '../src/ops/rope.ts';
-import { attention } from '../src/ops/attention.ts';
+import { rope, ropeQKV, ropeInvFreq } from '../src/ops/rope.ts';
+import { attention, attentionOperand } from '../src/ops/attention.ts';
 import { patchEmbed } from '../src/ops/patch-embed.ts';
 import { pixelShuffleProject } from '../src/ops/projector.ts';
 import { embed, classPosition } from '../src/ops/embedding.ts';
@@ -529,6 +529,49 @@ export function makeCases(cfg: Idefics3Config, o: CaseOptions): PeerCase[] {
       },
     },
     {
+      // The decode step's RoPE + KV append (src/ops/rope.ts ropeQKV) over a fused q|k|v projection, at pos.
+      name: `rope_qkv + KV append ${prefillT}×(${tc.num_attention_heads}+2·${tc.num_key_value_heads})×${tc.head_dim}`,
+      kernel: 'rope',
+      flops: 6 * prefillT * (tc.num_attention_heads + tc.num_key_value_heads) * tc.head_dim,
+      bytes: 8 * prefillT * (tc.num_attention_heads + 2 * tc.num_key_value_heads) * tc.head_dim,
+      async setup(gpu, g, rng) {
+        const [T, H, KV, d] = [prefillT, tc.num_attention_heads, tc.num_key_value_heads, tc.head_dim];
+        const [R, W] = [(H + 2 * KV) * d, KV * d];
+        const xv = rng.array(T * R);
+        const inv = ropeInvFreq(tc.rope_theta, d);
+        const freq = g.input('inv_freq', [d / 2], 'f32');
+        const x = g.input('qkv', [T, R], 'f32');
+        // Zeroed caches with room for the rows at pos .. pos + T (freed with the weights after the row).
+        const pos = 7;
+        const S = pos + T;
+        const cache = { k: g.state('k_cache', [S, W], 'f32', gpu.pool.create(S * W * 4)), v: g.state('v_cache', [S, W], 'f32', gpu.pool.create(S * W * 4)) };
+        const out = ropeQKV(g, x, freq, H, KV, cache);
+        const part = (c0: number, w: number) => Float32Array.from({ length: T * w }, (_, i) => xv[Math.floor(i / w) * R + c0 + (i % w)]);
+        const want = lazy(() => ({ q: rope64(part(0, H * d), inv, T, H, d, pos), k: rope64(part(H * d, W), inv, T, KV, d, pos), v: part(H * d + W, W) }));
+        return {
+          outputs: [out.q, out.k, out.v],
+          inputs: [[x, xv], [freq, inv]],
+          pos,
+          check: ([q, k, v]) => {
+            const w = want();
+            let m = 0;
+            // Per-element bound from the f32 angle (see test/ops/rope.test.ts); the values are copied exactly.
+            const within = (got: ArrayLike<number>, at: number, r: ArrayLike<number>, tol: ArrayLike<number> | null, what: string) => {
+              for (let i = 0; i < r.length; i++) {
+                const e = Math.abs(got[at + i] - r[i]);
+                if (!(e <= (tol ? tol[i] + 1e-6 : 0))) throw new Error(`rope_qkv ${what}: index ${i}: got ${got[at + i]}, expected ${r[i]}`);
+                m = Math.max(m, e);
+              }
+            };
+            within(q, 0, w.q.y, w.q.tol, 'q');
+            within(k, pos * W, w.k.y, w.k.tol, 'key cache');
+            within(v, pos * W, w.v, null, 'value cache');
+            return m;
+          },
+        };
+      },
+    },
+    {
       name: `silu(gate)·up ${prefillT}×${tc.intermediate_size}`,
       kernel: 'elementwise',
       flops: 6 * prefillT * tc.intermediate_size,
@@ -698,6 +741,30 @@ export function makeCases(cfg: Idefics3Config, o: CaseOptions): PeerCase[] {
         const x = g.input('patches', [patches, D], 'f32');
         const ref = lazy(() => Float64Array.from({ length: (patches + 1) * D }, (_, i) => (i < D ? cls.v[i] : pv[i - D]) + pos.v[i]));
         return { outputs: [classPosition(g, x, cls.t, pos.t)], inputs: [[x, pv]], check: ([y]) => maxAbs(y, ref(), { atol: 1e-6 }, 'class_position') };
+      },
+    },
+    {
+      // Decode on a GPU: o_proj's gemv merging split-KV partials as it reads them (matmul.wgsl a_mode 3),
+      // the partials from attention_partial in the same graph; against o_proj of the float64 attention.
+      name: `decode split-KV attention kv=${kvLen} + o_proj merging the partials ${tc.num_attention_heads}×${tc.head_dim} → ${tc.hidden_size}`,
+      kernel: 'gemv',
+      flops: 4 * kvLen * tc.num_attention_heads * tc.head_dim + 2 * tc.num_attention_heads * tc.head_dim * tc.hidden_size,
+      bytes: 4 * 2 * kvLen * tc.num_key_value_heads * tc.head_dim + 4 * tc.num_attention_heads * tc.head_dim * tc.hidden_size,
+      async setup(gpu, g, rng) {
+        const [H, KV, d, D] = [tc.num_attention_heads, tc.num_key_value_heads, tc.head_dim, tc.hidden_size];
+        const [qv, kv, vv] = [rng.array(H * d), rng.array(kvLen * KV * d), rng.array(kvLen * KV * d)];
+        const wo = await weight(gpu, g, 'o_proj', [D, H * d], rng.array(D * H * d, 1 / Math.sqrt(H * d)));
+        const q = g.input('q', [1, H * d], 'f32');
+        const k = g.input('k', [kvLen, KV * d], 'f32');
+        const v = g.input('v', [kvLen, KV * d], 'f32');
+        const o = attentionOperand(g, q, k, v, { heads: H, kvHeads: KV, causal: true, variant: 'split' });
+        const ref = lazy(() => linear64(Float32Array.from(attention64(qv, kv, vv, 1, H, KV, d, () => kvLen - 1)), wo.v, 1, D, H * d));
+        return {
+          outputs: [matmulNode(g, o.x, wo.t, 1, o.a)],
+          inputs: [[q, qv], [k, kv], [v, vv]],
+          pos: kvLen - 1,
+          check: ([y]) => maxAbs(y, ref(), TOL, 'o_proj over split-KV partials'),
+        };
       },
     },
     // 'auto': split-KV (flash decoding) on GPUs, attention_lanes on SIMD-on-CPU devices.

@@ -125,7 +125,8 @@ try {
       process.stderr.write(`validated and timed: ${c.name}: ${r.medianMs.toFixed(3)} ms, ${r.gflops.toFixed(2)} GFLOP/s, ${r.gbps.toFixed(2)} GB/s\n`);
     } finally {
       exe.dispose();
-      for (const n of g.nodes) for (const t of n.inputs) if (t.kind === 'weight') for (const ch of t.chunks ?? []) gpu.pool.destroy(ch.buffer);
+      // Weights and state buffers (caches) the case uploaded.
+      for (const n of g.nodes) for (const t of n.inputs) if (t.kind === 'weight' || t.kind === 'state') for (const ch of t.chunks ?? []) gpu.pool.destroy(ch.buffer);
     }
   }
   // Compute roof: the best matmul rate measured in this run.

@@ -196,7 +196,7 @@ try {
     const g = new Graph(gpu.tuning);
     const setup = await c.setup(gpu, g, rng);
     const freeWeights = () => {
-      for (const n of g.nodes) for (const t of n.inputs) if (t.kind === 'weight') for (const ch of t.chunks ?? []) gpu.pool.destroy(ch.buffer);
+      for (const n of g.nodes) for (const t of n.inputs) if (t.kind === 'weight' || t.kind === 'state') for (const ch of t.chunks ?? []) gpu.pool.destroy(ch.buffer);
     };
     // Reference-variant rows of our own kernels have no onnxruntime side.
     const peerSide = setup.peer;
