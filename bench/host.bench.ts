@@ -41,7 +41,7 @@ try {
       const prompt = 32;
       model.ensureCapacity(prompt + steps + 1);
       // Compile the one-token plan once (as the first decode step does), then time steps.
-      const plan = await model.forward([1], null, { pos: prompt });
+      const { plan } = await model.forward([1], null, { pos: prompt });
       const ids = new Uint32Array(1);
       const run = (pos: number) => {
         ids[0] = (pos * 7) % cfg.text_config.vocab_size;

@@ -52,16 +52,14 @@ try {
 
   // Full forward pass (logits at every position) against the reference logits.
   const tF = performance.now();
-  const plan = await model.forward(ids, pixels, { logits: 'all' });
-  const logits = await plan.exe.read(plan.logits);
+  const logits = await (await model.forward(ids, pixels, { logits: 'all' })).logits();
   const tFirst = performance.now() - tF;
   let maxDelta = 0;
   for (let i = 0; i < logits.length; i++) maxDelta = Math.max(maxDelta, Math.abs(logits[i] - wantLogits[i]));
   const runs = 5;
   const tW = performance.now();
   for (let r = 0; r < runs; r++) {
-    const p = await model.forward(ids, pixels, { logits: 'all' });
-    await p.exe.read(p.token);
+    await (await model.forward(ids, pixels, { logits: 'all' })).token();
   }
   const forwardMs = (performance.now() - tW) / runs;
 

@@ -1,7 +1,7 @@
 // `diff`: runs a model on a reference file's inputs (pixel_values, input_ids) and compares every tensor
 // of that file it knows — intermediates, logits at every position, and greedy decoding — reporting
 // max abs / relative error per tensor against a tolerance.
-import type { VisionLanguageModel } from './models/vlm.ts';
+import type { ChunkLimits, VisionLanguageModel } from './models/vlm.ts';
 import { SafetensorsFile, toFloat32, toInt32 } from './io/safetensors.ts';
 import { greedy } from './generate.ts';
 
@@ -30,6 +30,7 @@ export async function diffReference(
   referencePath: string,
   tolerance: (name: string) => number,
   log: (s: string) => void = () => {},
+  limits?: ChunkLimits,
 ): Promise<DiffResult> {
   const ref = await SafetensorsFile.open(referencePath);
   try {
@@ -44,7 +45,7 @@ export async function diffReference(
     const pixels = pixInfo ? toFloat32(pixInfo, await ref.read('pixel_values')) : null;
     const names = [...ref.tensors.keys()].filter((n) => !INPUTS.has(n) && n !== 'greedy_ids' && n !== 'greedy_logits');
     log(`running the model on ${ids.length} tokens${pixels ? ` and ${pixInfo!.shape.join('×')} pixels` : ''}`);
-    const plan = await model.forward(ids, pixels, { logits: 'all', taps: names });
+    const step = await model.forward(ids, pixels, { logits: 'all', taps: names, limits });
     const rows: DiffRow[] = [];
     const skipped: string[] = [];
     const compare = (name: string, shape: number[], got: ArrayLike<number>, want: ArrayLike<number>) => {
@@ -65,21 +66,16 @@ export async function diffReference(
       rows.push({ name, shape, maxAbs, maxRel, tol, ok: maxAbs <= tol });
     };
     // Compare in the order the model computes them, so the first failure points at the first faulty kernel.
-    const order = plan.exe.layout.order;
-    const rank = (n: string) => {
-      const node = plan.taps.get(n)?.node;
-      return node ? order.indexOf(node) : Infinity;
-    };
+    const rank = (n: string) => (step.taps.includes(n) ? step.taps.indexOf(n) : Infinity);
     names.sort((a, b) => rank(a) - rank(b));
     for (const name of names) {
-      const t = plan.taps.get(name);
-      if (!t) {
+      if (!step.taps.includes(name)) {
         skipped.push(name);
         continue;
       }
       const info = ref.tensors.get(name)!;
       const want = toFloat32(info, await ref.read(name));
-      compare(name, info.shape, await plan.exe.read(t), want);
+      compare(name, info.shape, await step.tap(name), want);
     }
     if (ref.tensors.has('greedy_ids')) {
       const wantIds = toInt32(ref.tensors.get('greedy_ids')!, await ref.read('greedy_ids'));
@@ -88,7 +84,7 @@ export async function diffReference(
       log(`greedy decoding ${wantIds.length} tokens with the KV cache`);
       const got: number[] = [];
       const gotLogits: number[] = [];
-      for await (const s of greedy(model, ids, pixels, { maxNewTokens: wantIds.length, stopAtEos: false, withLogits: !!wantLogits })) {
+      for await (const s of greedy(model, ids, pixels, { maxNewTokens: wantIds.length, stopAtEos: false, withLogits: !!wantLogits, limits })) {
         got.push(s.token);
         if (s.logits) gotLogits.push(...s.logits);
       }

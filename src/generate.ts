@@ -2,7 +2,7 @@
 // per token over the preallocated KV cache. Greedy decoding reads back only the argmax (4 bytes);
 // sampling (temperature, top-k, top-p, seeded) reads the last logits row. Tokens stream as an async
 // iterator; EOS ids, maxNewTokens and an AbortSignal stop it.
-import type { VisionLanguageModel } from './models/vlm.ts';
+import type { ChunkLimits, StepProgress, VisionLanguageModel } from './models/vlm.ts';
 
 export interface SamplingOptions {
   /** 0 or undefined: greedy. */
@@ -23,6 +23,10 @@ export interface GenerateOptions extends SamplingOptions {
   signal?: AbortSignal;
   /** Called once the prompt is processed, with the device time per section (vision, decoder) in ms. */
   onPrefill?: (sections: Map<string, number>) => void;
+  /** Progress of a prompt that runs in several submissions (image tiles encoded, tokens prefilled). */
+  onProgress?: (p: StepProgress) => void;
+  /** How large one submission of the prompt may be (default: the model's limits). */
+  limits?: ChunkLimits;
 }
 
 export interface TokenStep {
@@ -119,12 +123,12 @@ export async function* generateTokens(
     for (let n = 0; n < o.maxNewTokens; n++) {
       o.signal?.throwIfAborted();
       const profile = n === 0 ? o.onPrefill : undefined;
-      const plan = await model.forward(input, px, { pos, reserve: n === 0 ? o.maxNewTokens : 0, profile });
+      const step = await model.forward(input, px, { pos, reserve: n === 0 ? o.maxNewTokens : 0, profile, onProgress: n === 0 ? o.onProgress : undefined, limits: o.limits });
       let logits: Float32Array | undefined;
       let token: number;
-      if (sampling || o.withLogits) logits = (await plan.exe.read(plan.logits)) as Float32Array;
+      if (sampling || o.withLogits) logits = await step.logits();
       if (sampling) token = sampleToken(logits!, o, rng);
-      else token = (await plan.exe.read(plan.token))[0];
+      else token = await step.token();
       yield { token, logits, ms: performance.now() - start };
       if (eos.has(token)) return;
       pos += input.length;

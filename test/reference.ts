@@ -1,7 +1,7 @@
 // Reads the third-party reference tensors (reference.safetensors of the fixtures) for comparisons.
 import assert from 'node:assert/strict';
 import { SafetensorsFile, toFloat32, toInt32 } from '../src/io/safetensors.ts';
-import type { VisionLanguageModel } from '../src/models/vlm.ts';
+import type { ChunkLimits, VisionLanguageModel } from '../src/models/vlm.ts';
 import { assertClose } from './data.ts';
 import { fileURLToPath } from 'node:url';
 
@@ -40,17 +40,24 @@ export async function openReference(path: string): Promise<Reference> {
  * Runs `model` on the reference's inputs with every tap in `taps`, and checks each intermediate (shape
  * first, then values within `atol`) against the reference tensor of the same name. Returns a report line.
  */
-export async function checkTaps(model: VisionLanguageModel, ref: Reference, taps: string[], atol: number, label: string): Promise<string> {
+export async function checkTaps(
+  model: VisionLanguageModel,
+  ref: Reference,
+  taps: string[],
+  atol: number,
+  label: string,
+  limits?: ChunkLimits,
+): Promise<string> {
   const ids = await ref.i32('input_ids');
   const pixels = (await ref.f32('pixel_values')).data;
-  const plan = await model.forward(ids, pixels, { logits: 'all', taps });
+  const step = await model.forward(ids, pixels, { logits: 'all', taps, limits });
   const report: string[] = [];
   for (const tap of taps) {
     const want = await ref.f32(tap);
-    const t = plan.taps.get(tap);
-    assert.ok(t, `${label}: the model does not produce ${tap}`);
-    assert.deepEqual([1, ...t.shape], want.shape, `${label} ${tap}: shape`);
-    const { maxAbs } = assertClose(await plan.exe.read(t), want.data, { atol }, `${label} ${tap}`);
+    assert.ok(step.taps.includes(tap), `${label}: the model does not produce ${tap}`);
+    const got = await step.tap(tap);
+    assert.equal(got.length, want.data.length, `${label} ${tap}: ${got.length} values, reference [${want.shape.join(', ')}]`);
+    const { maxAbs } = assertClose(got, want.data, { atol }, `${label} ${tap}`);
     report.push(`${tap} ${maxAbs.toExponential(2)}`);
   }
   return `${label} max |Δ|: ${report.join(', ')}`;

@@ -62,13 +62,9 @@ export class Executable {
   static async compile(gpu: Gpu, graph: Graph, outputs: Tensor[], opts: PlanOptions = {}): Promise<Executable> {
     gpu.checkAlive();
     const layout = planGraph(graph, outputs, opts);
-    for (const t of layout.slotOf.keys()) {
-      if (t.bytes > gpu.maxBinding) {
-        throw new GpuError(
-          `activation ${t} needs ${t.bytes} bytes, above this device's maxStorageBufferBindingSize (${gpu.maxBinding}); ` +
-            `use a shorter sequence`,
-        );
-      }
+    const t = layout.largest;
+    if (t && t.bytes > gpu.maxBinding) {
+      throw new GpuError(`activation ${t} needs ${t.bytes} bytes, above this device's maxStorageBufferBindingSize (${gpu.maxBinding})`);
     }
     const buffers = layout.slots.map((s) => gpu.pool.acquire(s.bytes, `slot${s.index}`));
     const bufferOf = (t: Tensor): GPUBuffer => {
@@ -205,6 +201,20 @@ export class Executable {
     if (bytes) this.gpu.device.queue.writeBuffer(this.uniformBuffer, 0, this.uniformData, 0, bytes);
     this.uniformsUploaded = true;
     this.lastPos = step.pos;
+  }
+
+  /**
+   * Queues a copy of a planned tensor into `dst` at byte `dstOffset` (after the work already submitted):
+   * how a step's output is kept for a later plan without a round trip through the host.
+   */
+  copyTo(t: Tensor, dst: GPUBuffer, dstOffset: number): void {
+    const s = this.layout.slotOf.get(t);
+    if (!s) throw new GpuError(`copyTo: ${t} is not held by this plan`);
+    if (dstOffset + t.bytes > dst.size) throw new GpuError(`copyTo: ${t} (${t.bytes} bytes) at offset ${dstOffset} overruns its ${dst.size}-byte destination`);
+    this.gpu.checkAlive();
+    const enc = this.gpu.device.createCommandEncoder();
+    enc.copyBufferToBuffer(this.buffers[s.index], 0, dst, dstOffset, t.bytes);
+    this.gpu.device.queue.submit([enc.finish()]);
   }
 
   /** Reads a planned tensor (an output, a kept intermediate or an input) back as f32 / u32 values. */

@@ -18,6 +18,8 @@ export interface PlanLayout {
   /** Peak bytes of activations with reuse, and what they would take without it. */
   bytesPlanned: number;
   bytesUnshared: number;
+  /** The largest placed tensor: it must fit one storage binding. */
+  largest: Tensor | undefined;
 }
 
 export interface PlanOptions {
@@ -88,5 +90,6 @@ export function planGraph(graph: Graph, outputs: Tensor[], opts: PlanOptions = {
     slots,
     bytesPlanned: slots.reduce((a, s) => a + s.bytes, 0),
     bytesUnshared: unshared,
+    largest: [...slotOf.keys()].reduce<Tensor | undefined>((a, t) => (!a || t.bytes > a.bytes ? t : a), undefined),
   };
 }

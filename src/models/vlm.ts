@@ -2,10 +2,11 @@
 // features, a Llama decoder with a KV cache, and an LM head. This class builds the step graphs
 // (prefill over a prompt with images scattered into the <image> positions, and one-token decode),
 // compiles each shape once and reuses it, and runs one submission per step.
-import type { Gpu } from '../gpu/device.ts';
+import { GpuError, type Gpu } from '../gpu/device.ts';
 import { TUNINGS, type Tuning } from '../gpu/tuning.ts';
 import { Graph } from '../graph/graph.ts';
 import { Executable } from '../graph/execute.ts';
+import { planGraph } from '../graph/plan.ts';
 import type { Tensor } from '../graph/tensor.ts';
 import type { TextConfig } from './config.ts';
 import { KVCache, type LlamaModel } from './llama.ts';
@@ -29,12 +30,79 @@ export interface StepPlan {
   taps: Map<string, Tensor>;
 }
 
+/** A vision-encoder plan for a group of tiles: pixels in, image features out (copied on into the step's features). */
+interface VisionPlan {
+  exe: Executable;
+  pixels: Tensor;
+  features: Tensor;
+  taps: Map<string, Tensor>;
+}
+
 export interface ForwardOptions {
   /** Logits for every position ('all', for diff and tests) or only the last (generation). */
   logits?: 'all' | 'last';
   /** Intermediates to keep and read back (names as in the reference files: vision_hidden, ...). */
   taps?: string[];
 }
+
+/**
+ * How large one submission of a prompt step may be. A step whose activations fit is one graph, vision
+ * encoder and decoder together; a larger one runs the vision encoder on groups of tiles (they are
+ * independent: attention is block-diagonal), keeping the features on the GPU, then the decoder prefill on
+ * chunks of tokens that append to the KV cache. The sizes are the largest equal splits whose every
+ * activation fits one storage binding (maxStorageBufferBindingSize) and whose planned activations fit
+ * `activationBytes`.
+ */
+export interface ChunkLimits {
+  /** Most bytes of activations one submission may plan (default 1 GiB). */
+  activationBytes?: number;
+  /** Most image tiles (crops) per vision-encoder submission (default: no limit but the memory's). */
+  visionTiles?: number;
+  /** Most tokens per prefill submission (default 512, llama.cpp's micro-batch). */
+  prefillTokens?: number;
+}
+
+export const DEFAULT_CHUNK_LIMITS: Required<ChunkLimits> = { activationBytes: 2 ** 30, visionTiles: Infinity, prefillTokens: 512 };
+
+/** Progress of a prompt step that runs in several submissions: image tiles encoded, prompt tokens prefilled. */
+export interface StepProgress {
+  stage: 'image' | 'prefill';
+  /** Tiles (image) or tokens (prefill) done so far, of `total`. */
+  done: number;
+  total: number;
+  /** Milliseconds since the step started. */
+  elapsedMs: number;
+}
+
+export interface StepOptions extends ForwardOptions {
+  /** Position of the first token in the KV cache (0 for a prompt). */
+  pos?: number;
+  /** KV-cache positions to reserve beyond the step (the tokens still to be generated). */
+  reserve?: number;
+  /** Called with the device milliseconds of each section (vision, decoder) once the step has run. */
+  profile?: (times: Map<string, number>) => void;
+  /** Called after each submission of a split step (each group of tiles, each chunk of tokens). */
+  onProgress?: (p: StepProgress) => void;
+  /** Overrides the model's chunk limits for this step. */
+  limits?: ChunkLimits;
+}
+
+/** What a step produced: the token and logits of its last row, and the intermediates asked for. */
+export interface ForwardResult {
+  /** The plan that ran last (the only one unless the step was split): it holds the step's logits and token. */
+  readonly plan: StepPlan;
+  /** Submissions the step took: vision-encoder groups and prefill chunks (0 and 1 for one graph). */
+  readonly split: { visionGroups: number; prefillChunks: number };
+  /** The requested intermediates the model produced, in compute order. */
+  readonly taps: readonly string[];
+  tap(name: string): Promise<Float32Array>;
+  /** The logits: the last row, or every row under logits 'all'. */
+  logits(): Promise<Float32Array>;
+  token(): Promise<number>;
+}
+
+/** The split a step takes: tiles per vision group and tokens per prefill chunk, or one graph. */
+type Split = { tiles: number; tokens: number } | 'one graph';
 
 export abstract class VisionLanguageModel {
   abstract readonly text: LlamaModel;
@@ -45,15 +113,21 @@ export abstract class VisionLanguageModel {
   abstract readonly tileShape: [number, number, number];
   /** Image features (placeholder tokens) per tile. */
   abstract readonly featuresPerTile: number;
-  /** pixels [tiles, C, H, W] → features [tiles·featuresPerTile, D_text]. */
+  /** pixels [tiles, C, H, W] → features [tiles·rows per tile, D_text] (rows of a tile are contiguous). */
   abstract encodeImages(g: Graph, pixels: Tensor, taps: Taps): Tensor;
 
   private cache?: KVCache;
+  /** Image features of a split step, written by the vision groups and read by the prefill chunks. */
+  private features?: { buffer: GPUBuffer; rows: number };
   private readonly plans = new Map<string, StepPlan>();
+  private readonly visionPlans = new Map<string, VisionPlan>();
+  private readonly splits = new Map<string, Split>();
   private busy = false;
 
   /** The kernel set its graphs use: the device's (gpu.tuning) unless ModelLoadOptions.kernels says. */
   tuning: Tuning;
+  /** Default sizes of a step's submissions (see ChunkLimits); ModelLoadOptions.limits overrides them. */
+  limits: Required<ChunkLimits> = { ...DEFAULT_CHUNK_LIMITS };
 
   constructor(
     readonly gpu: Gpu,
@@ -102,47 +176,158 @@ export abstract class VisionLanguageModel {
     return rows;
   }
 
-  /** The plan for a prompt of T tokens with `tiles` image tiles (0 = text only), compiled once. */
-  async forwardPlan(T: number, tiles: number, opts: ForwardOptions = {}): Promise<StepPlan> {
-    const mode = opts.logits ?? 'last';
-    const tapNames = [...(opts.taps ?? [])].sort();
-    const key = `${T}|${tiles}|${mode}|${tapNames.join(',')}`;
-    const cached = this.plans.get(key);
-    if (cached) return cached;
-    const cache = this.cache!;
-    const g = new Graph(this.tuning);
-    const taps = new Taps(new Set(tapNames));
+  /**
+   * The decoder over T tokens: embeddings (with image features scattered into the <image> rows), the
+   * layers over the KV cache, and the logits of the last row (or all rows) with their argmax.
+   */
+  private decoder(g: Graph, T: number, image: { features: Tensor } | undefined, mode: 'all' | 'last', taps: Taps) {
+    g.section('decoder');
     const ids = g.input('input_ids', [T], 'u32');
+    const imageRows = image && g.input('image_rows', [T], 'u32');
+    const x = taps.tap(g, 'inputs_embeds', embed(g, ids, this.text.embed_tokens, image && { features: image.features, rows: imageRows! }));
+    const h = this.text.forward(g, x, this.cache!, taps);
+    const last = mode === 'all' ? h : sliceRows(g, h, T - 1, 1);
+    const logits = taps.tap(g, 'logits', linear(g, last, this.lm_head));
+    return { ids, imageRows, logits, token: argmax(g, logits) };
+  }
+
+  /** The step as one graph: T tokens with `tiles` image tiles (0 = text only), vision encoder included. */
+  private oneGraph(T: number, tiles: number, mode: 'all' | 'last', taps: Taps) {
+    const g = new Graph(this.tuning);
     let pixels: Tensor | undefined;
-    let imageRows: Tensor | undefined;
-    let image: { features: Tensor; rows: Tensor } | undefined;
+    let features: Tensor | undefined;
     if (tiles > 0) {
       g.section('vision');
       pixels = g.input('pixel_values', [tiles, ...this.tileShape], 'f32');
-      imageRows = g.input('image_rows', [T], 'u32');
-      image = { features: this.encodeImages(g, pixels, taps), rows: imageRows };
+      features = this.encodeImages(g, pixels, taps);
     }
-    g.section('decoder');
-    const x = taps.tap(g, 'inputs_embeds', embed(g, ids, this.text.embed_tokens, image));
-    const h = this.text.forward(g, x, cache, taps);
-    const last = mode === 'all' ? h : sliceRows(g, h, T - 1, 1);
-    const logits = taps.tap(g, 'logits', linear(g, last, this.lm_head));
-    const token = argmax(g, logits);
-    const exe = await Executable.compile(this.gpu, g, [token, logits], { keep: [...taps.tensors.values()] });
-    const plan = { exe, ids, pixels, imageRows, logits, token, taps: taps.tensors };
+    return { g, pixels, ...this.decoder(g, T, features && { features }, mode, taps) };
+  }
+
+  /** A prefill chunk of T tokens reading image features (rows [featureRows, D]) that the vision groups wrote. */
+  private prefillGraph(T: number, featureRows: number, buffer: GPUBuffer, mode: 'all' | 'last', taps: Taps) {
+    const g = new Graph(this.tuning);
+    const features = featureRows > 0 ? g.state('image_features', [featureRows, this.textConfig.hidden_size], 'f32', buffer) : undefined;
+    return { g, pixels: undefined, ...this.decoder(g, T, features && { features }, mode, taps) };
+  }
+
+  /** The vision encoder on a group of `tiles` tiles. */
+  private visionGraph(tiles: number, taps: Taps) {
+    const g = new Graph(this.tuning);
+    g.section('vision');
+    const pixels = g.input('pixel_values', [tiles, ...this.tileShape], 'f32');
+    return { g, pixels, features: this.encodeImages(g, pixels, taps) };
+  }
+
+  /** Whether a graph's activations fit: each tensor in one binding, all of them within the budget. */
+  private fits(g: Graph, outputs: Tensor[], taps: Taps, activationBytes: number): boolean {
+    const layout = planGraph(g, outputs, { keep: [...taps.tensors.values()] });
+    return (layout.largest?.bytes ?? 0) <= this.gpu.maxBinding && layout.bytesPlanned <= activationBytes;
+  }
+
+  /**
+   * The largest equal split of `total` items (at most `cap` each) whose graph fits, trying 1, 2, 3, ...
+   * parts; throws when one item alone does not fit.
+   */
+  private largestFitting(total: number, cap: number, what: string, limits: Required<ChunkLimits>, fits: (n: number) => boolean): number {
+    for (let parts = Math.ceil(total / Math.min(total, cap)); ; parts++) {
+      const n = Math.ceil(total / parts);
+      if (fits(n)) return n;
+      if (n === 1) {
+        throw new GpuError(
+          `one ${what} alone needs more activation memory than this device allows in one submission ` +
+            `(maxStorageBufferBindingSize ${this.gpu.maxBinding} bytes per tensor, ${limits.activationBytes} bytes in all)`,
+        );
+      }
+    }
+  }
+
+  /** Whether a step runs as one graph, or else its vision-group and prefill-chunk sizes (cached per shape). */
+  private split(T: number, tiles: number, mode: 'all' | 'last', tapNames: string[], limits: Required<ChunkLimits>): Split {
+    const key = `${T}|${tiles}|${mode}|${tapNames.join(',')}|${limits.activationBytes}|${limits.visionTiles}|${limits.prefillTokens}`;
+    let s = this.splits.get(key);
+    if (s) return s;
+    const taps = () => new Taps(new Set(tapNames));
+    const fits = (b: { g: Graph }, outputs: Tensor[], t: Taps) => this.fits(b.g, outputs, t, limits.activationBytes);
+    const whole = () => {
+      const t = taps();
+      const b = this.oneGraph(T, tiles, mode, t);
+      return fits(b, [b.token, b.logits], t);
+    };
+    if (T <= limits.prefillTokens && tiles <= limits.visionTiles && whole()) {
+      s = 'one graph';
+    } else {
+      const tileRows = tiles > 0 ? this.featureRowsPerTile : 0;
+      const perGroup = tiles === 0 ? 0 : this.largestFitting(tiles, limits.visionTiles, 'image tile', limits, (n) => {
+        const t = taps();
+        const b = this.visionGraph(n, t);
+        return fits(b, [b.features], t);
+      });
+      const perChunk = this.largestFitting(T, limits.prefillTokens, 'prompt token', limits, (n) => {
+        const t = taps();
+        const b = this.prefillGraph(n, tiles * tileRows, this.gpu.dummy, mode, t);
+        return fits(b, [b.token, b.logits], t);
+      });
+      s = { tiles: perGroup, tokens: perChunk };
+    }
+    this.splits.set(key, s);
+    return s;
+  }
+
+  /** Rows of encodeImages()' output per tile (featuresPerTile, plus rows the placeholders skip, e.g. CLIP's CLS). */
+  private get featureRowsPerTile(): number {
+    return this.featureRow(this.featuresPerTile - 1) + 1;
+  }
+
+  private async compilePlan(key: string, build: (t: Taps) => ReturnType<VisionLanguageModel['oneGraph']>, tapNames: string[]): Promise<StepPlan> {
+    const cached = this.plans.get(key);
+    if (cached) return cached;
+    const taps = new Taps(new Set(tapNames));
+    const b = build(taps);
+    const exe = await Executable.compile(this.gpu, b.g, [b.token, b.logits], { keep: [...taps.tensors.values()] });
+    const plan: StepPlan = { exe, ids: b.ids, pixels: b.pixels, imageRows: b.imageRows, logits: b.logits, token: b.token, taps: taps.tensors };
     this.plans.set(key, plan);
     return plan;
   }
 
+  private async visionPlan(tiles: number, tapNames: string[]): Promise<VisionPlan> {
+    const key = `${tiles}|${tapNames.join(',')}`;
+    let plan = this.visionPlans.get(key);
+    if (!plan) {
+      const taps = new Taps(new Set(tapNames));
+      const b = this.visionGraph(tiles, taps);
+      const exe = await Executable.compile(this.gpu, b.g, [b.features], { keep: [...taps.tensors.values()] });
+      plan = { exe, pixels: b.pixels, features: b.features, taps: taps.tensors };
+      this.visionPlans.set(key, plan);
+    }
+    return plan;
+  }
+
+  /** The buffer for a split step's image features, [rows, D] f32; prefill plans bound to a smaller one are dropped. */
+  private featureBuffer(rows: number): GPUBuffer {
+    if (!this.features || this.features.rows < rows) {
+      for (const [k, p] of this.plans) {
+        if (k.startsWith('chunk|')) {
+          p.exe.dispose();
+          this.plans.delete(k);
+        }
+      }
+      if (this.features) this.gpu.pool.destroy(this.features.buffer);
+      const bytes = rows * this.textConfig.hidden_size * 4;
+      if (bytes > this.gpu.maxBinding) {
+        throw new GpuError(`image features: ${rows} rows need ${bytes} bytes, above maxStorageBufferBindingSize (${this.gpu.maxBinding}); use fewer or smaller images`);
+      }
+      this.features = { buffer: this.gpu.pool.create(bytes, undefined, 'image features'), rows };
+    }
+    return this.features.buffer;
+  }
+
   /**
    * Runs a prompt: ids (with image placeholders expanded) and the image tiles' pixels. Tokens occupy
-   * positions pos .. pos + T of the KV cache. Returns the plan, whose outputs can then be read.
+   * positions pos .. pos + T of the KV cache. One graph and one submission where the step's activations
+   * fit; otherwise vision groups and prefill chunks (see ChunkLimits), with the same results.
    */
-  async forward(
-    ids: ArrayLike<number>,
-    pixels: Float32Array | null,
-    opts: ForwardOptions & { pos?: number; reserve?: number; profile?: (times: Map<string, number>) => void } = {},
-  ): Promise<StepPlan> {
+  async forward(ids: ArrayLike<number>, pixels: Float32Array | null, opts: StepOptions = {}): Promise<ForwardResult> {
     const T = ids.length;
     if (T === 0) throw new Error('forward: empty prompt');
     const pos = opts.pos ?? 0;
@@ -155,15 +340,105 @@ export abstract class VisionLanguageModel {
     if (!Number.isInteger(tiles)) throw new Error(`pixel_values hold ${pixels!.length} values, not a whole number of [${this.tileShape.join(', ')}] tiles`);
     const rows = this.imageRows(ids, tiles);
     this.ensureCapacity(pos + T + (opts.reserve ?? 0));
-    const plan = await this.forwardPlan(T, tiles, opts);
-    plan.exe.write(plan.ids, Uint32Array.from(ids));
-    if (tiles > 0) {
-      plan.exe.write(plan.pixels!, pixels!);
-      plan.exe.write(plan.imageRows!, rows);
+    const mode = opts.logits ?? 'last';
+    const tapNames = [...(opts.taps ?? [])].sort();
+    const limits = { ...this.limits, ...opts.limits };
+    const split = this.split(T, tiles, mode, tapNames, limits);
+    if (split === 'one graph') {
+      const plan = await this.compilePlan(`one|${T}|${tiles}|${mode}|${tapNames.join(',')}`, (t) => this.oneGraph(T, tiles, mode, t), tapNames);
+      plan.exe.write(plan.ids, Uint32Array.from(ids));
+      if (tiles > 0) {
+        plan.exe.write(plan.pixels!, pixels!);
+        plan.exe.write(plan.imageRows!, rows);
+      }
+      if (opts.profile) opts.profile(await plan.exe.runProfiled({ pos }));
+      else plan.exe.run({ pos });
+      return planResult(plan, { visionGroups: 0, prefillChunks: 1 });
     }
-    if (opts.profile) opts.profile(await plan.exe.runProfiled({ pos }));
-    else plan.exe.run({ pos });
-    return plan;
+    return this.forwardSplit(Uint32Array.from(ids), pixels, rows, tiles, split, pos, mode, tapNames, opts);
+  }
+
+  /** A step in vision groups and prefill chunks; intermediates and all-row logits are gathered on the host. */
+  private async forwardSplit(
+    ids: Uint32Array,
+    pixels: Float32Array | null,
+    rows: Uint32Array,
+    tiles: number,
+    split: { tiles: number; tokens: number },
+    pos: number,
+    mode: 'all' | 'last',
+    tapNames: string[],
+    opts: StepOptions,
+  ): Promise<ForwardResult> {
+    const t0 = performance.now();
+    const T = ids.length;
+    const times = new Map<string, number>();
+    const timed = !!(opts.profile || opts.onProgress);
+    const run = async (exe: Executable, step: { pos: number }) => {
+      if (!timed) return exe.run(step);
+      for (const [k, v] of await exe.runProfiled(step)) times.set(k, (times.get(k) ?? 0) + v);
+    };
+    // Requested intermediates (and all-row logits) are read after each submission, in compute order.
+    const gathered = new Map<string, Float32Array[]>();
+    const gather = async (exe: Executable, produced: Map<string, Tensor>) => {
+      for (const [name, t] of [...produced].sort((a, b) => exe.layout.order.indexOf(a[1].node!) - exe.layout.order.indexOf(b[1].node!))) {
+        const parts = gathered.get(name) ?? [];
+        parts.push((await exe.read(t)) as Float32Array);
+        gathered.set(name, parts);
+      }
+    };
+    const tileRows = this.featureRowsPerTile;
+    const featureRows = tiles * tileRows;
+    const buffer = tiles > 0 ? this.featureBuffer(featureRows) : this.gpu.dummy;
+    let groups = 0;
+    if (tiles > 0) {
+      const tileElems = this.tileShape.reduce((a, b) => a * b, 1);
+      const rowBytes = this.textConfig.hidden_size * 4;
+      for (let first = 0; first < tiles; first += split.tiles) {
+        const n = Math.min(split.tiles, tiles - first);
+        const plan = await this.visionPlan(n, tapNames);
+        plan.exe.write(plan.pixels, pixels!.subarray(first * tileElems, (first + n) * tileElems));
+        await run(plan.exe, { pos: 0 });
+        plan.exe.copyTo(plan.features, buffer, first * tileRows * rowBytes);
+        if (plan.taps.size) await gather(plan.exe, plan.taps);
+        groups++;
+        opts.onProgress?.({ stage: 'image', done: first + n, total: tiles, elapsedMs: performance.now() - t0 });
+      }
+    }
+    let plan: StepPlan | undefined;
+    let chunks = 0;
+    const logitRows: Float32Array[] = [];
+    for (let first = 0; first < T; first += split.tokens) {
+      const n = Math.min(split.tokens, T - first);
+      plan = await this.compilePlan(`chunk|${n}|${featureRows}|${mode}|${tapNames.join(',')}`, (t) => this.prefillGraph(n, featureRows, buffer, mode, t), tapNames);
+      plan.exe.write(plan.ids, ids.subarray(first, first + n));
+      if (plan.imageRows) plan.exe.write(plan.imageRows, rows.subarray(first, first + n));
+      await run(plan.exe, { pos: pos + first });
+      if (plan.taps.size) await gather(plan.exe, plan.taps);
+      if (mode === 'all') logitRows.push((await plan.exe.read(plan.logits)) as Float32Array);
+      chunks++;
+      opts.onProgress?.({ stage: 'prefill', done: first + n, total: T, elapsedMs: performance.now() - t0 });
+    }
+    if (opts.profile) opts.profile(times);
+    const last = plan!;
+    const concat = (parts: Float32Array[]) => {
+      const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
+      let o = 0;
+      for (const p of parts) (out.set(p, o), (o += p.length));
+      return out;
+    };
+    return {
+      plan: last,
+      split: { visionGroups: groups, prefillChunks: chunks },
+      taps: [...gathered.keys()],
+      tap: async (name) => {
+        const parts = gathered.get(name);
+        if (!parts) throw new Error(`tap ${name}: not produced by this step`);
+        return concat(parts);
+      },
+      logits: async () => (mode === 'all' ? concat(logitRows) : ((await last.exe.read(last.logits)) as Float32Array)),
+      token: async () => (await last.exe.read(last.token))[0],
+    };
   }
 
   /** Serialises generate() calls: a second concurrent call is rejected (see README). */
@@ -176,8 +451,9 @@ export abstract class VisionLanguageModel {
   }
 
   private disposePlans(): void {
-    for (const p of this.plans.values()) p.exe.dispose();
+    for (const p of [...this.plans.values(), ...this.visionPlans.values()]) p.exe.dispose();
     this.plans.clear();
+    this.visionPlans.clear();
   }
 
   /** Frees every GPU buffer the model holds: weights, KV cache, and the plans' activation buffers. */
@@ -185,6 +461,8 @@ export abstract class VisionLanguageModel {
     this.disposePlans();
     this.cache?.dispose();
     this.cache = undefined;
+    if (this.features) this.gpu.pool.destroy(this.features.buffer);
+    this.features = undefined;
     this.text.dispose(this.gpu);
     this.store.dispose();
     this.gpu.pool.trim();
@@ -220,4 +498,21 @@ export async function loadCheckpointModel<C, M extends VisionLanguageModel>(
   } finally {
     await ckpt.close();
   }
+}
+
+/** The result of a step that ran as one plan. */
+function planResult(plan: StepPlan, split: ForwardResult['split']): ForwardResult {
+  const order = plan.exe.layout.order;
+  return {
+    plan,
+    split,
+    taps: [...plan.taps].sort((a, b) => order.indexOf(a[1].node!) - order.indexOf(b[1].node!)).map(([n]) => n),
+    tap: async (name) => {
+      const t = plan.taps.get(name);
+      if (!t) throw new Error(`tap ${name}: not produced by this step`);
+      return (await plan.exe.read(t)) as Float32Array;
+    },
+    logits: async () => (await plan.exe.read(plan.logits)) as Float32Array,
+    token: async () => (await plan.exe.read(plan.token))[0],
+  };
 }

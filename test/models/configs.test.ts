@@ -154,8 +154,7 @@ describe('other Idefics3 configs', () => {
           return id;
         });
         const ids = [...text(3), ...Array(nImg).fill(cfg.image_token_id), ...text(4)];
-        const plan = await model.forward(ids, pixels, { logits: 'all', taps: ['logits'] });
-        const got = await plan.exe.read(plan.logits);
+        const got = await (await model.forward(ids, pixels, { logits: 'all', taps: ['logits'] })).logits();
         assert.equal(got.length, ids.length * vocab);
         assertClose(got, forward64(cfg, W, pixels, ids), { atol: 1e-4, rtol: 1e-4 }, `config ${n} logits`);
       } finally {

@@ -23,11 +23,11 @@ it('KV-cache decoding matches full recomputation at every step', async () => {
     let prefix = ids;
     for (const [j, s] of steps.entries()) {
       // Full recomputation of prompt + the j tokens generated so far, from an empty cache.
-      const plan = await model.forward(prefix, pixels, { logits: 'last' });
-      const full = (await plan.exe.read(plan.logits)) as Float32Array;
+      const step = await model.forward(prefix, pixels, { logits: 'last' });
+      const full = await step.logits();
       // Same f32 math in another order (tiled matmul vs gemv, one vs many keys per pass).
       assertClose(s.logits, full, { atol: 1e-5 }, `step ${j} logits, cache vs recompute`);
-      assert.equal(s.token, (await plan.exe.read(plan.token))[0], `step ${j} token`);
+      assert.equal(s.token, await step.token(), `step ${j} token`);
       prefix = [...prefix, s.token];
     }
   } finally {
