@@ -4,7 +4,8 @@ import { parseArgs } from 'node:util';
 import { Gpu } from './gpu/device.ts';
 import { loadModelDir } from './models/registry.ts';
 import { diffReference, formatDiff } from './diff.ts';
-import { progressBar } from './progress.ts';
+import { progressBar, stepProgress } from './progress.ts';
+import type { StepProgress } from './models/vlm.ts';
 
 const USAGE = `webgpu-vlm — vision-language models on WebGPU
 
@@ -37,6 +38,9 @@ Options:
   --seed N               sampling seed (default 0)
   --stop TEXT            stop when the reply contains TEXT; repeatable
   --dtype auto|f32|f16   weight storage (default auto)
+  --image-splitting on|off  Idefics3/SmolVLM: split large images into tiles (default: the processor's, on);
+                         off encodes each image as one tile, much faster on a CPU adapter
+  --image-size N         Idefics3/SmolVLM: resize the longest edge to N before splitting (size.longest_edge)
   --kernels gpu|cpu      kernel set (default: the one the adapter suits; cpu = for lavapipe-like drivers)
   --json                 print one JSON object (text, tokens, timings) instead of streaming
   -h, --help             this help`;
@@ -137,6 +141,8 @@ async function run(argv: string[]): Promise<number> {
       stop: { type: 'string', multiple: true },
       dtype: { type: 'string' },
       kernels: { type: 'string' },
+      'image-splitting': { type: 'string' },
+      'image-size': { type: 'string' },
       json: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -157,11 +163,29 @@ async function run(argv: string[]): Promise<number> {
   const topK = numberOpt('--top-k', values['top-k'], (n) => Number.isInteger(n) && n > 0, 'a positive integer');
   const topP = numberOpt('--top-p', values['top-p'], (n) => n > 0 && n <= 1, 'a number in (0, 1]');
   const seed = numberOpt('--seed', values.seed, (n) => Number.isInteger(n), 'an integer');
+  const splitting = values['image-splitting'];
+  if (splitting !== undefined && splitting !== 'on' && splitting !== 'off') fail(`run: --image-splitting expects on or off, got "${splitting}"`, RUN_USAGE);
+  const imageSplitting = splitting === undefined ? undefined : splitting === 'on';
+  const imageSize = numberOpt('--image-size', values['image-size'], (n) => Number.isInteger(n) && n >= 1 && n <= 4096, 'an integer in [1, 4096]');
   const { loadModel } = await import('./pipeline.ts');
-  const pipe = await loadModel(values.model, { dtype, kernels, onProgress: progressBar('loading') });
+  const pipe = await loadModel(values.model, { dtype, kernels, imageSplitting, imageSize, onProgress: progressBar('loading') });
   try {
     if (!values.json) process.stderr.write(`${pipe.model.gpu.describe().split('\n')[0]}\n`);
-    const gen = pipe.generate({ prompt: values.prompt, images: values.image ?? [], maxNewTokens, temperature, topK, topP, seed, stop: values.stop });
+    const progress = values.json ? undefined : stepProgress();
+    let noted = false;
+    const onProgress = (p: StepProgress) => {
+      progress?.(p);
+      // Said once, when the first tile's time shows that the image encoding will take minutes.
+      if (p.stage === 'image' && p.done < p.total && !noted && (p.elapsedMs / p.done) * p.total >= 60_000) {
+        noted = true;
+        const cfg = pipe.imageConfig;
+        const avoid = cfg.kind !== 'clip' && cfg.doImageSplitting ? '; --image-splitting off encodes each image as one tile' : '';
+        process.stderr.write(
+          `note: ${p.total} image tiles at ${(p.elapsedMs / p.done / 1000).toFixed(0)} s each take about ${Math.ceil((p.elapsedMs / p.done) * p.total / 60_000)} min on this adapter (${pipe.model.gpu.info.description || pipe.model.gpu.info.device})${avoid}\n`,
+        );
+      }
+    };
+    const gen = pipe.generate({ prompt: values.prompt, images: values.image ?? [], maxNewTokens, temperature, topK, topP, seed, stop: values.stop, onProgress });
     if (!values.json) for await (const chunk of gen) process.stdout.write(chunk.text);
     const r = await gen;
     const t = r.timings;

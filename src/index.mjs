@@ -16,4 +16,5 @@ export const {
   loadModelDir,
   generateTokens,
   VisionLanguageModel,
+  DEFAULT_CHUNK_LIMITS,
 } = api;

@@ -2,7 +2,7 @@
 export { loadModel, VisionLanguagePipeline, Generation } from './pipeline.ts';
 export type { LoadModelOptions, GenerateRequest, GenerateResult, TextChunk, Timings } from './pipeline.ts';
 export type { ChatMessage } from './text/chat.ts';
-export type { ImageInput } from './image/preprocess.ts';
+export type { ImageInput, ImageProcessorOverrides } from './image/preprocess.ts';
 export type { LoadProgress } from './models/weights.ts';
 export type { WeightDType } from './io/upload.ts';
 export { Gpu, GpuError } from './gpu/device.ts';
@@ -12,4 +12,5 @@ export { HubError } from './io/hub.ts';
 export { loadModelDir } from './models/registry.ts';
 export { generateTokens } from './generate.ts';
 export type { GenerateOptions, SamplingOptions, TokenStep } from './generate.ts';
-export { VisionLanguageModel } from './models/vlm.ts';
+export { VisionLanguageModel, DEFAULT_CHUNK_LIMITS } from './models/vlm.ts';
+export type { ChunkLimits, StepProgress, ForwardResult } from './models/vlm.ts';

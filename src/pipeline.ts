@@ -14,10 +14,18 @@ import { TextTokenizer } from './text/tokenizer.ts';
 import { loadChatTemplate, renderChat, type ChatMessage } from './text/chat.ts';
 import { expandImages, loadImageSeqLen, loadImageTokens, replacePlaceholders, type ImageTokens } from './text/prompt.ts';
 import { modelType } from './models/registry.ts';
-import { loadAnyImageProcessorConfig, preprocessImage, type AnyImageProcessorConfig, type ImageInput } from './image/preprocess.ts';
+import {
+  loadAnyImageProcessorConfig,
+  preprocessImage,
+  withOverrides,
+  type AnyImageProcessorConfig,
+  type ImageInput,
+  type ImageProcessorOverrides,
+} from './image/preprocess.ts';
+import { chunkLimits, DEFAULT_CHUNK_LIMITS, type ChunkLimits, type StepProgress } from './models/vlm.ts';
 import { generateTokens } from './generate.ts';
 
-export interface LoadModelOptions {
+export interface LoadModelOptions extends ImageProcessorOverrides {
   /** Storage of float weights: 'auto' (default: as stored where the device reads it, BF16 → f32), 'f32' or 'f16'. */
   dtype?: WeightDType;
   onProgress?: (p: LoadProgress) => void;
@@ -27,9 +35,11 @@ export interface LoadModelOptions {
   gpu?: Gpu;
   /** Kernel set: 'gpu' or 'cpu' (SIMD-on-CPU drivers such as lavapipe); default: the one the adapter suits. */
   kernels?: Target;
+  /** How large one submission of a prompt may be (vision tiles, prefill tokens, activation bytes); see ChunkLimits. */
+  limits?: ChunkLimits;
 }
 
-export interface GenerateRequest {
+export interface GenerateRequest extends ImageProcessorOverrides {
   /** Chat messages; image parts ({ type: 'image' }) take the images in order. */
   messages?: ChatMessage[];
   /** Shorthand for one user message: the images first, then this text. */
@@ -43,6 +53,12 @@ export interface GenerateRequest {
   /** Stop strings: generation ends when the text contains one (it is cut off before it). */
   stop?: string[];
   signal?: AbortSignal;
+  /**
+   * Progress of the prompt: image tiles encoded and tokens prefilled, each with the elapsed time. With this
+   * callback the vision encoder and the prefill are submitted apart (and split further where large, see
+   * ChunkLimits); on a SIMD-on-CPU adapter (lavapipe), where a tile takes seconds, tiles go one per submission.
+   */
+  onProgress?: (p: StepProgress) => void;
 }
 
 export interface Timings {
@@ -145,11 +161,12 @@ export class VisionLanguagePipeline {
       dir = snap.dir;
       root = snap.repo;
     }
+    const limits = chunkLimits(DEFAULT_CHUNK_LIMITS, opts.limits); // checked before anything loads
     const format = (await modelType(dir)) === 'llava' ? 'llava' : 'idefics3';
     const [tokenizer, chatTemplate, imageConfig, imageTokens] = await Promise.all([
       TextTokenizer.load(dir),
       loadChatTemplate(dir),
-      loadAnyImageProcessorConfig(dir),
+      loadAnyImageProcessorConfig(dir).then((c) => withOverrides(c, opts)),
       loadImageTokens(dir),
     ]);
     // Idefics3 states the placeholder count in processor_config.json; LLaVA's follows from the vision config.
@@ -157,6 +174,7 @@ export class VisionLanguagePipeline {
     const gpu = opts.gpu ?? (await Gpu.create());
     try {
       const model = await loadModelDir(gpu, dir, { dtype: opts.dtype, onProgress: opts.onProgress, root, kernels: opts.kernels });
+      model.limits = limits;
       if (statedSeqLen !== undefined && model.featuresPerTile !== statedSeqLen) {
         model.dispose();
         throw new Error(`${dir}: processor_config.json image_seq_len ${statedSeqLen} differs from the ${model.featuresPerTile} features per image the model config gives`);
@@ -192,7 +210,8 @@ export class VisionLanguagePipeline {
       throw new Error('generate: give either `messages` or `prompt`, not both');
     }
     const t0 = performance.now();
-    const pre = await Promise.all(images.map((img) => preprocessImage(img, this.imageConfig)));
+    const config = withOverrides(this.imageConfig, req);
+    const pre = await Promise.all(images.map((img) => preprocessImage(img, config)));
     const preprocessMs = performance.now() - t0;
     const chat = renderChat(this.chatTemplate, messages, {
       addGenerationPrompt: true,
@@ -239,6 +258,9 @@ export class VisionLanguagePipeline {
         seed: req.seed,
         signal: req.signal,
         eos: this.eos,
+        onProgress: req.onProgress,
+        // Tiles take seconds each on a SIMD-on-CPU adapter: one per submission, so that progress comes per tile.
+        limits: req.onProgress && this.model.tuning.target === 'cpu' ? { visionTiles: 1 } : undefined,
         onPrefill: (s) => {
           imageEncodeMs = s.get('vision') ?? 0;
         },

@@ -1,6 +1,7 @@
-// A load progress bar on stderr (bytes and tensors), redrawn in place on a terminal and printed
-// every 25% otherwise.
+// Progress on stderr: the load (bytes and tensors), redrawn in place on a terminal and printed every 25%
+// otherwise; and a prompt's image encoding and prefill, once they take long enough to be worth a line.
 import type { LoadProgress } from './models/weights.ts';
+import type { StepProgress } from './models/vlm.ts';
 import { fmtBytes } from './gpu/device.ts';
 
 export function progressBar(label: string, stream: NodeJS.WriteStream = process.stderr): (p: LoadProgress) => void {
@@ -20,5 +21,16 @@ export function progressBar(label: string, stream: NodeJS.WriteStream = process.
         if (decile < 4 || done) stream.write(`${text}\n`);
       }
     }
+  };
+}
+
+/** Prompt progress lines (tiles encoded, tokens prefilled, elapsed), shown once a step has run `quietMs`. */
+export function stepProgress(stream: NodeJS.WriteStream = process.stderr, quietMs = 1000): (p: StepProgress) => void {
+  return (p) => {
+    if (p.elapsedMs < quietMs) return;
+    const what = p.stage === 'image' ? `image encode: ${p.done}/${p.total} tile${p.total === 1 ? '' : 's'}` : `prefill: ${p.done}/${p.total} tokens`;
+    const text = `${what}, ${(p.elapsedMs / 1000).toFixed(1)} s`;
+    if (stream.isTTY) stream.write(`\r\x1b[K${text}${p.done === p.total ? '\n' : ''}`);
+    else stream.write(`${text}\n`);
   };
 }

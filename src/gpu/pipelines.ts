@@ -116,14 +116,23 @@ export class PipelineCache {
       }
       this.modules.set(modKey, module);
     }
-    const m = module;
-    return this.gpu.scoped(`creating pipeline ${key}`, () =>
-      this.gpu.device.createComputePipeline({
+    // Asynchronous creation: the driver compiles while other pipelines are being asked for (see prepare()).
+    try {
+      return await this.gpu.device.createComputePipelineAsync({
         layout: 'auto',
         label: key,
-        compute: { module: m, entryPoint: k.entry, constants: k.constants },
-      }),
-    );
+        compute: { module, entryPoint: k.entry, constants: k.constants },
+      });
+    } catch (e) {
+      throw new GpuError(`creating pipeline ${key}: ${(e as Error).message}`);
+    }
+  }
+
+  /** Creates every pipeline of `keys` at once (those not already made or under way), and waits for them. */
+  async prepare(keys: PipelineKey[]): Promise<number> {
+    const fresh = new Map(keys.map((k): [string, PipelineKey] => [keyString(k), k]).filter(([s]) => !this.pipelines.has(s)));
+    await Promise.all([...fresh.values()].map((k) => this.get(k)));
+    return fresh.size;
   }
 
   clear(): void {

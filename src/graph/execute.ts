@@ -7,6 +7,7 @@ import { GpuError } from '../gpu/device.ts';
 import type { Dispatch, Graph, Step, KernelContext } from './graph.ts';
 import { planGraph, type PlanLayout, type PlanOptions } from './plan.ts';
 import type { Tensor } from './tensor.ts';
+import type { PipelineKey } from '../gpu/pipelines.ts';
 
 const UNIFORM_SLOT = 256;
 
@@ -73,11 +74,7 @@ export class Executable {
       if (t.chunks && t.chunks.length === 1) return t.chunks[0].buffer;
       throw new GpuError(`tensor ${t} has no buffer (${t.chunks ? 'split weights must be bound per chunk' : 'not planned'})`);
     };
-    const ctx: KernelContext = { has: (f) => gpu.has(f), dummy: gpu.dummy, subgroupReduce: gpu.subgroupReduce };
-    const dispatches: { d: Dispatch; node: string; section: string }[] = [];
-    for (const n of layout.order) {
-      for (const d of n.kernel.encode(n, bufferOf, ctx)) dispatches.push({ d, node: `${n.kernel.name}→${n.output}`, section: n.section });
-    }
+    const dispatches = dispatchesOf(gpu, layout, bufferOf);
     const uniformBuffer = gpu.pool.create(
       Math.max(1, dispatches.length) * UNIFORM_SLOT,
       GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
@@ -103,6 +100,15 @@ export class Executable {
       }),
     );
     return new Executable(gpu, layout, buffers, encoded, uniformBuffer);
+  }
+
+  /**
+   * The pipelines a graph's plan would use, without allocating anything: for creating them all at once,
+   * ahead of the first run (PipelineCache.prepare).
+   */
+  static pipelinesOf(gpu: Gpu, graph: Graph, outputs: Tensor[]): PipelineKey[] {
+    const layout = planGraph(graph, outputs);
+    return dispatchesOf(gpu, layout, () => gpu.dummy).map(({ d }) => d.pipeline);
   }
 
   get dispatchCount(): number {
@@ -234,4 +240,14 @@ export class Executable {
     for (const b of this.buffers) this.gpu.pool.release(b);
     this.gpu.pool.destroy(this.uniformBuffer);
   }
+}
+
+/** Every dispatch of a planned graph, in order, with its node and section. */
+function dispatchesOf(gpu: Gpu, layout: PlanLayout, bufferOf: (t: Tensor) => GPUBuffer): { d: Dispatch; node: string; section: string }[] {
+  const ctx: KernelContext = { has: (f) => gpu.has(f), dummy: gpu.dummy, subgroupReduce: gpu.subgroupReduce };
+  const out: { d: Dispatch; node: string; section: string }[] = [];
+  for (const n of layout.order) {
+    for (const d of n.kernel.encode(n, bufferOf, ctx)) out.push({ d, node: `${n.kernel.name}→${n.output}`, section: n.section });
+  }
+  return out;
 }

@@ -362,6 +362,34 @@ export async function loadAnyImageProcessorConfig(dir: string): Promise<AnyImage
   return parseAnyImageProcessorConfig(json, file);
 }
 
+/**
+ * Per-call processor arguments, as transformers' processors take them: `do_image_splitting` and
+ * `size={"longest_edge": N}` for Idefics3. CLIP/LLaVA processors resize and crop to the vision tower's input
+ * and never split, so either override is an error there, naming the processor.
+ */
+export interface ImageProcessorOverrides {
+  /** Idefics3 `do_image_splitting`: false encodes each image as one tile (max_image_size²). */
+  imageSplitting?: boolean;
+  /** Idefics3 `size.longest_edge`: the image's longest edge before splitting into max_image_size tiles. */
+  imageSize?: number;
+}
+
+/** The processor config with the overrides applied (the config itself when there are none). */
+export function withOverrides<C extends AnyImageProcessorConfig>(cfg: C, o: ImageProcessorOverrides): C {
+  const given = (['imageSplitting', 'imageSize'] as const).filter((k) => o[k] !== undefined);
+  if (!given.length) return cfg;
+  if (cfg.kind === 'clip') {
+    const crop = `${cfg.cropSize.height}×${cfg.cropSize.width}`;
+    const what = given.length > 1 ? `${given.join(' and ')} are Idefics3 processor options` : `${given[0]} is an Idefics3 processor option`;
+    throw new RangeError(`${what}: this model's CLIP/LLaVA processor resizes and crops every image to ${crop} and never splits`);
+  }
+  if (o.imageSplitting !== undefined && typeof o.imageSplitting !== 'boolean') throw new RangeError(`imageSplitting must be true or false, got ${describe(o.imageSplitting)}`);
+  if (o.imageSize !== undefined && !(Number.isInteger(o.imageSize) && o.imageSize >= 1 && o.imageSize <= MAX_EDGE)) {
+    throw new RangeError(`imageSize (size.longest_edge) must be an integer in [1, ${MAX_EDGE}], got ${describe(o.imageSize)}`);
+  }
+  return { ...cfg, doImageSplitting: o.imageSplitting ?? cfg.doImageSplitting, longestEdge: o.imageSize ?? cfg.longestEdge };
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Inputs and errors
 

@@ -64,6 +64,18 @@ export interface ChunkLimits {
 
 export const DEFAULT_CHUNK_LIMITS: Required<ChunkLimits> = { activationBytes: 2 ** 30, visionTiles: Infinity, prefillTokens: 512 };
 
+/** `base` with the limits `over` sets (positive integers, or Infinity), checked and naming a bad one. */
+export function chunkLimits(base: Required<ChunkLimits>, over: ChunkLimits = {}): Required<ChunkLimits> {
+  const out = { ...base };
+  for (const [k, v] of Object.entries(over)) {
+    if (!(k in DEFAULT_CHUNK_LIMITS)) throw new RangeError(`limits: unknown key "${k}" (expected ${Object.keys(DEFAULT_CHUNK_LIMITS).join(', ')})`);
+    if (v === undefined) continue;
+    if (!(v === Infinity || (Number.isInteger(v) && v >= 1))) throw new RangeError(`limits.${k} must be a positive integer, got ${v}`);
+    out[k as keyof ChunkLimits] = v;
+  }
+  return out;
+}
+
 /** Progress of a prompt step that runs in several submissions: image tiles encoded, prompt tokens prefilled. */
 export interface StepProgress {
   stage: 'image' | 'prefill';
@@ -81,7 +93,10 @@ export interface StepOptions extends ForwardOptions {
   reserve?: number;
   /** Called with the device milliseconds of each section (vision, decoder) once the step has run. */
   profile?: (times: Map<string, number>) => void;
-  /** Called after each submission of a split step (each group of tiles, each chunk of tokens). */
+  /**
+   * Called after each submission (each group of tiles, each chunk of tokens). With it, the vision encoder
+   * and the prefill are always submitted apart, so that at least those two are reported.
+   */
   onProgress?: (p: StepProgress) => void;
   /** Overrides the model's chunk limits for this step. */
   limits?: ChunkLimits;
@@ -242,9 +257,12 @@ export abstract class VisionLanguageModel {
     }
   }
 
-  /** Whether a step runs as one graph, or else its vision-group and prefill-chunk sizes (cached per shape). */
-  private split(T: number, tiles: number, mode: 'all' | 'last', tapNames: string[], limits: Required<ChunkLimits>): Split {
-    const key = `${T}|${tiles}|${mode}|${tapNames.join(',')}|${limits.activationBytes}|${limits.visionTiles}|${limits.prefillTokens}`;
+  /**
+   * Whether a step runs as one graph (where `oneGraph` allows it), or else its vision-group and prefill-chunk
+   * sizes; cached per shape.
+   */
+  private split(T: number, tiles: number, mode: 'all' | 'last', tapNames: string[], limits: Required<ChunkLimits>, oneGraph: boolean): Split {
+    const key = `${T}|${tiles}|${mode}|${tapNames.join(',')}|${limits.activationBytes}|${limits.visionTiles}|${limits.prefillTokens}|${oneGraph}`;
     let s = this.splits.get(key);
     if (s) return s;
     const taps = () => new Taps(new Set(tapNames));
@@ -254,7 +272,7 @@ export abstract class VisionLanguageModel {
       const b = this.oneGraph(T, tiles, mode, t);
       return fits(b, [b.token, b.logits], t);
     };
-    if (T <= limits.prefillTokens && tiles <= limits.visionTiles && whole()) {
+    if (oneGraph && T <= limits.prefillTokens && tiles <= limits.visionTiles && whole()) {
       s = 'one graph';
     } else {
       const tileRows = tiles > 0 ? this.featureRowsPerTile : 0;
@@ -342,8 +360,10 @@ export abstract class VisionLanguageModel {
     this.ensureCapacity(pos + T + (opts.reserve ?? 0));
     const mode = opts.logits ?? 'last';
     const tapNames = [...(opts.taps ?? [])].sort();
-    const limits = { ...this.limits, ...opts.limits };
-    const split = this.split(T, tiles, mode, tapNames, limits);
+    const limits = chunkLimits(this.limits, opts.limits);
+    // Progress needs submissions to report: a step with a progress callback runs at least its vision
+    // encoder and its prefill apart.
+    const split = this.split(T, tiles, mode, tapNames, limits, !opts.onProgress);
     if (split === 'one graph') {
       const plan = await this.compilePlan(`one|${T}|${tiles}|${mode}|${tapNames.join(',')}`, (t) => this.oneGraph(T, tiles, mode, t), tapNames);
       plan.exe.write(plan.ids, Uint32Array.from(ids));
@@ -441,6 +461,21 @@ export abstract class VisionLanguageModel {
     };
   }
 
+  /**
+   * Creates, all at once, the pipelines that the first prompt with an image and the decode steps use, so
+   * that the driver compiles them at load (concurrently where it can) rather than inside the first step.
+   * Prompts of other shapes may use a few more kernel variants, made when first needed. Returns how many
+   * pipelines were created.
+   */
+  async preparePipelines(): Promise<number> {
+    const T = this.featuresPerTile + 16; // a prompt with one image: the prefill kernel variants
+    this.ensureCapacity(T + 1);
+    const keys = [this.oneGraph(T, 1, 'last', new Taps()), this.oneGraph(1, 0, 'last', new Taps())].flatMap((b) =>
+      Executable.pipelinesOf(this.gpu, b.g, [b.token, b.logits]),
+    );
+    return this.gpu.pipelines.prepare(keys);
+  }
+
   /** Serialises generate() calls: a second concurrent call is rejected (see README). */
   acquire(): () => void {
     if (this.busy) throw new Error('this model is already generating; await the running generate() (one KV cache per model)');
@@ -490,6 +525,7 @@ export async function loadCheckpointModel<C, M extends VisionLanguageModel>(
     }
     try {
       await model.store.load(opts.onProgress);
+      await model.preparePipelines();
     } catch (e) {
       model.dispose();
       throw e;

@@ -109,6 +109,30 @@ describe('several tiles in vision groups, the prompt in chunks', () => {
     });
   }
 
+  it('a progress callback submits the vision encoder and the prefill apart, with the same results', async () => {
+    const model = await SmolVLM.load(await testGpu(), join(FIXTURES, 'smolvlm-tiny'));
+    const ref = await openReference(join(FIXTURES, 'smolvlm-tiny', 'reference.safetensors'));
+    try {
+      const ids = await ref.i32('input_ids');
+      const progress: string[] = [];
+      let last = 0;
+      const step = await model.forward(ids, (await ref.f32('pixel_values')).data, {
+        logits: 'all',
+        onProgress: (p) => {
+          assert.ok(p.elapsedMs >= last, 'elapsed time goes forward');
+          last = p.elapsedMs;
+          progress.push(`${p.stage} ${p.done}/${p.total}`);
+        },
+      });
+      assert.deepEqual(step.split, { visionGroups: 1, prefillChunks: 1 });
+      assert.deepEqual(progress, ['image 1/1', `prefill ${ids.length}/${ids.length}`]);
+      assertClose(await step.logits(), (await ref.f32('logits')).data, { atol: TOL }, 'logits with progress');
+    } finally {
+      model.dispose();
+      await ref.close();
+    }
+  });
+
   it('a tile that cannot fit one binding is an error that says so', async () => {
     const model = await SmolVLM.load(await testGpu({ maxStorageBufferBindingSize: 40_000 }), join(FIXTURES, 'smolvlm-tiny'));
     const ref = await openReference(join(FIXTURES, 'smolvlm-tiny', 'reference.safetensors'));
