@@ -24,7 +24,8 @@ const RUN_USAGE = `webgpu-vlm run --model DIR|ORG/NAME [--image FILE ...] --prom
 
 Loads the model (a directory, or a Hub id found offline in the Hugging Face cache), renders the chat
 template with the images and the prompt, and streams the reply to stdout. Load progress and a final
-timings line go to stderr.
+timings line go to stderr. Ctrl-C stops the reply: the line is ended, the timings so far are printed
+(finish reason "abort") and the exit code is 130; a second Ctrl-C quits at once.
 
 Options:
   --model DIR|ID         model directory or Hugging Face id (HF_HUB_CACHE / HF_HOME / ~/.cache/huggingface/hub)
@@ -159,9 +160,26 @@ async function run(argv: string[]): Promise<number> {
   const seed = numberOpt('--seed', values.seed, (n) => Number.isInteger(n), 'an integer');
   const { loadModel } = await import('./pipeline.ts');
   const pipe = await loadModel(values.model, { dtype, kernels, onProgress: progressBar('loading') });
+  // Ctrl-C stops the generation and the reply so far is reported as usual; a second Ctrl-C quits at once.
+  const ctl = new AbortController();
+  const onSigint = () => {
+    if (ctl.signal.aborted) process.exit(130);
+    ctl.abort();
+  };
+  process.on('SIGINT', onSigint);
   try {
     if (!values.json) process.stderr.write(`${pipe.model.gpu.describe().split('\n')[0]}\n`);
-    const gen = pipe.generate({ prompt: values.prompt, images: values.image ?? [], maxNewTokens, temperature, topK, topP, seed, stop: values.stop });
+    const gen = pipe.generate({
+      prompt: values.prompt,
+      images: values.image ?? [],
+      maxNewTokens,
+      temperature,
+      topK,
+      topP,
+      seed,
+      stop: values.stop,
+      signal: ctl.signal,
+    });
     if (!values.json) for await (const chunk of gen) process.stdout.write(chunk.text);
     const r = await gen;
     const t = r.timings;
@@ -175,8 +193,9 @@ async function run(argv: string[]): Promise<number> {
           `(${t.newTokens} tokens, ${r.finishReason})\n`,
       );
     }
-    return 0;
+    return r.finishReason === 'abort' ? 130 : 0; // 128 + SIGINT, as a shell reports a process Ctrl-C ended
   } finally {
+    process.off('SIGINT', onSigint);
     pipe.dispose();
   }
 }

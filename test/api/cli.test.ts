@@ -1,8 +1,9 @@
-// The webgpu-vlm command line as a user runs it: run (streamed and --json), --help on every command,
-// and non-zero exits with clear messages on misuse.
+// The webgpu-vlm command line as a user runs it: run (streamed and --json), Ctrl-C during a reply,
+// --help on every command, and non-zero exits with clear messages on misuse.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FIXTURES } from '../reference.ts';
@@ -29,6 +30,24 @@ describe('webgpu-vlm run', () => {
     assert.equal(typeof out.text, 'string');
     assert.equal(out.timings.promptTokens, 50);
     assert.ok(out.timings.imageEncodeMs >= 0);
+  });
+
+  it('stops on Ctrl-C: ends the line, prints the partial timings with reason abort, exits 130', { timeout: 300_000 }, async () => {
+    // The tiny model does not reach EOS on this prompt, so without the SIGINT it would write 4000 tokens.
+    const child = spawn(process.execPath, [BIN, 'run', '--model', SMOL, '--prompt', 'Hi', '--max-new-tokens', '4000'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      if (!stdout) child.kill('SIGINT');
+      stdout += d;
+    });
+    const [code] = await once(child, 'close');
+    assert.equal(code, 130, stderr);
+    assert.ok(stdout.endsWith('\n'), 'the output line is ended');
+    const m = /decode [\d.]+ tok\/s \((\d+) tokens, abort\)/.exec(stderr);
+    assert.ok(m, stderr);
+    assert.ok(Number(m[1]) > 0 && Number(m[1]) < 4000, `${m[1]} tokens`);
   });
 
   it('has --help on every command', () => {
