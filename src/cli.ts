@@ -158,6 +158,14 @@ async function run(argv: string[]): Promise<number> {
   const topK = numberOpt('--top-k', values['top-k'], (n) => Number.isInteger(n) && n > 0, 'a positive integer');
   const topP = numberOpt('--top-p', values['top-p'], (n) => n > 0 && n <= 1, 'a number in (0, 1]');
   const seed = numberOpt('--seed', values.seed, (n) => Number.isInteger(n), 'an integer');
+  if (values.stop?.includes('')) fail('run: --stop expects non-empty text (an empty one would end the reply before it starts)', RUN_USAGE);
+  // Images are checked (exist, are files, have a readable header within the pixel limit) before the model
+  // loads, which can take minutes: a mistyped path should not cost that.
+  const images = values.image ?? [];
+  if (images.length) {
+    const { checkImage } = await import('./image/preprocess.ts');
+    for (const file of images) await checkImage(file);
+  }
   const { loadModel } = await import('./pipeline.ts');
   const pipe = await loadModel(values.model, { dtype, kernels, onProgress: progressBar('loading') });
   // Ctrl-C stops the generation and the reply so far is reported as usual; a second Ctrl-C quits at once.
@@ -171,7 +179,7 @@ async function run(argv: string[]): Promise<number> {
     if (!values.json) process.stderr.write(`${pipe.model.gpu.describe().split('\n')[0]}\n`);
     const gen = pipe.generate({
       prompt: values.prompt,
-      images: values.image ?? [],
+      images,
       maxNewTokens,
       temperature,
       topK,
