@@ -25,7 +25,8 @@ const RUN_USAGE = `webgpu-vlm run --model DIR|ORG/NAME [--image FILE ...] --prom
 
 Loads the model (a directory, or a Hub id found offline in the Hugging Face cache), renders the chat
 template with the images and the prompt, and streams the reply to stdout. Load progress and a final
-timings line go to stderr.
+timings line go to stderr. Ctrl-C stops the reply: the line is ended, the timings so far are printed
+(finish reason "abort") and the exit code is 130; a second Ctrl-C quits at once.
 
 Options:
   --model DIR|ID         model directory or Hugging Face id (HF_HUB_CACHE / HF_HOME / ~/.cache/huggingface/hub)
@@ -167,8 +168,23 @@ async function run(argv: string[]): Promise<number> {
   if (splitting !== undefined && splitting !== 'on' && splitting !== 'off') fail(`run: --image-splitting expects on or off, got "${splitting}"`, RUN_USAGE);
   const imageSplitting = splitting === undefined ? undefined : splitting === 'on';
   const imageSize = numberOpt('--image-size', values['image-size'], (n) => Number.isInteger(n) && n >= 1 && n <= 4096, 'an integer in [1, 4096]');
+  if (values.stop?.includes('')) fail('run: --stop expects non-empty text (an empty one would end the reply before it starts)', RUN_USAGE);
+  // Images are checked (exist, are files, have a readable header within the pixel limit) before the model
+  // loads, which can take minutes: a mistyped path should not cost that.
+  const images = values.image ?? [];
+  if (images.length) {
+    const { checkImage } = await import('./image/preprocess.ts');
+    for (const file of images) await checkImage(file);
+  }
   const { loadModel } = await import('./pipeline.ts');
   const pipe = await loadModel(values.model, { dtype, kernels, imageSplitting, imageSize, onProgress: progressBar('loading') });
+  // Ctrl-C stops the generation and the reply so far is reported as usual; a second Ctrl-C quits at once.
+  const ctl = new AbortController();
+  const onSigint = () => {
+    if (ctl.signal.aborted) process.exit(130);
+    ctl.abort();
+  };
+  process.on('SIGINT', onSigint);
   try {
     if (!values.json) process.stderr.write(`${pipe.model.gpu.describe().split('\n')[0]}\n`);
     const progress = values.json ? undefined : stepProgress();
@@ -180,12 +196,25 @@ async function run(argv: string[]): Promise<number> {
         noted = true;
         const cfg = pipe.imageConfig;
         const avoid = cfg.kind !== 'clip' && cfg.doImageSplitting ? '; --image-splitting off encodes each image as one tile' : '';
+        const perTile = p.elapsedMs / p.done;
         process.stderr.write(
-          `note: ${p.total} image tiles at ${(p.elapsedMs / p.done / 1000).toFixed(0)} s each take about ${Math.ceil((p.elapsedMs / p.done) * p.total / 60_000)} min on this adapter (${pipe.model.gpu.info.description || pipe.model.gpu.info.device})${avoid}\n`,
+          `note: ${p.total} image tiles at ${(perTile / 1000).toFixed(0)} s each take about ${Math.ceil((perTile * p.total) / 60_000)} min ` +
+            `on this adapter (${pipe.model.gpu.info.description || pipe.model.gpu.info.device})${avoid}\n`,
         );
       }
     };
-    const gen = pipe.generate({ prompt: values.prompt, images: values.image ?? [], maxNewTokens, temperature, topK, topP, seed, stop: values.stop, onProgress });
+    const gen = pipe.generate({
+      prompt: values.prompt,
+      images,
+      maxNewTokens,
+      temperature,
+      topK,
+      topP,
+      seed,
+      stop: values.stop,
+      signal: ctl.signal,
+      onProgress,
+    });
     if (!values.json) for await (const chunk of gen) process.stdout.write(chunk.text);
     const r = await gen;
     const t = r.timings;
@@ -199,8 +228,9 @@ async function run(argv: string[]): Promise<number> {
           `(${t.newTokens} tokens, ${r.finishReason})\n`,
       );
     }
-    return 0;
+    return r.finishReason === 'abort' ? 130 : 0; // 128 + SIGINT, as a shell reports a process Ctrl-C ended
   } finally {
+    process.off('SIGINT', onSigint);
     pipe.dispose();
   }
 }

@@ -1,7 +1,8 @@
 // Text generation over a VisionLanguageModel: prefill the prompt (with images), then one decode step
 // per token over the preallocated KV cache. Greedy decoding reads back only the argmax (4 bytes);
 // sampling (temperature, top-k, top-p, seeded) reads the last logits row. Tokens stream as an async
-// iterator; EOS ids, maxNewTokens and an AbortSignal stop it.
+// iterator; EOS ids, maxNewTokens and an AbortSignal stop it. One generation runs per model at a time:
+// a call waits its turn for the model (model.acquire), and frees it however it ends.
 import type { ChunkLimits, StepProgress, VisionLanguageModel } from './models/vlm.ts';
 
 export interface SamplingOptions {
@@ -20,7 +21,13 @@ export interface GenerateOptions extends SamplingOptions {
   stopAtEos?: boolean;
   /** Also read back each step's logits row (slower; for tests and diff). */
   withLogits?: boolean;
+  /**
+   * Ends the generation with the signal's reason as the error: checked before each step (the step in flight
+   * finishes), and while waiting for the model.
+   */
   signal?: AbortSignal;
+  /** Called once the model is this generation's, after any earlier generation on it has ended. */
+  onStart?: () => void;
   /** Called once the prompt is processed, with the device time per section (vision, decoder) in ms. */
   onPrefill?: (sections: Map<string, number>) => void;
   /** Progress of a prompt that runs in several submissions (image tiles encoded, tokens prefilled). */
@@ -99,7 +106,9 @@ export function argmaxHost(x: ArrayLike<number>): number {
 
 /**
  * Streams generated tokens. `ids` is the full prompt with image placeholders expanded; `pixels` the
- * image tiles ([tiles, C, H, W] flattened) or null.
+ * image tiles ([tiles, C, H, W] flattened) or null. The model is taken when iteration starts (after any
+ * generation already running or queued on it) and freed when the stream ends, fails, or the consumer
+ * leaves it (return()).
  */
 export async function* generateTokens(
   model: VisionLanguageModel,
@@ -112,8 +121,9 @@ export async function* generateTokens(
   if (ids.length + o.maxNewTokens > max) {
     throw new Error(`prompt (${ids.length} tokens) + maxNewTokens (${o.maxNewTokens}) exceeds max_position_embeddings (${max})`);
   }
-  const release = model.acquire();
+  const release = await model.acquire(o.signal);
   try {
+    o.onStart?.();
     const eos = new Set(o.stopAtEos === false ? [] : (o.eos ?? model.textConfig.eos_token_id));
     const sampling = (o.temperature ?? 0) > 0;
     const rng = new SeededRandom(o.seed ?? 0);

@@ -52,6 +52,10 @@ export interface GenerateRequest extends ImageProcessorOverrides {
   seed?: number;
   /** Stop strings: generation ends when the text contains one (it is cut off before it). */
   stop?: string[];
+  /**
+   * Ends the generation early: the result then resolves with what was generated and finishReason 'abort'. An
+   * abort while the call waits for the model (or before it started) resolves with no tokens.
+   */
   signal?: AbortSignal;
   /**
    * Progress of the prompt: image tiles encoded and tokens prefilled, each with the elapsed time. With this
@@ -67,7 +71,9 @@ export interface Timings {
   preprocessMs: number;
   /** Device time of the vision tower and projector (GPU timestamps; 0 without images). */
   imageEncodeMs: number;
-  /** From the generate() call to the first token. */
+  /** Waiting for earlier generate() calls on this model to end (they run one at a time, in order). */
+  queueMs: number;
+  /** From the generate() call to the first token (0 without one); includes queueMs. */
   ttftMs: number;
   promptTokens: number;
   prefillTokensPerSecond: number;
@@ -78,7 +84,8 @@ export interface Timings {
 export interface GenerateResult {
   text: string;
   tokens: number[];
-  finishReason: 'eos' | 'length' | 'stop';
+  /** 'abort': the signal aborted or the consumer left the stream; text and tokens hold what came before. */
+  finishReason: 'eos' | 'length' | 'stop' | 'abort';
   timings: Timings;
 }
 
@@ -88,18 +95,25 @@ export interface TextChunk {
   text: string;
 }
 
-/** The result of generate(): await it for the whole text, or iterate it for streamed chunks. */
+/**
+ * The result of generate(): await it for the whole text, or iterate it for streamed chunks. Leaving the
+ * iteration before the stream ends (break, return(), a throw in the loop) aborts the generation.
+ */
 export class Generation implements AsyncIterable<TextChunk>, PromiseLike<GenerateResult> {
   private readonly chunks: TextChunk[] = [];
   private waiters: (() => void)[] = [];
   private done = false;
+  /** Aborted when a consumer leaves the stream before its end. */
+  private readonly left = new AbortController();
   private readonly result: Promise<GenerateResult>;
 
-  constructor(run: (emit: (c: TextChunk) => void) => Promise<GenerateResult>) {
+  /** `run` gets the signal that ends it: the caller's `signal`, or a consumer leaving the stream. */
+  constructor(run: (emit: (c: TextChunk) => void, signal: AbortSignal) => Promise<GenerateResult>, signal?: AbortSignal) {
+    const stop = signal ? AbortSignal.any([signal, this.left.signal]) : this.left.signal;
     this.result = run((c) => {
       this.chunks.push(c);
       this.wake();
-    }).finally(() => {
+    }, stop).finally(() => {
       this.done = true;
       this.wake();
     });
@@ -121,16 +135,22 @@ export class Generation implements AsyncIterable<TextChunk>, PromiseLike<Generat
 
   async *[Symbol.asyncIterator](): AsyncIterator<TextChunk> {
     let i = 0;
-    for (;;) {
-      if (i < this.chunks.length) {
-        yield this.chunks[i++];
-        continue;
+    try {
+      for (;;) {
+        if (i < this.chunks.length) {
+          yield this.chunks[i++];
+          continue;
+        }
+        if (this.done) {
+          await this.result; // rethrows a failure
+          return;
+        }
+        await new Promise<void>((r) => this.waiters.push(r));
       }
-      if (this.done) {
-        await this.result; // rethrows a failure
-        return;
-      }
-      await new Promise<void>((r) => this.waiters.push(r));
+    } finally {
+      // Reached before the end only when the consumer left: nobody reads on, so the generation stops after
+      // the step in flight and frees the model for the next call.
+      if (!this.done) this.left.abort();
     }
   }
 }
@@ -236,64 +256,88 @@ export class VisionLanguagePipeline {
     return { text, ids, pixels, preprocessMs };
   }
 
+  /**
+   * Streams a reply. Calls on one model run one at a time (one KV cache), each waiting for the ones before
+   * it. An abort (req.signal, or the consumer leaving the stream) resolves with what was generated so far;
+   * a signal already aborted resolves at once with no tokens, without reading the images.
+   */
   generate(req: GenerateRequest): Generation {
-    return new Generation(async (emit) => {
+    return new Generation(async (emit, signal) => {
       const t0 = performance.now();
       const maxNewTokens = req.maxNewTokens ?? 128;
       if (!(Number.isInteger(maxNewTokens) && maxNewTokens > 0)) throw new Error(`generate: maxNewTokens must be a positive integer, got ${maxNewTokens}`);
-      const { ids, pixels, preprocessMs } = await this.prepare(req);
+      let ids: number[] = [];
+      let preprocessMs = 0;
       const tokens: number[] = [];
       let emitted = '';
       let imageEncodeMs = 0;
+      let tAsk = 0;
+      let tGen = 0;
+      let queueMs = 0;
       let prefillMs = 0;
       let ttft = 0;
       let finishReason: GenerateResult['finishReason'] = 'length';
       const stops = req.stop ?? [];
-      const tGen = performance.now();
-      for await (const step of generateTokens(this.model, ids, pixels, {
-        maxNewTokens,
-        temperature: req.temperature,
-        topK: req.topK,
-        topP: req.topP,
-        seed: req.seed,
-        signal: req.signal,
-        eos: this.eos,
-        onProgress: req.onProgress,
-        // Tiles take seconds each on a SIMD-on-CPU adapter: one per submission, so that progress comes per tile.
-        limits: req.onProgress && this.model.tuning.target === 'cpu' ? { visionTiles: 1 } : undefined,
-        onPrefill: (s) => {
-          imageEncodeMs = s.get('vision') ?? 0;
-        },
-      })) {
-        if (tokens.length === 0) {
-          ttft = performance.now() - t0;
-          prefillMs = performance.now() - tGen;
-        }
-        if (this.eos.includes(step.token)) {
-          finishReason = 'eos';
+      try {
+        signal.throwIfAborted();
+        let pixels: Float32Array | null;
+        ({ ids, pixels, preprocessMs } = await this.prepare(req));
+        tAsk = performance.now();
+        for await (const step of generateTokens(this.model, ids, pixels, {
+          maxNewTokens,
+          temperature: req.temperature,
+          topK: req.topK,
+          topP: req.topP,
+          seed: req.seed,
+          signal,
+          eos: this.eos,
+          onProgress: req.onProgress,
+          // Tiles take seconds each on a SIMD-on-CPU adapter: one per submission, so that progress comes per tile.
+          limits: req.onProgress && this.model.tuning.target === 'cpu' ? { visionTiles: 1 } : undefined,
+          onStart: () => {
+            tGen = performance.now();
+            queueMs = tGen - tAsk;
+          },
+          onPrefill: (s) => {
+            imageEncodeMs = s.get('vision') ?? 0;
+          },
+        })) {
+          if (tokens.length === 0) {
+            ttft = performance.now() - t0;
+            prefillMs = performance.now() - tGen;
+          }
+          if (this.eos.includes(step.token)) {
+            finishReason = 'eos';
+            tokens.push(step.token);
+            break;
+          }
           tokens.push(step.token);
-          break;
+          // Decode everything so far and emit what is new, holding back an incomplete UTF-8 sequence.
+          // An EOS token ends the loop above before it is pushed here, so `tokens` holds reply tokens only.
+          const full = this.tokenizer.decode(tokens, true);
+          const stopAt = stops.map((s) => full.indexOf(s)).filter((i) => i >= 0);
+          if (stopAt.length) {
+            const cut = full.slice(0, Math.min(...stopAt));
+            if (cut.length > emitted.length) emit({ token: step.token, text: cut.slice(emitted.length) });
+            emitted = cut;
+            finishReason = 'stop';
+            break;
+          }
+          if (!full.endsWith('\uFFFD') && full.length >= emitted.length && full.startsWith(emitted)) {
+            emit({ token: step.token, text: full.slice(emitted.length) });
+            emitted = full;
+          } else {
+            emit({ token: step.token, text: '' });
+          }
         }
-        tokens.push(step.token);
-        // Decode everything so far and emit what is new, holding back an incomplete UTF-8 sequence.
-        // An EOS token ends the loop above before it is pushed here, so `tokens` holds reply tokens only.
-        const full = this.tokenizer.decode(tokens, true);
-        const stopAt = stops.map((s) => full.indexOf(s)).filter((i) => i >= 0);
-        if (stopAt.length) {
-          const cut = full.slice(0, Math.min(...stopAt));
-          if (cut.length > emitted.length) emit({ token: step.token, text: cut.slice(emitted.length) });
-          emitted = cut;
-          finishReason = 'stop';
-          break;
-        }
-        if (!full.endsWith('\uFFFD') && full.length >= emitted.length && full.startsWith(emitted)) {
-          emit({ token: step.token, text: full.slice(emitted.length) });
-          emitted = full;
-        } else {
-          emit({ token: step.token, text: '' });
-        }
+      } catch (e) {
+        // An abort ends the reply where it is (generateTokens and acquire throw the signal's reason, after
+        // the step in flight); any other failure rejects.
+        if (!(signal.aborted && e === signal.reason)) throw e;
+        finishReason = 'abort';
       }
       const tEnd = performance.now();
+      if (tAsk > 0 && tGen === 0) queueMs = tEnd - tAsk; // aborted while waiting for the model
       const decodeMs = tEnd - tGen - prefillMs;
       const text = finishReason === 'stop' ? emitted : this.tokenizer.decode(finishReason === 'eos' ? tokens.slice(0, -1) : tokens, true);
       return {
@@ -304,14 +348,15 @@ export class VisionLanguagePipeline {
           loadMs: this.loadMs,
           preprocessMs,
           imageEncodeMs,
+          queueMs,
           ttftMs: ttft,
           promptTokens: ids.length,
-          prefillTokensPerSecond: ids.length / (prefillMs / 1000),
+          prefillTokensPerSecond: tokens.length > 0 ? ids.length / (prefillMs / 1000) : 0,
           newTokens: tokens.length,
           decodeTokensPerSecond: tokens.length > 1 ? (tokens.length - 1) / (decodeMs / 1000) : 0,
         },
       };
-    });
+    }, req.signal);
   }
 
   dispose(): void {

@@ -456,21 +456,16 @@ function checkSize(width: number, height: number, maxPixels: number, label: stri
   }
 }
 
-async function decode(input: ImageInput, maxPixels: number): Promise<Pixels> {
-  if (typeof input === 'object' && !(input instanceof Uint8Array)) {
-    const { data, width, height, channels } = input;
-    const { label } = inputLabel(input);
-    if (!(Number.isInteger(width) && Number.isInteger(height) && width >= 0 && height >= 0)) {
-      throw new ImageError(`${label}: width and height must be non-negative integers, got ${width}x${height}`);
-    }
-    if (channels !== 3 && channels !== 4) throw new ImageError(`${label}: channels must be 3 or 4, got ${describe(channels)}`);
-    checkSize(width, height, maxPixels, label, undefined);
-    if (!(data instanceof Uint8Array) || data.length !== width * height * channels) {
-      throw new ImageError(`${label}: expected ${width}x${height}x${channels} = ${width * height * channels} bytes, got ${data?.length}`);
-    }
-    return toRgbOrRgba(data, width, height, channels); // never modified in place
-  }
+/** An encoded image whose header passed the checks: what sharp reads, and what the header says. */
+interface Header {
+  src: string | Buffer;
+  meta: Metadata;
+  label: string;
+  file?: string;
+}
 
+/** A file that exists and is a non-empty regular file, or non-empty bytes, whose header gives a size within maxPixels. */
+async function readHeader(input: string | Uint8Array, maxPixels: number): Promise<Header> {
   let src: string | Buffer;
   const { label, file } = inputLabel(input);
   if (typeof input === 'string') {
@@ -497,7 +492,42 @@ async function decode(input: ImageInput, maxPixels: number): Promise<Pixels> {
     throw new ImageError(`${label}: not a readable image (${errText(e)})`, { file, cause: e });
   }
   checkSize(meta.width ?? 0, meta.height ?? 0, maxPixels, label, file);
+  return { src, meta, label, file };
+}
 
+function maxPixelsOf(opts: { maxPixels?: number }, caller: string): number {
+  const maxPixels = opts.maxPixels ?? DEFAULT_MAX_PIXELS;
+  if (!(maxPixels > 0)) throw new RangeError(`${caller}: maxPixels must be positive, got ${maxPixels}`);
+  return maxPixels;
+}
+
+/**
+ * The checks preprocessImage() starts with, which need no decoding: the file exists and is a non-empty regular
+ * file (or the bytes are not empty), its header parses as an image, and width×height is within `opts.maxPixels`
+ * (default 100 megapixels). Throws an ImageError naming the file. A body that is corrupt past the header is only
+ * found when decoding. The CLI runs it on every image before it loads a model.
+ */
+export async function checkImage(input: string | Uint8Array, opts: { maxPixels?: number } = {}): Promise<{ width: number; height: number; format?: string }> {
+  const { meta } = await readHeader(input, maxPixelsOf(opts, 'checkImage'));
+  return { width: meta.width!, height: meta.height!, format: meta.format };
+}
+
+async function decode(input: ImageInput, maxPixels: number): Promise<Pixels> {
+  if (typeof input === 'object' && !(input instanceof Uint8Array)) {
+    const { data, width, height, channels } = input;
+    const { label } = inputLabel(input);
+    if (!(Number.isInteger(width) && Number.isInteger(height) && width >= 0 && height >= 0)) {
+      throw new ImageError(`${label}: width and height must be non-negative integers, got ${width}x${height}`);
+    }
+    if (channels !== 3 && channels !== 4) throw new ImageError(`${label}: channels must be 3 or 4, got ${describe(channels)}`);
+    checkSize(width, height, maxPixels, label, undefined);
+    if (!(data instanceof Uint8Array) || data.length !== width * height * channels) {
+      throw new ImageError(`${label}: expected ${width}x${height}x${channels} = ${width * height * channels} bytes, got ${data?.length}`);
+    }
+    return toRgbOrRgba(data, width, height, channels); // never modified in place
+  }
+
+  const { src, meta, label, file } = await readHeader(input, maxPixels);
   // First frame only (sharp's default), EXIF orientation applied, ICC profiles ignored (as PIL does), and
   // 'error' rather than 'warning' so that recoverable decoder warnings PIL tolerates don't reject an image.
   const limit = Number.isFinite(maxPixels) ? Math.floor(maxPixels) : false;
@@ -897,8 +927,7 @@ export async function preprocessImage(
   cfg: AnyImageProcessorConfig,
   opts: { maxPixels?: number } = {},
 ): Promise<PreprocessedImage> {
-  const maxPixels = opts.maxPixels ?? DEFAULT_MAX_PIXELS;
-  if (!(maxPixels > 0)) throw new RangeError(`preprocessImage: maxPixels must be positive, got ${maxPixels}`);
+  const maxPixels = maxPixelsOf(opts, 'preprocessImage');
   const img = await decode(input, maxPixels);
   if (cfg.kind === 'clip') {
     const { label, file } = inputLabel(input);

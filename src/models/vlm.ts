@@ -138,6 +138,8 @@ export abstract class VisionLanguageModel {
   private readonly visionPlans = new Map<string, VisionPlan>();
   private readonly splits = new Map<string, Split>();
   private busy = false;
+  /** Callers of acquire() waiting for the model, first in line first. */
+  private readonly waiting: (() => void)[] = [];
 
   /** The kernel set its graphs use: the device's (gpu.tuning) unless ModelLoadOptions.kernels says. */
   tuning: Tuning;
@@ -476,13 +478,38 @@ export abstract class VisionLanguageModel {
     return this.gpu.pipelines.prepare(keys);
   }
 
-  /** Serialises generate() calls: a second concurrent call is rejected (see README). */
-  acquire(): () => void {
-    if (this.busy) throw new Error('this model is already generating; await the running generate() (one KV cache per model)');
-    this.busy = true;
-    return () => {
-      this.busy = false;
+  /**
+   * Serialises generations (one KV cache per model): resolves with the function that frees the model once it is
+   * this caller's turn, callers in the order they asked. A caller whose `signal` aborts while it waits leaves the
+   * queue at once and the promise rejects with the signal's reason (as it does when the signal is already aborted).
+   */
+  acquire(signal?: AbortSignal): Promise<() => void> {
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      // Hand the model straight to the next waiter, so that no later caller can slip in between.
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.busy = false;
     };
+    if (!this.busy) {
+      this.busy = true;
+      return Promise.resolve(release);
+    }
+    return new Promise((resolve, reject) => {
+      const onAbort = () => {
+        this.waiting.splice(this.waiting.indexOf(grant), 1);
+        reject(signal!.reason);
+      };
+      const grant = () => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve(release);
+      };
+      this.waiting.push(grant);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
   }
 
   private disposePlans(): void {

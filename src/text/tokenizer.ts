@@ -21,7 +21,9 @@ export class TextTokenizer {
     return this.tokenizer.encode(text).ids;
   }
 
+  /** The text of `ids`; none is '' (the library rejects an empty list, which a reply ending at once is). */
   decode(ids: number[], skipSpecial = false): string {
+    if (ids.length === 0) return '';
     return this.tokenizer.decode(ids, { skip_special_tokens: skipSpecial });
   }
 

@@ -1,8 +1,11 @@
-// The webgpu-vlm command line as a user runs it: run (streamed and --json), --help on every command,
-// and non-zero exits with clear messages on misuse.
+// The webgpu-vlm command line as a user runs it: run (streamed and --json), Ctrl-C during a reply,
+// --help on every command, and non-zero exits with clear messages on misuse.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FIXTURES } from '../reference.ts';
@@ -31,6 +34,24 @@ describe('webgpu-vlm run', () => {
     assert.ok(out.timings.imageEncodeMs >= 0);
   });
 
+  it('stops on Ctrl-C: ends the line, prints the partial timings with reason abort, exits 130', { timeout: 300_000 }, async () => {
+    // The tiny model does not reach EOS on this prompt, so without the SIGINT it would write 4000 tokens.
+    const child = spawn(process.execPath, [BIN, 'run', '--model', SMOL, '--prompt', 'Hi', '--max-new-tokens', '4000'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      if (!stdout) child.kill('SIGINT');
+      stdout += d;
+    });
+    const [code] = await once(child, 'close');
+    assert.equal(code, 130, stderr);
+    assert.ok(stdout.endsWith('\n'), 'the output line is ended');
+    const m = /decode [\d.]+ tok\/s \((\d+) tokens, abort\)/.exec(stderr);
+    assert.ok(m, stderr);
+    assert.ok(Number(m[1]) > 0 && Number(m[1]) < 4000, `${m[1]} tokens`);
+  });
+
   it('has --help on every command', () => {
     for (const cmd of ['run', 'diff', 'info']) {
       const r = cli(cmd, '--help');
@@ -48,6 +69,7 @@ describe('webgpu-vlm run', () => {
       [['run', '--model', SMOL, '--prompt', 'x', '--top-p', '2'], /--top-p expects a number in \(0, 1\], got "2"/],
       [['run', '--model', SMOL, '--prompt', 'x', '--dtype', 'int4'], /--dtype expects auto, f32 or f16, got "int4"/],
       [['run', '--model', SMOL, '--prompt', 'x', '--kernels', 'tpu'], /--kernels expects gpu or cpu, got "tpu"/],
+      [['run', '--model', SMOL, '--prompt', 'x', '--stop', ''], /--stop expects non-empty text/],
       [['run', '--bogus'], /Unknown option '--bogus'/],
     ];
     for (const [args, msg] of cases) {
@@ -64,5 +86,31 @@ describe('webgpu-vlm run', () => {
     const i = cli('run', '--model', SMOL, '--image', '/nonexistent.png', '--prompt', 'x');
     assert.equal(i.status, 1);
     assert.match(i.stderr, /\/nonexistent\.png/);
+  });
+
+  it('reports a bad image before it loads the model (exit 1, the file and the fault named)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cli-images-'));
+    try {
+      const text = join(dir, 'notes.png');
+      writeFileSync(text, 'this is not an image');
+      const corrupt = join(dir, 'corrupt.png');
+      writeFileSync(corrupt, Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), Buffer.from('no IHDR chunk follows')]));
+      const cases: [string, RegExp][] = [
+        [join(dir, 'missing.png'), /file not found/],
+        [dir, /not a regular file/],
+        [text, /not a readable image \(.*unsupported image format/],
+        [corrupt, /not a readable image \(.*corrupt header/],
+      ];
+      for (const [file, fault] of cases) {
+        // The model does not exist either: only an image check made before loading can be reported.
+        const r = cli('run', '--model', '/nonexistent/model', '--image', join(SMOL, 'image.png'), '--image', file, '--prompt', 'x');
+        assert.equal(r.status, 1, `${file}: ${r.stderr}`);
+        assert.ok(r.stderr.startsWith(`webgpu-vlm: ${file}: `), r.stderr);
+        assert.match(r.stderr, fault);
+        assert.doesNotMatch(r.stderr, /nonexistent\/model|loading/);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

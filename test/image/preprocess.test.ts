@@ -9,6 +9,7 @@ import * as nodePath from 'node:path';
 import { deflateSync } from 'node:zlib';
 import sharp from 'sharp';
 import {
+  checkImage,
   ImageError,
   loadImageProcessorConfig,
   parseImageProcessorConfig,
@@ -393,6 +394,26 @@ test('oversized images are rejected from the header, before decoding', async () 
   // Zero-size and inconsistent raw input.
   await rejectsImage(preprocessImage({ data: new Uint8Array(0), width: 0, height: 5, channels: 3 }, cfg), /zero size/);
   await rejectsImage(preprocessImage({ data: new Uint8Array(10), width: 2, height: 2, channels: 3 }, cfg), /expected 2x2x3 = 12 bytes, got 10/);
+});
+
+test('checkImage makes the header checks preprocessImage starts with, without decoding', async () => {
+  const huge = makePng(30000, 30000, 8, 0, [Buffer.alloc(30000)]);
+  await rejectsImage(checkImage(huge), /30000x30000/, /over the limit of 100000000/);
+  const small = await sharp({ create: { width: 64, height: 48, channels: 3, background: 'blue' } }).png().toBuffer();
+  assert.deepEqual(await checkImage(small), { width: 64, height: 48, format: 'png' });
+  await rejectsImage(checkImage(small, { maxPixels: 3000 }), /64x48 = 3072 pixels/);
+  await assert.rejects(checkImage(small, { maxPixels: 0 }), /checkImage: maxPixels must be positive/);
+  // Damage past the header is only found by decoding.
+  const truncated = small.subarray(0, small.length - 20);
+  assert.deepEqual(await checkImage(truncated), { width: 64, height: 48, format: 'png' });
+  await rejectsImage(preprocessImage(truncated, identityConfig(8)), /cannot decode image/);
+  const dir = await tmpDir();
+  try {
+    await rejectsImage(checkImage(nodePath.join(dir, 'none.png')), /none\.png: file not found/);
+    await rejectsImage(checkImage(dir), /not a regular file/);
+  } finally {
+    await fsp.rm(dir, { recursive: true, force: true });
+  }
 });
 
 test('config errors name the file and the key', async () => {
