@@ -128,10 +128,42 @@ export class PipelineCache {
     }
   }
 
-  /** Creates every pipeline of `keys` at once (those not already made or under way), and waits for them. */
-  async prepare(keys: PipelineKey[]): Promise<number> {
-    const fresh = new Map(keys.map((k): [string, PipelineKey] => [keyString(k), k]).filter(([s]) => !this.pipelines.has(s)));
-    await Promise.all([...fresh.values()].map((k) => this.get(k)));
+  /**
+   * Creates every pipeline of `uses` at once (those not already made or under way) and runs each new one
+   * on one workgroup with zeroed uniforms and buffers, where every count is 0 and no kernel does any work:
+   * drivers that compile a pipeline at its first dispatch rather than at its creation (llvmpipe) do it
+   * then, at load, instead of inside the first step. Returns how many pipelines it made.
+   */
+  async prepare(uses: { pipeline: PipelineKey; bindings: number[] }[]): Promise<number> {
+    const fresh = new Map<string, { pipeline: PipelineKey; bindings: number[] }>();
+    for (const u of uses) {
+      const key = keyString(u.pipeline);
+      if (!this.pipelines.has(key) && !fresh.has(key)) fresh.set(key, u);
+    }
+    if (!fresh.size) return 0;
+    const made = await Promise.all([...fresh.values()].map((u) => this.get(u.pipeline)));
+    const slots = Math.max(...[...fresh.values()].flatMap((u) => u.bindings)) + 1;
+    // Distinct buffers per binding: a writable binding may not alias another in one dispatch.
+    const zeros = Array.from({ length: slots }, (_, i) =>
+      this.gpu.pool.create(i === 0 ? 256 : 1024, i === 0 ? GPUBufferUsage.UNIFORM : undefined, 'warm-up zeros'),
+    );
+    try {
+      await this.gpu.scoped('warming up the pipelines', () => {
+        const enc = this.gpu.device.createCommandEncoder();
+        const pass = enc.beginComputePass();
+        [...fresh.values()].forEach((u, i) => {
+          const entries = [0, ...u.bindings].map((binding) => ({ binding, resource: { buffer: zeros[binding] } }));
+          pass.setPipeline(made[i]);
+          pass.setBindGroup(0, this.gpu.device.createBindGroup({ layout: made[i].getBindGroupLayout(0), entries }));
+          pass.dispatchWorkgroups(1);
+        });
+        pass.end();
+        this.gpu.device.queue.submit([enc.finish()]);
+      });
+      await this.gpu.device.queue.onSubmittedWorkDone();
+    } finally {
+      for (const b of zeros) this.gpu.pool.destroy(b);
+    }
     return fresh.size;
   }
 

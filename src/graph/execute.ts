@@ -106,9 +106,9 @@ export class Executable {
    * The pipelines a graph's plan would use, without allocating anything: for creating them all at once,
    * ahead of the first run (PipelineCache.prepare).
    */
-  static pipelinesOf(gpu: Gpu, graph: Graph, outputs: Tensor[]): PipelineKey[] {
+  static pipelinesOf(gpu: Gpu, graph: Graph, outputs: Tensor[]): { pipeline: PipelineKey; bindings: number[] }[] {
     const layout = planGraph(graph, outputs);
-    return dispatchesOf(gpu, layout, () => gpu.dummy).map(({ d }) => d.pipeline);
+    return dispatchesOf(gpu, layout, () => gpu.dummy).map(({ d }) => ({ pipeline: d.pipeline, bindings: d.bindings.map((b) => b.binding) }));
   }
 
   get dispatchCount(): number {
