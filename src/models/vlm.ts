@@ -100,6 +100,8 @@ export interface StepOptions extends ForwardOptions {
   onProgress?: (p: StepProgress) => void;
   /** Overrides the model's chunk limits for this step. */
   limits?: ChunkLimits;
+  /** A key per image tile of this step (equal keys: equal pixels), so that a later prompt can reuse the cache. */
+  tileKeys?: readonly string[];
 }
 
 /** What a step produced: the token and logits of its last row, and the intermediates asked for. */
@@ -165,12 +167,60 @@ export abstract class VisionLanguageModel {
     }
     if (!this.cache || this.cache.capacity < positions) {
       this.disposePlans();
-      this.cache?.dispose();
       // Grow geometrically so that a run of slightly longer prompts does not reallocate each time.
       const cap = Math.min(max, Math.max(positions, this.cache ? this.cache.capacity * 2 : 0, 64));
-      this.cache = new KVCache(this.gpu, this.textConfig, cap);
+      const grown = new KVCache(this.gpu, this.textConfig, cap);
+      // What the old cache holds stays valid (see held): its keys and values move to the new one.
+      if (this.cache) grown.copyFrom(this.cache, this.held.ids.length);
+      this.cache?.dispose();
+      this.cache = grown;
     }
     return this.cache;
+  }
+
+  /**
+   * What the KV cache holds: the token ids at positions 0 .. n − 1, and a key for each image tile whose
+   * features filled image placeholders among them (null: unknown, never matched). Kept by forward().
+   */
+  private held: { ids: number[]; tiles: (string | null)[] } = { ids: [], tiles: [] };
+
+  /**
+   * How much of a prompt the KV cache already holds: the longest common prefix of `ids` and the held ids,
+   * shortened to the start of the first image tile whose key differs (or is unknown), and to leave at
+   * least the last token to run. Returns the tokens and the image tiles within that prefix.
+   */
+  reusablePrefix(ids: ArrayLike<number>, tileKeys: readonly string[]): { tokens: number; tiles: number } {
+    const held = this.held;
+    let n = 0;
+    const max = Math.min(ids.length - 1, held.ids.length);
+    while (n < max && ids[n] === held.ids[n]) n++;
+    // Walk the tiles in order: each takes featuresPerTile placeholders; one that starts before n and
+    // differs (or reaches past n) ends the prefix at its first placeholder.
+    const F = this.featuresPerTile;
+    let seen = 0;
+    let tiles = 0;
+    for (let t = 0; t < n; t++) {
+      if (ids[t] !== this.imageTokenId) continue;
+      if (seen % F === 0) {
+        const k = seen / F;
+        const whole = this.tileEnd(ids, t) <= n;
+        if (!whole || k >= held.tiles.length || held.tiles[k] === null || held.tiles[k] !== tileKeys[k]) {
+          n = t;
+          break;
+        }
+        tiles = k + 1;
+      }
+      seen++;
+    }
+    return { tokens: n, tiles };
+  }
+
+  /** One past the position of the last placeholder of the tile whose first placeholder is at `start`. */
+  private tileEnd(ids: ArrayLike<number>, start: number): number {
+    let left = this.featuresPerTile;
+    let t = start;
+    for (; t < ids.length && left > 0; t++) if (ids[t] === this.imageTokenId) left--;
+    return left === 0 ? t : Infinity;
   }
 
   /** Row of encodeImages()' output that the k-th image placeholder takes (identity unless rows are skipped). */
@@ -348,6 +398,28 @@ export abstract class VisionLanguageModel {
    * fit; otherwise vision groups and prefill chunks (see ChunkLimits), with the same results.
    */
   async forward(ids: ArrayLike<number>, pixels: Float32Array | null, opts: StepOptions = {}): Promise<ForwardResult> {
+    // Until the step has run, the cache holds only what precedes it (a failed step leaves no stale tokens);
+    // then it holds these tokens after that.
+    const before = this.heldBefore(opts.pos ?? 0);
+    this.held = before;
+    const result = await this.step(ids, pixels, opts);
+    const tiles = pixels ? pixels.length / this.tileShape.reduce((a, b) => a * b, 1) : 0;
+    this.held = {
+      ids: [...before.ids, ...Array.from(ids)],
+      tiles: [...before.tiles, ...Array.from({ length: tiles }, (_, k) => opts.tileKeys?.[k] ?? null)],
+    };
+    return result;
+  }
+
+  /** The held record of positions 0 .. pos − 1 (positions never written count as unknown tokens, −1). */
+  private heldBefore(pos: number): { ids: number[]; tiles: (string | null)[] } {
+    const ids = this.held.ids.slice(0, pos);
+    while (ids.length < pos) ids.push(-1);
+    const tiles = Math.floor(ids.filter((id) => id === this.imageTokenId).length / this.featuresPerTile);
+    return { ids, tiles: this.held.tiles.slice(0, tiles) };
+  }
+
+  private async step(ids: ArrayLike<number>, pixels: Float32Array | null, opts: StepOptions): Promise<ForwardResult> {
     const T = ids.length;
     if (T === 0) throw new Error('forward: empty prompt');
     const pos = opts.pos ?? 0;
