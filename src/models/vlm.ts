@@ -293,20 +293,25 @@ export abstract class VisionLanguageModel {
   }
 
   /**
-   * The largest equal split of `total` items (at most `cap` each) whose graph fits, trying 1, 2, 3, ...
-   * parts; throws when one item alone does not fit.
+   * The size of the parts of `total` items (at most `cap` each): the largest size whose graph fits (a
+   * binary search, activations growing with the size), then evened out over as many parts as that takes.
+   * Throws when one item alone does not fit.
    */
   private largestFitting(total: number, cap: number, what: string, limits: Required<ChunkLimits>, fits: (n: number) => boolean): number {
-    for (let parts = Math.ceil(total / Math.min(total, cap)); ; parts++) {
-      const n = Math.ceil(total / parts);
-      if (fits(n)) return n;
-      if (n === 1) {
-        throw new GpuError(
-          `one ${what} alone needs more activation memory than this device allows in one submission ` +
-            `(maxStorageBufferBindingSize ${this.gpu.maxBinding} bytes per tensor, ${limits.activationBytes} bytes in all)`,
-        );
-      }
+    let lo = 0; // the largest size known to fit
+    let hi = Math.min(total, cap) + 1; // the smallest size known not to (or one past the cap)
+    while (hi - lo > 1) {
+      const mid = Math.floor((lo + hi) / 2);
+      if (fits(mid)) lo = mid;
+      else hi = mid;
     }
+    if (lo === 0) {
+      throw new GpuError(
+        `one ${what} alone needs more activation memory than this device allows in one submission ` +
+          `(maxStorageBufferBindingSize ${this.gpu.maxBinding} bytes per tensor, ${limits.activationBytes} bytes in all)`,
+      );
+    }
+    return Math.ceil(total / Math.ceil(total / lo));
   }
 
   /**
@@ -350,27 +355,21 @@ export abstract class VisionLanguageModel {
   }
 
   private async compilePlan(key: string, build: (t: Taps) => ReturnType<VisionLanguageModel['oneGraph']>, tapNames: string[]): Promise<StepPlan> {
-    const cached = this.plans.get(key);
-    if (cached) return cached;
-    const taps = new Taps(new Set(tapNames));
-    const b = build(taps);
-    const exe = await Executable.compile(this.gpu, b.g, [b.token, b.logits], { keep: [...taps.tensors.values()] });
-    const plan: StepPlan = { exe, ids: b.ids, pixels: b.pixels, imageRows: b.imageRows, logits: b.logits, token: b.token, taps: taps.tensors };
-    this.plans.set(key, plan);
-    return plan;
+    return cachedPlan(this.plans, key, async () => {
+      const taps = new Taps(new Set(tapNames));
+      const b = build(taps);
+      const exe = await Executable.compile(this.gpu, b.g, [b.token, b.logits], { keep: [...taps.tensors.values()] });
+      return { exe, ids: b.ids, pixels: b.pixels, imageRows: b.imageRows, logits: b.logits, token: b.token, taps: taps.tensors };
+    });
   }
 
   private async visionPlan(tiles: number, tapNames: string[]): Promise<VisionPlan> {
-    const key = `${tiles}|${tapNames.join(',')}`;
-    let plan = this.visionPlans.get(key);
-    if (!plan) {
+    return cachedPlan(this.visionPlans, `${tiles}|${tapNames.join(',')}`, async () => {
       const taps = new Taps(new Set(tapNames));
       const b = this.visionGraph(tiles, taps);
       const exe = await Executable.compile(this.gpu, b.g, [b.features], { keep: [...taps.tensors.values()] });
-      plan = { exe, pixels: b.pixels, features: b.features, taps: taps.tensors };
-      this.visionPlans.set(key, plan);
-    }
-    return plan;
+      return { exe, pixels: b.pixels, features: b.features, taps: taps.tensors };
+    });
   }
 
   /** The buffer for a split step's image features, [rows, D] f32; prefill plans bound to a smaller one are dropped. */
@@ -650,4 +649,26 @@ function planResult(plan: StepPlan, split: ForwardResult['split']): ForwardResul
     logits: async () => (await plan.exe.read(plan.logits)) as Float32Array,
     token: async () => (await plan.exe.read(plan.token))[0],
   };
+}
+
+/** Compiled plans kept per model and kind (prompt shapes differ from call to call): the most recently used. */
+const MAX_PLANS = 12;
+
+/**
+ * The plan under `key`, compiled on a miss; the least recently used beyond MAX_PLANS is disposed and its
+ * buffers destroyed (the pool keeps released buffers for reuse at the same size, which another prompt
+ * length rarely has).
+ */
+async function cachedPlan<P extends { exe: Executable }>(plans: Map<string, P>, key: string, compile: () => Promise<P>): Promise<P> {
+  let plan = plans.get(key);
+  if (plan) plans.delete(key); // re-inserted below: a Map keeps insertion order, the oldest first
+  else plan = await compile();
+  plans.set(key, plan);
+  for (const [k, p] of plans) {
+    if (plans.size <= MAX_PLANS) break;
+    p.exe.dispose();
+    p.exe.gpu.pool.trim();
+    plans.delete(k);
+  }
+  return plan;
 }
