@@ -1,5 +1,6 @@
 // Token embedding gather with image features scattered in: row t of the output is
-//   image[img_row[t]]                 when img_row[t] != NONE (an <image> placeholder), else
+//   image[img_row[t]]                 when img_row[t] != NONE (an <image> placeholder),
+//   newline                           when img_row[t] == NEWLINE (LLaVA-NeXT's image_newline), else
 //   table[ids[t]]                     (the embedding table, WT, possibly split in row chunks:
 //                                       one dispatch per chunk, each writing the ids it holds).
 // The host maps placeholders to feature rows in order, as masked_scatter does.
@@ -12,8 +13,10 @@ struct Params { T: u32, D: u32, row0: u32, rows: u32, has_image: u32, write_imag
 @group(0) @binding(3) var<storage, read> table: array<WT>;
 @group(0) @binding(4) var<storage, read> image: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
+@group(0) @binding(6) var<storage, read> newline: array<f32>;
 
 const NONE: u32 = 0xffffffffu;
+const NEWLINE: u32 = 0xfffffffeu;
 
 @compute @workgroup_size(64)
 fn embed(@builtin(global_invocation_id) gid: vec3u) {
@@ -23,7 +26,9 @@ fn embed(@builtin(global_invocation_id) gid: vec3u) {
   if (p.has_image != 0u) { r = img_row[t]; }
   let i = gid.x;
   if (i >= p.D) { return; }
-  if (r != NONE) {
+  if (r == NEWLINE) {
+    if (p.write_image != 0u) { out[t * p.D + i] = newline[i]; }
+  } else if (r != NONE) {
     if (p.write_image != 0u) { out[t * p.D + i] = image[r * p.D + i]; }
   } else {
     let id = ids[t];

@@ -4,7 +4,7 @@
 // iterator; EOS ids, maxNewTokens and an AbortSignal stop it. One generation runs per model at a time:
 // a call waits its turn for the model (model.acquire), and frees it however it ends.
 import { createHash } from 'node:crypto';
-import type { ChunkLimits, StepProgress, VisionLanguageModel } from './models/vlm.ts';
+import type { ChunkLimits, ImageBatch, StepProgress, VisionLanguageModel } from './models/vlm.ts';
 
 export interface SamplingOptions {
   /** 0 or undefined: greedy. */
@@ -115,14 +115,14 @@ export function argmaxHost(x: ArrayLike<number>): number {
 
 /**
  * Streams generated tokens. `ids` is the full prompt with image placeholders expanded; `pixels` the
- * image tiles ([tiles, C, H, W] flattened) or null. The model is taken when iteration starts (after any
+ * images (an ImageBatch, or bare tiles [tiles, C, H, W] flattened) or null. The model is taken when iteration starts (after any
  * generation already running or queued on it) and freed when the stream ends, fails, or the consumer
  * leaves it (return()).
  */
 export async function* generateTokens(
   model: VisionLanguageModel,
   ids: ArrayLike<number>,
-  pixels: Float32Array | null,
+  pixels: Float32Array | ImageBatch | null,
   o: GenerateOptions,
 ): AsyncGenerator<TokenStep> {
   const start = performance.now();
@@ -136,15 +136,19 @@ export async function* generateTokens(
     const eos = new Set(o.stopAtEos === false ? [] : (o.eos ?? model.textConfig.eos_token_id));
     const sampling = (o.temperature ?? 0) > 0;
     const rng = new SeededRandom(o.seed ?? 0);
-    // Tiles are keyed by their pixels, so that a later prompt with the same images can reuse the cache.
+    // Images are keyed by their pixels, so that a later prompt with the same images can reuse the cache.
+    const batch = model.imageBatch(pixels);
+    const images = batch?.images ?? [];
     const tileElems = model.tileShape.reduce((a, b) => a * b, 1);
-    const keys = o.reusePrefix && pixels ? Array.from({ length: pixels.length / tileElems }, (_, k) => tileKey(pixels.subarray(k * tileElems, (k + 1) * tileElems))) : [];
+    const firstTile = images.reduce<number[]>((a, im) => [...a, a[a.length - 1] + im.tiles], [0]);
+    const tilesOf = (i: number, j = i + 1) => batch!.pixels.subarray(firstTile[i] * tileElems, firstTile[j] * tileElems);
+    const keys = o.reusePrefix ? images.map((_, i) => pixelKey(tilesOf(i))) : [];
     model.ensureCapacity(ids.length + o.maxNewTokens); // before the comparison: growing keeps what is held
-    const reused = o.reusePrefix ? model.reusablePrefix(ids, keys) : { tokens: 0, tiles: 0 };
+    const reused = o.reusePrefix ? model.reusablePrefix(ids, images, keys) : { tokens: 0, images: 0 };
     o.onReuse?.(reused.tokens);
     let pos = reused.tokens;
     let input: ArrayLike<number> = Array.from(ids).slice(reused.tokens);
-    let px = pixels && reused.tiles * tileElems < pixels.length ? pixels.subarray(reused.tiles * tileElems) : null;
+    let px: ImageBatch | null = reused.images < images.length ? { pixels: tilesOf(reused.images, images.length), images: images.slice(reused.images) } : null;
     for (let n = 0; n < o.maxNewTokens; n++) {
       o.signal?.throwIfAborted();
       const profile = n === 0 ? o.onPrefill : undefined;
@@ -154,7 +158,7 @@ export async function* generateTokens(
         profile,
         onProgress: n === 0 ? o.onProgress : undefined,
         limits: o.limits,
-        tileKeys: n === 0 ? keys.slice(reused.tiles) : undefined,
+        imageKeys: n === 0 ? keys.slice(reused.images) : undefined,
       });
       let logits: Float32Array | undefined;
       let token: number;
@@ -173,11 +177,11 @@ export async function* generateTokens(
 }
 
 /** Greedy decoding (the reference's setting). */
-export function greedy(model: VisionLanguageModel, ids: ArrayLike<number>, pixels: Float32Array | null, o: Omit<GenerateOptions, 'temperature'>) {
+export function greedy(model: VisionLanguageModel, ids: ArrayLike<number>, pixels: Float32Array | ImageBatch | null, o: Omit<GenerateOptions, 'temperature'>) {
   return generateTokens(model, ids, pixels, { ...o, temperature: 0 });
 }
 
-/** A key for one image tile's pixels (SHA-256 of their bytes): equal keys, equal pixels. */
-export function tileKey(pixels: Float32Array): string {
+/** A key for an image's pixels (SHA-256 of their bytes): equal keys, equal pixels. */
+export function pixelKey(pixels: Float32Array): string {
   return createHash('sha256').update(new Uint8Array(pixels.buffer, pixels.byteOffset, pixels.byteLength)).digest('base64');
 }

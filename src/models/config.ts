@@ -118,6 +118,8 @@ export interface TextConfig {
   tie_word_embeddings: boolean;
   bos_token_id: number[];
   eos_token_id: number[];
+  /** Mistral's sliding-window attention: a query sees the last `sliding_window` positions (null: all). */
+  sliding_window: number | null;
 }
 
 export interface Idefics3Config {
@@ -176,26 +178,42 @@ function visionConfig(r: Reader, d: VisionConfig = SIGLIP_DEFAULTS): VisionConfi
   return c;
 }
 
+/**
+ * Defaults of the decoder config classes for the keys a checkpoint omits (llava-hf's v1.6 configs spell
+ * out only a few): transformers' LlamaConfig and MistralConfig.
+ */
+const TEXT_DEFAULTS = {
+  llama: { intermediate_size: 11008, num_key_value_heads: undefined, max_position_embeddings: 2048, sliding_window: null },
+  mistral: { intermediate_size: 14336, num_key_value_heads: 8, max_position_embeddings: 4096 * 32, sliding_window: 4096 },
+} as const;
+
 function textConfig(r: Reader, top: Reader): TextConfig {
+  const type = r.has('model_type') ? r.str('model_type') : 'llama';
+  if (!(type in TEXT_DEFAULTS)) {
+    throw new ConfigError(`${r.where}: model_type "${type}" is not a supported decoder (expected ${Object.keys(TEXT_DEFAULTS).join(' or ')})`);
+  }
+  const d = TEXT_DEFAULTS[type as keyof typeof TEXT_DEFAULTS];
   const hidden = r.positive('hidden_size', 4096);
   const heads = r.positive('num_attention_heads', 32);
+  const window = r.get('sliding_window') === undefined ? d.sliding_window : r.get('sliding_window') === null ? null : r.positive('sliding_window');
   const c: TextConfig = {
     vocab_size: r.positive('vocab_size', top.has('vocab_size') ? top.int('vocab_size') : 32000),
     hidden_size: hidden,
-    intermediate_size: r.positive('intermediate_size', 11008),
+    intermediate_size: r.positive('intermediate_size', d.intermediate_size),
     num_hidden_layers: r.int('num_hidden_layers', 32),
     num_attention_heads: heads,
-    num_key_value_heads: r.positive('num_key_value_heads', heads),
-    head_dim: r.has('head_dim') ? r.positive('head_dim') : hidden / heads,
+    num_key_value_heads: r.positive('num_key_value_heads', d.num_key_value_heads ?? heads),
+    head_dim: r.has('head_dim') && r.get('head_dim') !== null ? r.positive('head_dim') : hidden / heads,
     rms_norm_eps: r.num('rms_norm_eps', 1e-6),
     rope_theta: r.num('rope_theta', 10000),
-    max_position_embeddings: r.positive('max_position_embeddings', 2048),
+    max_position_embeddings: r.positive('max_position_embeddings', d.max_position_embeddings),
     hidden_act: r.str('hidden_act', 'silu'),
     attention_bias: r.bool('attention_bias', false),
     mlp_bias: r.bool('mlp_bias', false),
     tie_word_embeddings: r.bool('tie_word_embeddings', false),
     bos_token_id: r.ids('bos_token_id'),
     eos_token_id: r.ids('eos_token_id'),
+    sliding_window: window,
   };
   if (!Number.isInteger(c.head_dim) || c.head_dim % 2 !== 0) {
     throw new ConfigError(`${r.where}: head_dim ${c.head_dim} must be an even integer (hidden_size / num_attention_heads when absent)`);
@@ -245,7 +263,7 @@ export function imageSeqLen(c: Idefics3Config): number {
 }
 
 export interface LlavaConfig {
-  model_type: 'llava';
+  model_type: 'llava' | 'llava_next';
   vision_config: VisionConfig;
   text_config: TextConfig;
   image_token_index: number;
@@ -257,12 +275,19 @@ export interface LlavaConfig {
   tie_word_embeddings: boolean;
 }
 
-/** Parses a LLaVA-1.5 (LlavaForConditionalGeneration) config.json. */
-export function parseLlavaConfig(json: unknown, file: string): LlavaConfig {
+/** LLaVA-NeXT (LlavaNextForConditionalGeneration): LLaVA's, plus the anyres grid. */
+export interface LlavaNextConfig extends LlavaConfig {
+  model_type: 'llava_next';
+  /** [height, width] resolutions an image may be tiled at, multiples of the vision tower's image_size. */
+  image_grid_pinpoints: [number, number][];
+}
+
+/** The fields LLaVA and LLaVA-NeXT share, read and checked. */
+function llavaFields(json: unknown, file: string, type: 'llava' | 'llava_next'): { r: Reader; config: LlavaConfig } {
   if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new ConfigError(`${file}: not a JSON object`);
   const r = new Reader(json as Json, file);
-  const type = r.str('model_type', '');
-  if (type !== 'llava') throw new ConfigError(`${file}: model_type "${type}" is not LLaVA (expected "llava")`);
+  const got = r.str('model_type', '');
+  if (got !== type) throw new ConfigError(`${file}: model_type "${got}" is not ${type === 'llava' ? 'LLaVA' : 'LLaVA-NeXT'} (expected "${type}")`);
   const vr = r.sub('vision_config');
   const vtype = vr.has('model_type') ? vr.str('model_type') : 'clip_vision_model';
   if (vtype !== 'clip_vision_model') throw new ConfigError(`${file}: vision_config.model_type "${vtype}" is not supported (expected clip_vision_model)`);
@@ -280,14 +305,58 @@ export function parseLlavaConfig(json: unknown, file: string): LlavaConfig {
   }
   const tie = r.bool('tie_word_embeddings', false) || text.tie_word_embeddings;
   return {
-    model_type: 'llava',
-    vision_config: vision,
-    text_config: { ...text, tie_word_embeddings: tie },
-    image_token_index: r.int('image_token_index', 32000),
-    vision_feature_layer: layerRaw,
-    vision_feature_select_strategy: strategy,
-    projector_hidden_act: r.str('projector_hidden_act', 'gelu'),
-    multimodal_projector_bias: r.bool('multimodal_projector_bias', true),
-    tie_word_embeddings: tie,
+    r,
+    config: {
+      model_type: type,
+      vision_config: vision,
+      text_config: { ...text, tie_word_embeddings: tie },
+      image_token_index: r.int('image_token_index', 32000),
+      vision_feature_layer: layerRaw,
+      vision_feature_select_strategy: strategy,
+      projector_hidden_act: r.str('projector_hidden_act', 'gelu'),
+      multimodal_projector_bias: r.bool('multimodal_projector_bias', true),
+      tie_word_embeddings: tie,
+    },
   };
+}
+
+/** Parses a LLaVA-1.5 (LlavaForConditionalGeneration) config.json. */
+export function parseLlavaConfig(json: unknown, file: string): LlavaConfig {
+  return llavaFields(json, file, 'llava').config;
+}
+
+/** transformers' LlavaNextConfig default grid. */
+const DEFAULT_PINPOINTS: [number, number][] = [
+  [336, 672],
+  [672, 336],
+  [672, 672],
+  [1008, 336],
+  [336, 1008],
+];
+
+/**
+ * Parses a LLaVA-NeXT (LlavaNextForConditionalGeneration) config.json: LLaVA's keys, `image_grid_pinpoints`
+ * ([height, width] pairs, each a multiple of the vision tower's image_size), and a decoder that is Llama
+ * (Vicuna) or Mistral.
+ */
+export function parseLlavaNextConfig(json: unknown, file: string): LlavaNextConfig {
+  const { r, config } = llavaFields(json, file, 'llava_next');
+  if (config.vision_feature_select_strategy !== 'default') {
+    // The grid features are reshaped to the patch grid, which a CLS row would not fit (transformers fails there too).
+    throw new ConfigError(`${file}: vision_feature_select_strategy "${config.vision_feature_select_strategy}" cannot be packed by anyres (expected "default")`);
+  }
+  if (r.get('use_image_newline_parameter') === false) throw new ConfigError(`${file}: use_image_newline_parameter false is not supported`);
+  const raw = r.get('image_grid_pinpoints') ?? DEFAULT_PINPOINTS;
+  const S = config.vision_config.image_size;
+  const bad = (why: string): never => {
+    throw new ConfigError(`${file}: "image_grid_pinpoints" ${why}, got ${jsonText(raw)}`);
+  };
+  if (!Array.isArray(raw) || raw.length === 0) bad('must be a non-empty list of [height, width] pairs');
+  const pinpoints = (raw as unknown[]).map((p) => {
+    if (!Array.isArray(p) || p.length !== 2 || !p.every((x) => typeof x === 'number' && Number.isInteger(x) && x > 0)) bad('must hold [height, width] pairs of positive integers');
+    const [h, w] = p as [number, number];
+    if (h % S !== 0 || w % S !== 0) bad(`must be multiples of the vision tower's image_size ${S} (${h}×${w} is not)`);
+    return [h, w] as [number, number];
+  });
+  return { ...config, model_type: 'llava_next', image_grid_pinpoints: pinpoints };
 }

@@ -30,6 +30,25 @@ export interface StepPlan {
   taps: Map<string, Tensor>;
 }
 
+/**
+ * One image as the model takes it: its tiles (consecutive in the pixel tensor) and the geometry its
+ * features are packed by — the split or crop grid (0 × 0: not split) and the original size (LLaVA-NeXT
+ * un-pads its grid features to it, transformers' `image_sizes`).
+ */
+export interface ImageLayout {
+  tiles: number;
+  rows: number;
+  cols: number;
+  height: number;
+  width: number;
+}
+
+/** Preprocessed images: the tiles' pixels [tiles, C, H, W] and each image's layout, in prompt order. */
+export interface ImageBatch {
+  pixels: Float32Array;
+  images: ImageLayout[];
+}
+
 /** A vision-encoder plan for a group of tiles: pixels in, image features out (copied on into the step's features). */
 interface VisionPlan {
   exe: Executable;
@@ -100,8 +119,8 @@ export interface StepOptions extends ForwardOptions {
   onProgress?: (p: StepProgress) => void;
   /** Overrides the model's chunk limits for this step. */
   limits?: ChunkLimits;
-  /** A key per image tile of this step (equal keys: equal pixels), so that a later prompt can reuse the cache. */
-  tileKeys?: readonly string[];
+  /** A key per image of this step (equal keys: equal pixels), so that a later prompt can reuse the cache. */
+  imageKeys?: readonly string[];
 }
 
 /** What a step produced: the token and logits of its last row, and the intermediates asked for. */
@@ -179,48 +198,53 @@ export abstract class VisionLanguageModel {
   }
 
   /**
-   * What the KV cache holds: the token ids at positions 0 .. n − 1, and a key for each image tile whose
-   * features filled image placeholders among them (null: unknown, never matched). Kept by forward().
+   * What the KV cache holds: the token ids at positions 0 .. n − 1, and for each image whose features
+   * filled placeholders among them, its key (null: unknown, never matched) and its placeholder count.
+   * Kept by forward().
    */
-  private held: { ids: number[]; tiles: (string | null)[] } = { ids: [], tiles: [] };
+  private held: { ids: number[]; images: { key: string | null; placeholders: number }[] } = { ids: [], images: [] };
 
   /**
    * How much of a prompt the KV cache already holds: the longest common prefix of `ids` and the held ids,
-   * shortened to the start of the first image tile whose key differs (or is unknown), and to leave at
-   * least the last token to run. Returns the tokens and the image tiles within that prefix.
+   * shortened to the first placeholder of the first image whose key differs (or that the prefix would
+   * cut), and so that at least the last token runs. Returns the tokens and the images within that prefix.
    */
-  reusablePrefix(ids: ArrayLike<number>, tileKeys: readonly string[]): { tokens: number; tiles: number } {
+  reusablePrefix(ids: ArrayLike<number>, images: readonly ImageLayout[], keys: readonly string[]): { tokens: number; images: number } {
     const held = this.held;
     let n = 0;
     const max = Math.min(ids.length - 1, held.ids.length);
     while (n < max && ids[n] === held.ids[n]) n++;
-    // Walk the tiles in order: each takes featuresPerTile placeholders; one that starts before n and
-    // differs (or reaches past n) ends the prefix at its first placeholder.
-    const F = this.featuresPerTile;
-    let seen = 0;
-    let tiles = 0;
+    let image = 0;
+    let left = 0; // placeholders of the current image still to come
+    let kept = 0;
     for (let t = 0; t < n; t++) {
       if (ids[t] !== this.imageTokenId) continue;
-      if (seen % F === 0) {
-        const k = seen / F;
-        const whole = this.tileEnd(ids, t) <= n;
-        if (!whole || k >= held.tiles.length || held.tiles[k] === null || held.tiles[k] !== tileKeys[k]) {
+      if (left === 0) {
+        // The first placeholder of image `image`: keep it only if it is the held one and ends within the prefix.
+        const count = image < images.length ? this.placeholders(images[image]) : 0;
+        const same = image < held.images.length && held.images[image].key !== null && held.images[image].key === keys[image];
+        if (!same || !this.imageEndsBy(ids, t, count, n)) {
           n = t;
           break;
         }
-        tiles = k + 1;
+        left = count;
+        kept = ++image;
       }
-      seen++;
+      left--;
     }
-    return { tokens: n, tiles };
+    return { tokens: n, images: kept };
   }
 
-  /** One past the position of the last placeholder of the tile whose first placeholder is at `start`. */
-  private tileEnd(ids: ArrayLike<number>, start: number): number {
-    let left = this.featuresPerTile;
-    let t = start;
-    for (; t < ids.length && left > 0; t++) if (ids[t] === this.imageTokenId) left--;
-    return left === 0 ? t : Infinity;
+  /** Whether `count` placeholders starting at `start` all lie before position `end`. */
+  private imageEndsBy(ids: ArrayLike<number>, start: number, count: number, end: number): boolean {
+    let left = count;
+    for (let t = start; t < end && left > 0; t++) if (ids[t] === this.imageTokenId) left--;
+    return left === 0;
+  }
+
+  /** Placeholder tokens an image takes: featuresPerTile per tile (LLaVA-NeXT packs its own). */
+  placeholders(image: ImageLayout): number {
+    return image.tiles * this.featuresPerTile;
   }
 
   /** Row of encodeImages()' output that the k-th image placeholder takes (identity unless rows are skipped). */
@@ -228,19 +252,35 @@ export abstract class VisionLanguageModel {
     return k;
   }
 
-  /** Maps each <image> position of `ids` to its feature row, checking the counts agree. */
-  imageRows(ids: ArrayLike<number>, tiles: number): Uint32Array {
+  /**
+   * Maps each <image> position of `ids` to the feature row it takes (or NEWLINE_ROW), image by image,
+   * checking the counts agree.
+   */
+  imageRows(ids: ArrayLike<number>, images: readonly ImageLayout[]): Uint32Array {
     const rows = new Uint32Array(ids.length).fill(NOT_IMAGE);
+    const order = this.packedRows(images);
     let k = 0;
-    for (let t = 0; t < ids.length; t++) if (ids[t] === this.imageTokenId) rows[t] = this.featureRow(k++);
-    const want = tiles * this.featuresPerTile;
-    if (k !== want) {
+    for (let t = 0; t < ids.length; t++) if (ids[t] === this.imageTokenId) rows[t] = k < order.length ? order[k++] : (k++, NOT_IMAGE);
+    if (k !== order.length) {
+      const tiles = images.reduce((a, im) => a + im.tiles, 0);
       throw new Error(
-        `the prompt has ${k} image tokens (id ${this.imageTokenId}) but ${tiles} image tile(s) give ${want} features ` +
-          `(${this.featuresPerTile} each); expand each image placeholder as the processor does`,
+        `the prompt has ${k} image tokens (id ${this.imageTokenId}) but ${tiles} image tile(s) give ${order.length} features ` +
+          `(${images.length ? `${images.length} image(s): ${images.map((im) => this.placeholders(im)).join(' + ')}` : 'no image'}); ` +
+          'expand each image placeholder as the processor does',
       );
     }
     return rows;
+  }
+
+  /** The feature rows the placeholders take, in order, for these images (their tiles consecutive). */
+  protected packedRows(images: readonly ImageLayout[]): number[] {
+    const n = images.reduce((a, im) => a + this.placeholders(im), 0);
+    return Array.from({ length: n }, (_, k) => this.featureRow(k));
+  }
+
+  /** Image-newline vector [D] that packed rows may name with NEWLINE_ROW (LLaVA-NeXT). */
+  get imageNewline(): Tensor | undefined {
+    return undefined;
   }
 
   /**
@@ -251,7 +291,7 @@ export abstract class VisionLanguageModel {
     g.section('decoder');
     const ids = g.input('input_ids', [T], 'u32');
     const imageRows = image && g.input('image_rows', [T], 'u32');
-    const x = taps.tap(g, 'inputs_embeds', embed(g, ids, this.text.embed_tokens, image && { features: image.features, rows: imageRows! }));
+    const x = taps.tap(g, 'inputs_embeds', embed(g, ids, this.text.embed_tokens, image && { features: image.features, rows: imageRows!, newline: this.imageNewline }));
     const h = this.text.forward(g, x, this.cache!, taps);
     const last = mode === 'all' ? h : sliceRows(g, h, T - 1, 1);
     const logits = taps.tap(g, 'logits', linear(g, last, this.lm_head));
@@ -396,29 +436,56 @@ export abstract class VisionLanguageModel {
    * positions pos .. pos + T of the KV cache. One graph and one submission where the step's activations
    * fit; otherwise vision groups and prefill chunks (see ChunkLimits), with the same results.
    */
-  async forward(ids: ArrayLike<number>, pixels: Float32Array | null, opts: StepOptions = {}): Promise<ForwardResult> {
+  async forward(ids: ArrayLike<number>, input: Float32Array | ImageBatch | null, opts: StepOptions = {}): Promise<ForwardResult> {
+    const batch = this.imageBatch(input);
     // Until the step has run, the cache holds only what precedes it (a failed step leaves no stale tokens);
     // then it holds these tokens after that.
     const before = this.heldBefore(opts.pos ?? 0);
     this.held = before;
-    const result = await this.step(ids, pixels, opts);
-    const tiles = pixels ? pixels.length / this.tileShape.reduce((a, b) => a * b, 1) : 0;
+    const result = await this.step(ids, batch, opts);
     this.held = {
       ids: [...before.ids, ...Array.from(ids)],
-      tiles: [...before.tiles, ...Array.from({ length: tiles }, (_, k) => opts.tileKeys?.[k] ?? null)],
+      images: [...before.images, ...(batch?.images ?? []).map((im, i) => ({ key: opts.imageKeys?.[i] ?? null, placeholders: this.placeholders(im) }))],
     };
     return result;
   }
 
-  /** The held record of positions 0 .. pos − 1 (positions never written count as unknown tokens, −1). */
-  private heldBefore(pos: number): { ids: number[]; tiles: (string | null)[] } {
-    const ids = this.held.ids.slice(0, pos);
-    while (ids.length < pos) ids.push(-1);
-    const tiles = Math.floor(ids.filter((id) => id === this.imageTokenId).length / this.featuresPerTile);
-    return { ids, tiles: this.held.tiles.slice(0, tiles) };
+  /** Images given as bare tiles (a flat pixel tensor) are one image per tile, unsplit. */
+  imageBatch(input: Float32Array | ImageBatch | null): ImageBatch | null {
+    if (!input) return null;
+    if (!(input instanceof Float32Array)) {
+      const tiles = input.images.reduce((a, im) => a + im.tiles, 0);
+      if (tiles * this.tileElems !== input.pixels.length) {
+        throw new Error(`pixel_values hold ${input.pixels.length} values, but the images' ${tiles} tiles of [${this.tileShape.join(', ')}] take ${tiles * this.tileElems}`);
+      }
+      return input;
+    }
+    const tiles = input.length / this.tileElems;
+    if (!Number.isInteger(tiles)) throw new Error(`pixel_values hold ${input.length} values, not a whole number of [${this.tileShape.join(', ')}] tiles`);
+    const [, H, W] = this.tileShape;
+    return { pixels: input, images: Array.from({ length: tiles }, () => ({ tiles: 1, rows: 0, cols: 0, height: H, width: W })) };
   }
 
-  private async step(ids: ArrayLike<number>, pixels: Float32Array | null, opts: StepOptions): Promise<ForwardResult> {
+  private get tileElems(): number {
+    return this.tileShape.reduce((a, b) => a * b, 1);
+  }
+
+  /** The held record of positions 0 .. pos − 1 (positions never written count as unknown tokens, −1). */
+  private heldBefore(pos: number): VisionLanguageModel['held'] {
+    const ids = this.held.ids.slice(0, pos);
+    while (ids.length < pos) ids.push(-1);
+    // The images whose placeholders all lie before pos.
+    let placeholders = ids.filter((id) => id === this.imageTokenId).length;
+    const images = [];
+    for (const im of this.held.images) {
+      if (im.placeholders > placeholders) break;
+      placeholders -= im.placeholders;
+      images.push(im);
+    }
+    return { ids, images };
+  }
+
+  private async step(ids: ArrayLike<number>, batch: ImageBatch | null, opts: StepOptions): Promise<ForwardResult> {
     const T = ids.length;
     if (T === 0) throw new Error('forward: empty prompt');
     const pos = opts.pos ?? 0;
@@ -426,10 +493,9 @@ export abstract class VisionLanguageModel {
     for (let t = 0; t < T; t++) {
       if (!Number.isInteger(ids[t]) || ids[t] < 0 || ids[t] >= vocab) throw new Error(`token ${t}: id ${ids[t]} is outside the vocabulary [0, ${vocab})`);
     }
-    const tileElems = this.tileShape.reduce((a, b) => a * b, 1);
-    const tiles = pixels ? pixels.length / tileElems : 0;
-    if (!Number.isInteger(tiles)) throw new Error(`pixel_values hold ${pixels!.length} values, not a whole number of [${this.tileShape.join(', ')}] tiles`);
-    const rows = this.imageRows(ids, tiles);
+    const pixels = batch?.pixels ?? null;
+    const tiles = pixels ? pixels.length / this.tileElems : 0;
+    const rows = this.imageRows(ids, batch?.images ?? []);
     this.ensureCapacity(pos + T + (opts.reserve ?? 0));
     const mode = opts.logits ?? 'last';
     const tapNames = [...(opts.taps ?? [])].sort();

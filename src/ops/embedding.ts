@@ -6,11 +6,13 @@ import { uniforms, chunksOf, wgslType } from './common.ts';
 
 /** Marks a text token in the image-row map. */
 export const NOT_IMAGE = 0xffffffff;
+/** Marks a position that takes the image-newline vector (LLaVA-NeXT's anyres packing) in the image-row map. */
+export const NEWLINE_ROW = 0xfffffffe;
 
 const kernel: Kernel<{ hasImage: boolean }> = {
   name: 'embedding',
   encode(node, buf, ctx) {
-    const [ids, table, imgRow, image] = node.inputs;
+    const [ids, table, imgRow, image, newline] = node.inputs;
     const T = ids.dim(0);
     const D = table.dim(1);
     const hasImage = node.attrs.hasImage;
@@ -23,6 +25,7 @@ const kernel: Kernel<{ hasImage: boolean }> = {
           { binding: 3, buffer: c.buffer },
           { binding: 4, buffer: hasImage ? buf(image) : ctx.dummy },
           { binding: 5, buffer: buf(node.output) },
+          { binding: 6, buffer: newline ? buf(newline) : ctx.dummy },
         ],
         uniforms: uniforms(T, D, c.row0, c.rows, hasImage ? 1 : 0, i === 0 ? 1 : 0),
         workgroups: [Math.ceil(D / 64), T],
@@ -33,9 +36,9 @@ const kernel: Kernel<{ hasImage: boolean }> = {
 
 /**
  * ids: [T] u32; table: [vocab, D]. With `image`, imgRow[t] (u32, [T]) is the feature row that replaces
- * token t, or NOT_IMAGE. Returns [T, D] f32.
+ * token t, NOT_IMAGE, or NEWLINE_ROW for the `newline` vector [D] (f32). Returns [T, D] f32.
  */
-export function embed(g: Graph, ids: Tensor, table: Tensor, image?: { features: Tensor; rows: Tensor }): Tensor {
+export function embed(g: Graph, ids: Tensor, table: Tensor, image?: { features: Tensor; rows: Tensor; newline?: Tensor }): Tensor {
   expectShape('embedding', 'ids', ids, [null], ['u32']);
   expectShape('embedding', 'table', table, [null, null], ['f32', 'f16']);
   const T = ids.dim(0);
@@ -45,6 +48,10 @@ export function embed(g: Graph, ids: Tensor, table: Tensor, image?: { features: 
     expectShape('embedding', 'image rows', image.rows, [T], ['u32']);
     expectShape('embedding', 'image features', image.features, [null, D], ['f32']);
     inputs.push(image.rows, image.features);
+    if (image.newline) {
+      expectShape('embedding', 'image newline', image.newline, [D], ['f32']);
+      inputs.push(image.newline);
+    }
   }
   return g.add(kernel, inputs, { shape: [T, D], dtype: 'f32' }, { hasImage: !!image });
 }

@@ -3,7 +3,7 @@
 // or the image feature row, bit for bit (tolerance 0 for every dtype).
 import { describe, it } from 'node:test';
 import { Graph, Rng, assertClose, run, testGpu, weight } from '../helpers.ts';
-import { NOT_IMAGE, embed, classPosition } from '../../src/ops/embedding.ts';
+import { NEWLINE_ROW, NOT_IMAGE, embed, classPosition } from '../../src/ops/embedding.ts';
 import type { Gpu } from '../../src/gpu/device.ts';
 import type { SourceDType } from '../../src/io/upload.ts';
 import { embed64 } from './reference.ts';
@@ -39,7 +39,7 @@ async function checkEmbed(
   D: number,
   T: number,
   seed: number,
-  opts: { imagePositions?: number[]; mustIds?: number[]; chunks?: number } = {},
+  opts: { imagePositions?: number[]; mustIds?: number[]; chunks?: number; newlinePositions?: number[] } = {},
 ): Promise<void> {
   const rng = new Rng(seed);
   const g = new Graph();
@@ -61,13 +61,18 @@ async function checkEmbed(
   const featv = rng.array(nImg * D, 3);
   const rows = g.input('img_rows', [T], 'u32');
   const features = g.input('features', [nImg, D], 'f32');
-  const y = embed(g, ids, table.t, { features, rows });
+  // LLaVA-NeXT's packing: some placeholders take the image-newline vector instead of a feature row.
+  const newlinev = rng.array(D, 3);
+  const newline = opts.newlinePositions ? g.input('newline', [D], 'f32') : undefined;
+  for (const p of opts.newlinePositions ?? []) rowv[p] = NEWLINE_ROW;
+  const y = embed(g, ids, table.t, { features, rows, newline });
   const [out] = await run(gpu, g, [y], [
     [ids, idv],
     [rows, rowv],
     [features, featv],
+    ...(newline ? [[newline, newlinev] as [typeof newline, Float32Array]] : []),
   ]);
-  assertClose(out, embed64(idv, table.v, D, rowv, featv), EXACT, `${label} with ${nImg} image rows`);
+  assertClose(out, embed64(idv, table.v, D, rowv, featv, newlinev), EXACT, `${label} with ${nImg} image rows`);
 }
 
 describe('embedding', () => {
@@ -86,6 +91,10 @@ describe('embedding', () => {
     it(`with image features, ${dtype}`, async () => {
       // Text, then 6 image rows, text, 2 more image rows, text (two images' features in order).
       await checkEmbed(await testGpu(), dtype, 80, 70, 14, 12, { imagePositions: [2, 3, 4, 5, 6, 7, 10, 11] });
+    });
+
+    it(`with image features and image-newline rows, ${dtype}`, async () => {
+      await checkEmbed(await testGpu(), dtype, 80, 70, 14, 13, { imagePositions: [2, 3, 4, 5, 6, 7, 10, 11], newlinePositions: [4, 7, 11] });
     });
 
     it(`all positions are image rows, ${dtype}`, async () => {

@@ -1,6 +1,6 @@
 // Float64 CPU references shared by the kernel tests and the benchmarks (which validate before timing).
 import { ACT } from '../../src/ops/elementwise.ts';
-import { NOT_IMAGE } from '../../src/ops/embedding.ts';
+import { NEWLINE_ROW, NOT_IMAGE } from '../../src/ops/embedding.ts';
 
 function erf64(x: number): number {
   // Abramowitz–Stegun 7.1.26 is too coarse for a reference; use the series / continued fraction.
@@ -174,12 +174,19 @@ export function softmax64(x: Float32Array, rows: number, D: number): Float64Arra
   return y;
 }
 
-export function embed64(ids: Uint32Array, table: Float64Array, D: number, imgRow?: Uint32Array, features?: Float32Array): Float64Array {
+export function embed64(
+  ids: Uint32Array,
+  table: Float64Array,
+  D: number,
+  imgRow?: Uint32Array,
+  features?: Float32Array,
+  newline?: Float32Array,
+): Float64Array {
   const out = new Float64Array(ids.length * D);
   for (let t = 0; t < ids.length; t++)
     for (let i = 0; i < D; i++) {
       const r = imgRow ? imgRow[t] : NOT_IMAGE;
-      out[t * D + i] = r !== NOT_IMAGE ? features![r * D + i] : table[ids[t] * D + i];
+      out[t * D + i] = r === NEWLINE_ROW ? newline![i] : r !== NOT_IMAGE ? features![r * D + i] : table[ids[t] * D + i];
     }
   return out;
 }
