@@ -16,9 +16,21 @@ import { activationOf } from '../ops/elementwise.ts';
 import { sliceRows } from '../ops/elementwise.ts';
 
 /** Weight prefixes of the two published layouts. */
-const LAYOUTS = {
-  current: { vision: 'model.vision_tower.vision_model', projector: 'model.multi_modal_projector', text: 'model.language_model', head: 'lm_head' },
-  legacy: { vision: 'vision_tower.vision_model', projector: 'multi_modal_projector', text: 'language_model.model', head: 'language_model.lm_head' },
+export const LAYOUTS = {
+  current: {
+    vision: 'model.vision_tower.vision_model',
+    projector: 'model.multi_modal_projector',
+    text: 'model.language_model',
+    head: 'lm_head',
+    newline: 'model.image_newline',
+  },
+  legacy: {
+    vision: 'vision_tower.vision_model',
+    projector: 'multi_modal_projector',
+    text: 'language_model.model',
+    head: 'language_model.lm_head',
+    newline: 'image_newline',
+  },
 } as const;
 
 export type LlavaLayout = keyof typeof LAYOUTS;
@@ -58,7 +70,7 @@ export class Llava extends VisionLanguageModel {
   readonly tileShape: [number, number, number];
   readonly featuresPerTile: number;
 
-  private constructor(
+  protected constructor(
     gpu: Gpu,
     store: WeightStore,
     readonly config: LlavaConfig,

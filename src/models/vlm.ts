@@ -278,6 +278,15 @@ export abstract class VisionLanguageModel {
     return Array.from({ length: n }, (_, k) => this.featureRow(k));
   }
 
+  /**
+   * Intermediates a reference names that this model reads on the host out of another one: rows `rows` of
+   * `from` (rows of `width` values), in that order (e.g. per-crop features without their CLS rows). None
+   * by default.
+   */
+  protected derivedTaps(_ids: ArrayLike<number>, _images: readonly ImageLayout[]): Map<string, { from: string; rows: number[]; width: number }> {
+    return new Map();
+  }
+
   /** Image-newline vector [D] that packed rows may name with NEWLINE_ROW (LLaVA-NeXT). */
   get imageNewline(): Tensor | undefined {
     return undefined;
@@ -442,7 +451,9 @@ export abstract class VisionLanguageModel {
     // then it holds these tokens after that.
     const before = this.heldBefore(opts.pos ?? 0);
     this.held = before;
-    const result = await this.step(ids, batch, opts);
+    const derived = opts.taps?.length ? this.derivedTaps(ids, batch?.images ?? []) : new Map<string, { from: string; rows: number[]; width: number }>();
+    const taps = opts.taps?.map((n) => derived.get(n)?.from ?? n);
+    const result = withDerivedTaps(await this.step(ids, batch, { ...opts, taps }), derived, new Set(opts.taps));
     this.held = {
       ids: [...before.ids, ...Array.from(ids)],
       images: [...before.images, ...(batch?.images ?? []).map((im, i) => ({ key: opts.imageKeys?.[i] ?? null, placeholders: this.placeholders(im) }))],
@@ -737,4 +748,27 @@ async function cachedPlan<P extends { exe: Executable }>(plans: Map<string, P>, 
     plans.delete(k);
   }
   return plan;
+}
+
+/**
+ * A step's result with derived intermediates added: each one listed where its source is, and read as its
+ * source's rows.
+ */
+function withDerivedTaps(r: ForwardResult, derived: Map<string, { from: string; rows: number[]; width: number }>, wanted: ReadonlySet<string>): ForwardResult {
+  const asked = [...derived].filter(([name, d]) => wanted.has(name) && r.taps.includes(d.from));
+  if (!asked.length) return r;
+  const names = r.taps.flatMap((n) => [...(wanted.has(n) ? [n] : []), ...asked.filter(([, d]) => d.from === n).map(([name]) => name)]);
+  return {
+    ...r,
+    taps: names,
+    tap: async (name) => {
+      const d = derived.get(name);
+      if (!d || !wanted.has(name)) return r.tap(name);
+      const src = await r.tap(d.from);
+      const width = d.width;
+      const out = new Float32Array(d.rows.length * width);
+      d.rows.forEach((row, i) => out.set(src.subarray(row * width, (row + 1) * width), i * width));
+      return out;
+    },
+  };
 }

@@ -1,9 +1,8 @@
 // Chat templates: loading a model directory's Jinja chat template and rendering messages through
 // @huggingface/jinja (the engine of transformers.js; its Template compiles with trim_blocks and
 // lstrip_blocks on, as transformers' own Jinja environment does).
-import { join } from 'node:path';
 import { Template } from '@huggingface/jinja';
-import { readJsonObject } from '../io/json.ts';
+import { ModelDir } from '../io/model-dir.ts';
 
 export type ChatContentPart = { type: 'text'; text: string } | { type: 'image' };
 
@@ -47,20 +46,25 @@ function pickTemplate(value: unknown, file: string): string | undefined {
   throw new Error(`${file}: chat_template must be a string or a list of {name, template}, got ${typeof value}`);
 }
 
+const TEMPLATE_SOURCES = ['chat_template.json', 'tokenizer_config.json'] as const;
+
 /**
  * The chat template of a model directory: `chat_template.json` (key `chat_template`) when that
  * file exists and holds one, else `tokenizer_config.json`'s `chat_template`.
  */
-export async function loadChatTemplate(dir: string): Promise<string> {
-  const sources = ['chat_template.json', 'tokenizer_config.json'];
-  for (const name of sources) {
-    const file = join(dir, name);
-    const json = await readJsonObject(file, true);
+export function chatTemplateOf(md: ModelDir): string {
+  for (const name of TEMPLATE_SOURCES) {
+    const json = md.json(name);
     if (json === undefined) continue;
-    const template = pickTemplate(json['chat_template'], file);
+    const template = pickTemplate(json['chat_template'], md.path(name));
     if (template !== undefined) return template;
   }
-  throw new Error(`no chat template found in ${dir}: looked for "chat_template" in ${sources.map((s) => join(dir, s)).join(' and ')}`);
+  throw new Error(`no chat template found in ${md.dir}: looked for "chat_template" in ${TEMPLATE_SOURCES.map((s) => md.path(s)).join(' and ')}`);
+}
+
+/** chatTemplateOf() for a directory not opened yet. */
+export async function loadChatTemplate(dir: string): Promise<string> {
+  return chatTemplateOf(await ModelDir.open(dir, TEMPLATE_SOURCES));
 }
 
 /** Content as a list of parts: a plain string becomes one text part. */

@@ -11,8 +11,7 @@
 //     "\n"<fake_token_around_image><global-img>{<image> × seqLen}<fake_token_around_image>
 //   (so the last row is followed by "\n\n" before the global block, and tiles have no closing
 //   fake token: the next tile's opening one separates them).
-import { join } from 'node:path';
-import { readJsonObject } from '../io/json.ts';
+import { ModelDir } from '../io/model-dir.ts';
 
 export interface ImageTokens {
   /** Placeholder written by the chat template and repeated imageSeqLen times per (sub-)image. */
@@ -50,9 +49,8 @@ function tokenString(value: unknown): string | undefined {
  * `global_image_token` attributes when present, which come from these tokenizer_config.json keys.
  * A missing tokenizer_config.json or missing key gives the default.
  */
-export async function loadImageTokens(dir: string): Promise<ImageTokens> {
-  const file = join(dir, 'tokenizer_config.json');
-  const config = (await readJsonObject(file, true)) ?? {};
+export function imageTokensOf(md: ModelDir): ImageTokens {
+  const config = md.json('tokenizer_config.json') ?? {};
   return {
     image: tokenString(config['image_token']) ?? DEFAULT_IMAGE_TOKENS.image,
     fakeAround: tokenString(config['fake_image_token']) ?? DEFAULT_IMAGE_TOKENS.fakeAround,
@@ -60,16 +58,26 @@ export async function loadImageTokens(dir: string): Promise<ImageTokens> {
   };
 }
 
+/** imageTokensOf() for a directory not opened yet. */
+export async function loadImageTokens(dir: string): Promise<ImageTokens> {
+  return imageTokensOf(await ModelDir.open(dir, ['tokenizer_config.json']));
+}
+
 /** `image_seq_len` of `processor_config.json`: the number of `<image>` tokens per (sub-)image. */
-export async function loadImageSeqLen(dir: string): Promise<number> {
-  const file = join(dir, 'processor_config.json');
-  const config = await readJsonObject(file);
+export function imageSeqLenOf(md: ModelDir): number {
+  const file = md.path('processor_config.json');
+  const config = md.required('processor_config.json');
   const v = config['image_seq_len'];
   if (v === undefined) throw new Error(`${file}: no "image_seq_len" key`);
   if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) {
     throw new Error(`${file}: "image_seq_len" must be a positive integer, got ${JSON.stringify(v)}`);
   }
   return v;
+}
+
+/** imageSeqLenOf() for a directory not opened yet. */
+export async function loadImageSeqLen(dir: string): Promise<number> {
+  return imageSeqLenOf(await ModelDir.open(dir, ['processor_config.json']));
 }
 
 function checkCount(what: string, v: number): void {

@@ -1,7 +1,6 @@
 // Tokenizer from a model directory's tokenizer.json + tokenizer_config.json, through
 // @huggingface/tokenizers (the tokenizer of transformers.js).
-import { readJsonObject } from '../io/json.ts';
-import { join } from 'node:path';
+import { ModelDir } from '../io/model-dir.ts';
 import { Tokenizer } from '@huggingface/tokenizers';
 
 export class TextTokenizer {
@@ -10,10 +9,14 @@ export class TextTokenizer {
     readonly config: Record<string, unknown>,
   ) {}
 
+  static of(md: ModelDir): TextTokenizer {
+    const config = md.json('tokenizer_config.json') ?? {};
+    return new TextTokenizer(new Tokenizer(md.required('tokenizer.json'), config), config);
+  }
+
+  /** of() for a directory not opened yet. */
   static async load(dir: string): Promise<TextTokenizer> {
-    const json = await readJsonObject(join(dir, 'tokenizer.json'));
-    const config = (await readJsonObject(join(dir, 'tokenizer_config.json'), true)) ?? {};
-    return new TextTokenizer(new Tokenizer(json, config), config);
+    return TextTokenizer.of(await ModelDir.open(dir, ['tokenizer.json', 'tokenizer_config.json']));
   }
 
   /** Token ids of `text`, special tokens such as <image> recognised, no BOS added by the post-processor unless configured. */

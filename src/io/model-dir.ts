@@ -1,0 +1,47 @@
+// A model directory's JSON files (config, tokenizer, processors, generation settings, chat template),
+// each read and parsed once, by one reader, when the directory is opened; the loaders of the runtime
+// take what they need from it.
+import { join } from 'node:path';
+import { readJsonObject } from './json.ts';
+
+export const MODEL_DIR_FILES = [
+  'config.json',
+  'tokenizer.json',
+  'tokenizer_config.json',
+  'preprocessor_config.json',
+  'processor_config.json',
+  'generation_config.json',
+  'chat_template.json',
+] as const;
+
+export type ModelDirFile = (typeof MODEL_DIR_FILES)[number];
+
+export class ModelDir {
+  private constructor(
+    readonly dir: string,
+    private readonly files: ReadonlyMap<ModelDirFile, Record<string, unknown> | undefined>,
+  ) {}
+
+  /** Reads `names` (default: every file above) of `dir`; a missing file is absent, an unreadable or invalid one an error naming it. */
+  static async open(dir: string, names: readonly ModelDirFile[] = MODEL_DIR_FILES): Promise<ModelDir> {
+    const read = await Promise.all(names.map(async (n) => [n, await readJsonObject(join(dir, n), true)] as const));
+    return new ModelDir(dir, new Map(read));
+  }
+
+  path(name: ModelDirFile): string {
+    return join(this.dir, name);
+  }
+
+  /** The parsed file, or undefined when the directory does not have it. */
+  json(name: ModelDirFile): Record<string, unknown> | undefined {
+    if (!this.files.has(name)) throw new Error(`${this.path(name)}: not read when the model directory was opened`);
+    return this.files.get(name);
+  }
+
+  /** The parsed file; an error naming it when it is missing. */
+  required(name: ModelDirFile): Record<string, unknown> {
+    const j = this.json(name);
+    if (!j) throw new Error(`${this.path(name)}: file not found (the model directory needs it)`);
+    return j;
+  }
+}
