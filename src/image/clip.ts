@@ -58,6 +58,15 @@ export function clipFrame(img: Pixels, cfg: ClipProcessorConfig, check: (w: numb
     const bg = cfg.imageMean.map((x) => Math.trunc(x * 255));
     img = extract(img, -Math.floor((s - img.width) / 2), -Math.floor((s - img.height) / 2), s, s, bg);
   }
+  return clipResizeCrop(img, cfg, check);
+}
+
+/** Steps 4 and 5, `do_resize` and `do_center_crop`, which LLaVA-NeXT applies to each of its tiles. */
+export function clipResizeCrop(
+  img: Pixels,
+  cfg: Pick<ClipProcessorConfig, 'doResize' | 'size' | 'resample' | 'doCenterCrop' | 'cropSize'>,
+  check: (w: number, h: number, what: string) => void,
+): Pixels {
   if (cfg.doResize) {
     const [h, w] = clipResizeSize(img.height, img.width, cfg.size);
     check(w, h, 'resized');

@@ -1,5 +1,6 @@
 // Image processor configuration: the typed `preprocessor_config.json` of each processor family (Idefics3/SmolVLM,
-// CLIP/LLaVA-1.5), read with transformers' defaults, and the per-call overrides. Errors name the file and the key.
+// CLIP/LLaVA-1.5, LLaVA-NeXT), read with transformers' defaults, and the per-call overrides. Errors name the file
+// and the key.
 import * as fsp from 'node:fs/promises';
 import * as nodePath from 'node:path';
 import { FILTERS } from './resample.ts';
@@ -50,8 +51,23 @@ export interface ClipProcessorConfig {
   imageStd: [number, number, number];
 }
 
-/** Either processor's config, told apart by `kind` (absent or 'idefics3' = Idefics3). */
-export type AnyImageProcessorConfig = ImageProcessorConfig | ClipProcessorConfig;
+/**
+ * transformers' `LlavaNextImageProcessor` settings (see llava-next.ts): CLIP's, applied to every tile, plus the
+ * grid resolutions an image may be tiled at.
+ */
+export interface LlavaNextProcessorConfig extends Omit<ClipProcessorConfig, 'kind' | 'doPad'> {
+  kind: 'llava_next';
+  /** Pads the tile dimension of a batch to its largest tile count with zero tiles: a no-op for one image. */
+  doPad: boolean;
+  /**
+   * `image_grid_pinpoints`: the [height, width] resolutions the image may be resized and padded to before it is
+   * cut into `crop_size.height`-square tiles; each a multiple of that side.
+   */
+  imageGridPinpoints: [number, number][];
+}
+
+/** Any processor's config, told apart by `kind` (absent or 'idefics3' = Idefics3). */
+export type AnyImageProcessorConfig = ImageProcessorConfig | ClipProcessorConfig | LlavaNextProcessorConfig;
 
 /** transformers' MAX_IMAGE_SIZE: no resized edge exceeds it. */
 export const MAX_EDGE = 4096;
@@ -64,6 +80,10 @@ const OPENAI_CLIP_STD: [number, number, number] = [0.26862954, 0.26130258, 0.275
 const IDEFICS3_TYPE = /idefics3|smolvlm/i;
 /** `image_processor_type`s read as CLIP (the slow, fast and v5 "Pil" class names). */
 const CLIP_TYPE = /^(CLIP|Llava)ImageProcessor(Fast|Pil)?$/;
+/** `image_processor_type`s read as LLaVA-NeXT (the slow, fast and v5 "Pil" class names). */
+const LLAVA_NEXT_TYPE = /^LlavaNextImageProcessor(Fast|Pil)?$/;
+/** `LlavaNextImageProcessor`'s default `image_grid_pinpoints` (those of the published llava-v1.6 checkpoints). */
+const LLAVA_NEXT_PINPOINTS: [number, number][] = [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]];
 
 export function describe(v: unknown): string {
   if (v === undefined) return 'undefined';
@@ -113,6 +133,8 @@ function configReader(json: unknown, file: string) {
   return { o, get, fail, bool, triple, resample, rescaleFactor };
 }
 
+type ConfigReader = ReturnType<typeof configReader>;
+
 /**
  * Validates a parsed Idefics3/SmolVLM `preprocessor_config.json`. Missing keys take the defaults of transformers'
  * `Idefics3ImageProcessor.__init__` (size 1456, max_image_size 364, LANCZOS, rescale 1/255, mean = std = 0.5).
@@ -123,7 +145,8 @@ export function parseImageProcessorConfig(json: unknown, file: string): ImagePro
 
   const type = o['image_processor_type'];
   if (type !== undefined && (typeof type !== 'string' || !IDEFICS3_TYPE.test(type))) {
-    const hint = typeof type === 'string' && CLIP_TYPE.test(type) ? ' (CLIP/LLaVA configs: use parseAnyImageProcessorConfig or loadAnyImageProcessorConfig)' : '';
+    const other = typeof type === 'string' && (CLIP_TYPE.test(type) || LLAVA_NEXT_TYPE.test(type));
+    const hint = other ? ' (CLIP/LLaVA configs: use parseAnyImageProcessorConfig or loadAnyImageProcessorConfig)' : '';
     fail('image_processor_type', `expected an Idefics3/SmolVLM image processor, got ${describe(type)}${hint}`);
   }
   const edge = (key: string, dflt: number): number => {
@@ -168,7 +191,8 @@ export function parseImageProcessorConfig(json: unknown, file: string): ImagePro
  * `get_size_dict` does (`size` N = shortest edge N, `crop_size` N = N×N). Errors name the file and the key.
  */
 export function parseClipProcessorConfig(json: unknown, file: string): ClipProcessorConfig {
-  const { get, fail, bool, triple, resample, rescaleFactor } = configReader(json, file);
+  const r = configReader(json, file);
+  const { get, fail, bool } = r;
 
   const type = get('image_processor_type');
   let llava = false;
@@ -181,6 +205,18 @@ export function parseClipProcessorConfig(json: unknown, file: string): ClipProce
     const fe = get('feature_extractor_type');
     if (fe !== undefined && fe !== 'CLIPFeatureExtractor') fail('feature_extractor_type', `expected "CLIPFeatureExtractor", got ${describe(fe)}`);
   }
+  const fields = clipFields(r);
+  // Validated for both; CLIPImageProcessor stores unknown keys such as do_pad as attributes and never reads them.
+  const doPad = bool('do_pad', false) && llava;
+  if (doPad && !fields.imageMean.every((m) => Math.trunc(m * 255) >= 0 && Math.trunc(m * 255) <= 255)) {
+    fail('image_mean', `with do_pad, int(255·mean) must be a uint8 level (0..255) for every channel, got ${describe(fields.imageMean)}`);
+  }
+  return { kind: 'clip', doPad, ...fields };
+}
+
+/** The `CLIPImageProcessor` keys, which `LlavaNextImageProcessor` shares (with the same defaults). */
+function clipFields(r: ConfigReader): Omit<ClipProcessorConfig, 'kind' | 'doPad'> {
+  const { get, fail, bool, triple, resample, rescaleFactor } = r;
   const positive = (key: string, v: unknown): number => {
     if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > MAX_CLIP_EDGE) {
       fail(key, `expected an integer in [1, ${MAX_CLIP_EDGE}], got ${describe(v)}`);
@@ -221,14 +257,7 @@ export function parseClipProcessorConfig(json: unknown, file: string): ClipProce
   const doCenterCrop = bool('do_center_crop', true);
   const rf = rescaleFactor();
   const imageMean = triple('image_mean', OPENAI_CLIP_MEAN, false);
-  // Validated for both; CLIPImageProcessor stores unknown keys such as do_pad as attributes and never reads them.
-  const doPad = bool('do_pad', false) && llava;
-  if (doPad && !imageMean.every((m) => Math.trunc(m * 255) >= 0 && Math.trunc(m * 255) <= 255)) {
-    fail('image_mean', `with do_pad, int(255·mean) must be a uint8 level (0..255) for every channel, got ${describe(imageMean)}`);
-  }
   return {
-    kind: 'clip',
-    doPad,
     doConvertRgb: bool('do_convert_rgb', true),
     doResize,
     size,
@@ -244,8 +273,47 @@ export function parseClipProcessorConfig(json: unknown, file: string): ClipProce
 }
 
 /**
- * Validates a parsed `preprocessor_config.json` of either kind, chosen by `image_processor_type` (Idefics3/SmolVLM
- * or CLIP/LLaVA; absent: `feature_extractor_type` "CLIPFeatureExtractor" means CLIP, anything else Idefics3, as
+ * Validates a parsed LLaVA-NeXT `preprocessor_config.json`: `image_processor_type` "LlavaNextImageProcessor"
+ * (optionally with a "Fast" or "Pil" suffix). The CLIP keys are read as {@link parseClipProcessorConfig} reads them,
+ * with the same defaults (those of `LlavaNextImageProcessor.__init__`, which adds do_pad true and the published
+ * llava-v1.6 `image_grid_pinpoints`). `image_grid_pinpoints` must be a non-empty list of [height, width] pairs of
+ * positive integers, each a multiple of `crop_size.height` (transformers cuts tiles of that side and counts the
+ * grid by floor division, so any other size would give tiles the model does not count). Errors name the file and
+ * the key.
+ */
+export function parseLlavaNextProcessorConfig(json: unknown, file: string): LlavaNextProcessorConfig {
+  const r = configReader(json, file);
+  const { get, fail, bool } = r;
+
+  const type = get('image_processor_type');
+  if (typeof type !== 'string' || !LLAVA_NEXT_TYPE.test(type)) {
+    fail('image_processor_type', `expected LlavaNextImageProcessor (optionally …Fast or …Pil), got ${describe(type)}`);
+  }
+  const fields = clipFields(r);
+  const doPad = bool('do_pad', true); // batch padding only: validated, a no-op for one image
+  const key = 'image_grid_pinpoints';
+  let pinpoints = LLAVA_NEXT_PINPOINTS;
+  const v = get(key);
+  if (v !== undefined) {
+    const want = `expected a non-empty list of [height, width] pairs of integers in [1, ${MAX_CLIP_EDGE}]`;
+    if (!Array.isArray(v) || v.length === 0) fail(key, `${want}, got ${describe(v)}`);
+    const side = (x: unknown) => typeof x === 'number' && Number.isInteger(x) && x >= 1 && x <= MAX_CLIP_EDGE;
+    (v as unknown[]).forEach((p, i) => {
+      if (!Array.isArray(p) || p.length !== 2 || !p.every(side)) fail(key, `${want}; entry ${i} is ${describe(p)} in ${describe(v)}`);
+    });
+    pinpoints = (v as [number, number][]).map(([h, w]) => [h, w]);
+  }
+  const tile = fields.cropSize.height;
+  const bad = pinpoints.findIndex(([h, w]) => h % tile !== 0 || w % tile !== 0);
+  if (bad >= 0) {
+    fail(key, `every resolution must be a multiple of the tile side crop_size.height ${tile}; entry ${bad} is ${describe(pinpoints[bad])}`);
+  }
+  return { kind: 'llava_next', doPad, ...fields, imageGridPinpoints: pinpoints };
+}
+
+/**
+ * Validates a parsed `preprocessor_config.json` of any kind, chosen by `image_processor_type` (Idefics3/SmolVLM,
+ * CLIP/LLaVA or LLaVA-NeXT; absent: `feature_extractor_type` "CLIPFeatureExtractor" means CLIP, anything else Idefics3, as
  * `parseImageProcessorConfig` has always read such files). Idefics3 results carry `kind: 'idefics3'`.
  */
 export function parseAnyImageProcessorConfig(json: unknown, file: string): AnyImageProcessorConfig {
@@ -255,8 +323,10 @@ export function parseAnyImageProcessorConfig(json: unknown, file: string): AnyIm
     if (get('feature_extractor_type') === 'CLIPFeatureExtractor') return parseClipProcessorConfig(json, file);
   } else if (typeof type === 'string' && CLIP_TYPE.test(type)) {
     return parseClipProcessorConfig(json, file);
+  } else if (typeof type === 'string' && LLAVA_NEXT_TYPE.test(type)) {
+    return parseLlavaNextProcessorConfig(json, file);
   } else if (typeof type !== 'string' || !IDEFICS3_TYPE.test(type)) {
-    fail('image_processor_type', `expected an Idefics3/SmolVLM or a CLIP/LLaVA image processor, got ${describe(type)}`);
+    fail('image_processor_type', `expected an Idefics3/SmolVLM, a CLIP/LLaVA or a LLaVA-NeXT image processor, got ${describe(type)}`);
   }
   return { kind: 'idefics3', ...parseImageProcessorConfig(json, file) };
 }
@@ -283,7 +353,7 @@ export async function loadImageProcessorConfig(dir: string): Promise<ImageProces
   return parseImageProcessorConfig(json, file);
 }
 
-/** Reads and validates `dir/preprocessor_config.json` of either kind (see {@link parseAnyImageProcessorConfig}). */
+/** Reads and validates `dir/preprocessor_config.json` of any kind (see {@link parseAnyImageProcessorConfig}). */
 export async function loadAnyImageProcessorConfig(dir: string): Promise<AnyImageProcessorConfig> {
   const { json, file } = await readConfigJson(dir);
   return parseAnyImageProcessorConfig(json, file);
@@ -292,7 +362,8 @@ export async function loadAnyImageProcessorConfig(dir: string): Promise<AnyImage
 /**
  * Per-call processor arguments, as transformers' processors take them: `do_image_splitting` and
  * `size={"longest_edge": N}` for Idefics3. CLIP/LLaVA processors resize and crop to the vision tower's input
- * and never split, so either override is an error there, naming the processor.
+ * and never split, and LLaVA-NeXT's tiles follow its `image_grid_pinpoints`, so either override is an error there,
+ * naming the processor.
  */
 export interface ImageProcessorOverrides {
   /** Idefics3 `do_image_splitting`: false encodes each image as one tile (max_image_size²). */
@@ -305,10 +376,17 @@ export interface ImageProcessorOverrides {
 export function withOverrides<C extends AnyImageProcessorConfig>(cfg: C, o: ImageProcessorOverrides): C {
   const given = (['imageSplitting', 'imageSize'] as const).filter((k) => o[k] !== undefined);
   if (!given.length) return cfg;
-  if (cfg.kind === 'clip') {
-    const crop = `${cfg.cropSize.height}×${cfg.cropSize.width}`;
+  if (cfg.kind === 'clip' || cfg.kind === 'llava_next') {
     const what = given.length > 1 ? `${given.join(' and ')} are Idefics3 processor options` : `${given[0]} is an Idefics3 processor option`;
-    throw new RangeError(`${what}: this model's CLIP/LLaVA processor resizes and crops every image to ${crop} and never splits`);
+    if (cfg.kind === 'clip') {
+      const crop = `${cfg.cropSize.height}×${cfg.cropSize.width}`;
+      throw new RangeError(`${what}: this model's CLIP/LLaVA processor resizes and crops every image to ${crop} and never splits`);
+    }
+    const tile = `${cfg.cropSize.height}×${cfg.cropSize.height}`;
+    const grids = cfg.imageGridPinpoints.map(([h, w]) => `${h}×${w}`).join(', ');
+    throw new RangeError(
+      `${what}: this model's LLaVA-NeXT processor cuts every image into ${tile} tiles at one of its image_grid_pinpoints (${grids}), after the whole image as one tile`,
+    );
   }
   if (o.imageSplitting !== undefined && typeof o.imageSplitting !== 'boolean') throw new RangeError(`imageSplitting must be true or false, got ${describe(o.imageSplitting)}`);
   if (o.imageSize !== undefined && !(Number.isInteger(o.imageSize) && o.imageSize >= 1 && o.imageSize <= MAX_EDGE)) {
