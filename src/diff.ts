@@ -1,7 +1,7 @@
 // `diff`: runs a model on a reference file's inputs (pixel_values, input_ids) and compares every tensor
 // of that file it knows — intermediates, logits at every position, and greedy decoding — reporting
 // max abs / relative error per tensor against a tolerance.
-import type { ChunkLimits, VisionLanguageModel } from './models/vlm.ts';
+import type { ChunkLimits, ImageBatch, VisionLanguageModel } from './models/vlm.ts';
 import { SafetensorsFile, toFloat32, toInt32 } from './io/safetensors.ts';
 import { greedy } from './generate.ts';
 
@@ -22,8 +22,8 @@ export interface DiffResult {
   firstBad?: string;
 }
 
-/** Inputs of a reference file, never compared. */
-const INPUTS = new Set(['pixel_values', 'input_ids']);
+/** Inputs of a reference file, never compared: every one the file holds goes to the model. */
+const INPUTS = new Set(['pixel_values', 'input_ids', 'image_sizes']);
 
 export async function diffReference(
   model: VisionLanguageModel,
@@ -42,9 +42,18 @@ export async function diffReference(
     const idsInfo = need('input_ids');
     const ids = toInt32(idsInfo, await ref.read('input_ids'));
     const pixInfo = ref.tensors.get('pixel_values');
-    const pixels = pixInfo ? toFloat32(pixInfo, await ref.read('pixel_values')) : null;
+    const flat = pixInfo ? toFloat32(pixInfo, await ref.read('pixel_values')) : null;
+    // image_sizes ([images, 2] of height, width, transformers' convention) lays the tiles out per image.
+    const sizesInfo = ref.tensors.get('image_sizes');
+    let pixels: Float32Array | ImageBatch | null = flat;
+    if (sizesInfo) {
+      if (!flat) throw new Error(`${referencePath}: image_sizes without pixel_values`);
+      const hw = toInt32(sizesInfo, await ref.read('image_sizes'));
+      if (sizesInfo.shape.length !== 2 || sizesInfo.shape[1] !== 2) throw new Error(`${referencePath}: image_sizes must be [images, 2] (height, width), got [${sizesInfo.shape.join(', ')}]`);
+      pixels = { pixels: flat, images: Array.from({ length: sizesInfo.shape[0] }, (_, i) => model.imageLayout(hw[2 * i], hw[2 * i + 1])) };
+    }
     const names = [...ref.tensors.keys()].filter((n) => !INPUTS.has(n) && n !== 'greedy_ids' && n !== 'greedy_logits');
-    log(`running the model on ${ids.length} tokens${pixels ? ` and ${pixInfo!.shape.join('×')} pixels` : ''}`);
+    log(`running the model on ${ids.length} tokens${pixInfo ? ` and ${pixInfo.shape.join('×')} pixels` : ''}${sizesInfo ? ' laid out by image_sizes' : ''}`);
     const step = await model.forward(ids, pixels, { logits: 'all', taps: names, limits });
     const rows: DiffRow[] = [];
     const skipped: string[] = [];

@@ -1,28 +1,26 @@
 // From an image and a question to streamed text: a loaded model with its tokenizer, chat template and
 // image processor. generate() renders the chat, expands the image placeholders as the model's processor
 // does, preprocesses the images, and streams decoded text while the GPU generates.
-import { join } from 'node:path';
 import { Gpu } from './gpu/device.ts';
-import { readJsonObject } from './io/json.ts';
+import { ModelDir } from './io/model-dir.ts';
 import { looksLikeHubId, resolveHubId } from './io/hub.ts';
-import { loadModelDir } from './models/registry.ts';
-import type { VisionLanguageModel } from './models/vlm.ts';
+import { familyOf, loadModelDir } from './models/registry.ts';
+import { imageLayout, type ModelFamily } from './models/family.ts';
+import { chunkLimits, DEFAULT_CHUNK_LIMITS, type ChunkLimits, type ImageBatch, type StepProgress, type VisionLanguageModel } from './models/vlm.ts';
 import type { LoadProgress } from './models/weights.ts';
 import type { WeightDType } from './io/upload.ts';
 import type { Target } from './gpu/tuning.ts';
 import { TextTokenizer } from './text/tokenizer.ts';
-import { loadChatTemplate, renderChat, type ChatMessage } from './text/chat.ts';
-import { expandImages, loadImageSeqLen, loadImageTokens, replacePlaceholders, type ImageTokens } from './text/prompt.ts';
-import { modelType } from './models/registry.ts';
+import { chatTemplateOf, renderChat, type ChatMessage } from './text/chat.ts';
 import {
-  loadAnyImageProcessorConfig,
+  parseAnyImageProcessorConfig,
   preprocessImage,
   withOverrides,
   type AnyImageProcessorConfig,
   type ImageInput,
   type ImageProcessorOverrides,
+  type PreprocessedImage,
 } from './image/preprocess.ts';
-import { chunkLimits, DEFAULT_CHUNK_LIMITS, type ChunkLimits, type StepProgress } from './models/vlm.ts';
 import { generateTokens } from './generate.ts';
 
 export interface LoadModelOptions extends ImageProcessorOverrides {
@@ -168,13 +166,12 @@ export class Generation implements AsyncIterable<TextChunk>, PromiseLike<Generat
 export class VisionLanguagePipeline {
   private constructor(
     readonly model: VisionLanguageModel,
+    readonly family: ModelFamily,
     readonly tokenizer: TextTokenizer,
     readonly chatTemplate: string,
     readonly imageConfig: AnyImageProcessorConfig,
-    /** How image placeholders expand: Idefics3's tile blocks, or LLaVA's one token per feature. */
-    readonly promptFormat: 'idefics3' | 'llava',
-    readonly imageSeqLen: number,
-    readonly imageTokens: ImageTokens,
+    /** The rendered chat with each image placeholder expanded as the family's processor does. */
+    private readonly expandPrompt: (chat: string, images: readonly PreprocessedImage[]) => string,
     readonly dir: string,
     readonly loadMs: number,
     /** Token ids that end a reply: generation_config.json's eos_token_id, plus the config's. */
@@ -192,45 +189,33 @@ export class VisionLanguagePipeline {
       root = snap.repo;
     }
     const limits = chunkLimits(DEFAULT_CHUNK_LIMITS, opts.limits); // checked before anything loads
-    const format = (await modelType(dir)) === 'llava' ? 'llava' : 'idefics3';
-    const [tokenizer, chatTemplate, imageConfig, imageTokens] = await Promise.all([
-      TextTokenizer.load(dir),
-      loadChatTemplate(dir),
-      loadAnyImageProcessorConfig(dir).then((c) => withOverrides(c, opts)),
-      loadImageTokens(dir),
-    ]);
-    // Idefics3 states the placeholder count in processor_config.json; LLaVA's follows from the vision config.
-    const statedSeqLen = format === 'idefics3' ? await loadImageSeqLen(dir) : undefined;
+    // Every JSON file of the directory is read once, here; what follows takes what it needs from md.
+    const md = await ModelDir.open(dir);
+    const family = familyOf(md);
+    const tokenizer = TextTokenizer.of(md);
+    const chatTemplate = chatTemplateOf(md);
+    const imageConfig = withOverrides(parseAnyImageProcessorConfig(md.required('preprocessor_config.json'), md.path('preprocessor_config.json')), opts);
+    const generationEos = eosOf(md);
     const gpu = opts.gpu ?? (await Gpu.create());
     try {
-      const model = await loadModelDir(gpu, dir, { dtype: opts.dtype, onProgress: opts.onProgress, root, kernels: opts.kernels });
-      model.limits = limits;
-      if (statedSeqLen !== undefined && model.featuresPerTile !== statedSeqLen) {
+      const model = await loadModelDir(gpu, md, { dtype: opts.dtype, onProgress: opts.onProgress, root, kernels: opts.kernels });
+      try {
+        model.limits = limits;
+        const expandPrompt = family.prompt(md, model);
+        const eos = [...new Set([...generationEos, ...model.textConfig.eos_token_id])];
+        return new VisionLanguagePipeline(model, family, tokenizer, chatTemplate, imageConfig, expandPrompt, dir, performance.now() - t0, eos, !opts.gpu);
+      } catch (e) {
         model.dispose();
-        throw new Error(`${dir}: processor_config.json image_seq_len ${statedSeqLen} differs from the ${model.featuresPerTile} features per image the model config gives`);
+        throw e;
       }
-      const eos = [...new Set([...(await generationEos(dir)), ...model.textConfig.eos_token_id])];
-      return new VisionLanguagePipeline(
-        model,
-        tokenizer,
-        chatTemplate,
-        imageConfig,
-        format,
-        model.featuresPerTile,
-        imageTokens,
-        dir,
-        performance.now() - t0,
-        eos,
-        !opts.gpu,
-      );
     } catch (e) {
       if (!opts.gpu) gpu.destroy();
       throw e;
     }
   }
 
-  /** The chat as the model sees it: template rendered, placeholders expanded; and the preprocessed pixels. */
-  async prepare(req: GenerateRequest): Promise<{ text: string; ids: number[]; pixels: Float32Array | null; preprocessMs: number }> {
+  /** The chat as the model sees it: template rendered, placeholders expanded; and the preprocessed images. */
+  async prepare(req: GenerateRequest): Promise<{ text: string; ids: number[]; images: ImageBatch | null; preprocessMs: number }> {
     const images = req.images ?? [];
     let messages = req.messages;
     if (!messages) {
@@ -248,22 +233,19 @@ export class VisionLanguagePipeline {
       bosToken: this.tokenizer.specialToken('bos_token'),
       eosToken: this.tokenizer.specialToken('eos_token'),
     });
-    const text =
-      this.promptFormat === 'llava'
-        ? replacePlaceholders(chat, this.imageTokens.image, pre.length, (i) => this.imageTokens.image.repeat(this.imageSeqLen * pre[i].tiles))
-        : expandImages(chat, pre.map((p) => ({ rows: p.rows, cols: p.cols })), this.imageSeqLen, this.imageTokens);
+    const text = this.expandPrompt(chat, pre);
     const ids = this.tokenizer.encode(text);
-    let pixels: Float32Array | null = null;
+    let batch: ImageBatch | null = null;
     if (pre.length) {
-      const total = pre.reduce((a, p) => a + p.pixelValues.length, 0);
-      pixels = new Float32Array(total);
+      const pixels = new Float32Array(pre.reduce((a, p) => a + p.pixelValues.length, 0));
       let o = 0;
       for (const p of pre) {
         pixels.set(p.pixelValues, o);
         o += p.pixelValues.length;
       }
+      batch = { pixels, images: pre.map(imageLayout) };
     }
-    return { text, ids, pixels, preprocessMs };
+    return { text, ids, images: batch, preprocessMs };
   }
 
   /**
@@ -291,8 +273,8 @@ export class VisionLanguagePipeline {
       const stops = req.stop ?? [];
       try {
         signal.throwIfAborted();
-        let pixels: Float32Array | null;
-        ({ ids, pixels, preprocessMs } = await this.prepare(req));
+        let pixels: ImageBatch | null;
+        ({ ids, images: pixels, preprocessMs } = await this.prepare(req));
         tAsk = performance.now();
         for await (const step of generateTokens(this.model, ids, pixels, {
           maxNewTokens,
@@ -380,12 +362,12 @@ export class VisionLanguagePipeline {
 }
 
 /** eos_token_id of generation_config.json (a number or a list), or none when the file is absent. */
-async function generationEos(dir: string): Promise<number[]> {
-  const file = join(dir, 'generation_config.json');
-  const json = await readJsonObject(file, true);
-  const v = json?.eos_token_id;
+function eosOf(md: ModelDir): number[] {
+  const v = md.json('generation_config.json')?.eos_token_id;
   const list = v === undefined || v === null ? [] : Array.isArray(v) ? v : [v];
-  if (!list.every((x) => Number.isInteger(x) && x >= 0)) throw new Error(`${file}: eos_token_id must be a token id or a list of them, got ${JSON.stringify(v)}`);
+  if (!list.every((x) => Number.isInteger(x) && x >= 0)) {
+    throw new Error(`${md.path('generation_config.json')}: eos_token_id must be a token id or a list of them, got ${JSON.stringify(v)}`);
+  }
   return list as number[];
 }
 

@@ -105,7 +105,7 @@ export class Checkpoint {
       }
       realDir = realRoot;
     }
-    const config = await readJsonObject(nodePath.join(absDir, CONFIG_FILE), CONFIG_FILE);
+    const config = opts?.config ?? (await readJsonObject(nodePath.join(absDir, CONFIG_FILE), CONFIG_FILE));
 
     const single = nodePath.join(absDir, SINGLE_FILE);
     const index = nodePath.join(absDir, INDEX_FILE);

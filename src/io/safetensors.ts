@@ -62,6 +62,8 @@ export interface OpenOptions {
    * are links into its blobs/.
    */
   root?: string;
+  /** Checkpoint only: config.json as already read (see ModelDir); read from the folder when absent. */
+  config?: Record<string, unknown>;
 }
 
 function errMsg(e: unknown): string {

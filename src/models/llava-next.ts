@@ -15,6 +15,7 @@ import { VarBuilder, type WeightStore, type ModelLoadOptions } from './weights.t
 import { loadCheckpointModel, type ImageLayout } from './vlm.ts';
 import { NEWLINE_ROW } from '../ops/embedding.ts';
 import { selectBestResolution } from '../image/preprocess.ts';
+import { repeatPerFeature, type ModelFamily } from './family.ts';
 
 /** Python's int(round(x, 7)): rounding at 7 decimals first keeps 9.99999999 from truncating to 9. */
 const intRound7 = (x: number) => Math.trunc(Math.round(x * 1e7) / 1e7);
@@ -63,7 +64,7 @@ export class LlavaNext extends Llava {
   }
 
   /** The crops of an image of height × width: the grid of the best pinpoint resolution, plus the base crop. */
-  layoutOf(height: number, width: number): ImageLayout {
+  override imageLayout(height: number, width: number): ImageLayout {
     const S = this.config.vision_config.image_size;
     const [h, w] = selectBestResolution(height, width, this.config.image_grid_pinpoints);
     const [rows, cols] = [h / S, w / S];
@@ -134,3 +135,11 @@ export class LlavaNext extends Llava {
     ]);
   }
 }
+
+/** LLaVA-NeXT: anyres crops, the image token once per packed feature (the count depends on the image). */
+export const llavaNextFamily: ModelFamily = {
+  modelType: 'llava_next',
+  name: 'LLaVA-NeXT (LlavaNextForConditionalGeneration), Mistral or Vicuna decoder',
+  load: (gpu, dir, opts) => LlavaNext.load(gpu, dir, opts),
+  prompt: repeatPerFeature,
+};

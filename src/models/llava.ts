@@ -12,6 +12,7 @@ import { LlamaModel } from './llama.ts';
 import { Taps } from './taps.ts';
 import { VarBuilder, type WeightStore, type ModelLoadOptions } from './weights.ts';
 import { VisionLanguageModel, loadCheckpointModel } from './vlm.ts';
+import { repeatPerFeature, type ModelFamily } from './family.ts';
 import { activationOf } from '../ops/elementwise.ts';
 import { sliceRows } from '../ops/elementwise.ts';
 
@@ -119,3 +120,11 @@ export class Llava extends VisionLanguageModel {
     return Math.floor(k / n) * (n + 1) + 1 + (k % n);
   }
 }
+
+/** LLaVA-1.5: one image a tile, the image token once per feature. */
+export const llavaFamily: ModelFamily = {
+  modelType: 'llava',
+  name: 'LLaVA-1.5 (LlavaForConditionalGeneration)',
+  load: (gpu, dir, opts) => Llava.load(gpu, dir, opts),
+  prompt: repeatPerFeature,
+};

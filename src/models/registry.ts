@@ -1,42 +1,35 @@
-// Picks the model implementation from config.json's model_type.
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+// The model families this runtime runs, found by config.json's model_type. Each family is described
+// once, beside its model (family.ts); nothing else knows the model types.
 import type { Gpu } from '../gpu/device.ts';
-import { SmolVLM } from './smolvlm.ts';
-import { Llava } from './llava.ts';
+import { ModelDir } from '../io/model-dir.ts';
+import type { ModelFamily } from './family.ts';
+import { idefics3Family } from './smolvlm.ts';
+import { llavaFamily } from './llava.ts';
+import { llavaNextFamily } from './llava-next.ts';
 import type { VisionLanguageModel } from './vlm.ts';
 import type { ModelLoadOptions } from './weights.ts';
 
-export const SUPPORTED = {
-  idefics3: 'SmolVLM / Idefics3 (Idefics3ForConditionalGeneration)',
-  llava: 'LLaVA-1.5 (LlavaForConditionalGeneration)',
-} as const;
+export const FAMILIES: readonly ModelFamily[] = [idefics3Family, llavaFamily, llavaNextFamily];
 
-export async function modelType(dir: string): Promise<string> {
-  const file = join(dir, 'config.json');
-  let json: unknown;
-  try {
-    json = JSON.parse(await readFile(file, 'utf8'));
-  } catch (e) {
-    throw new Error(`${file}: cannot read the model config (${(e as Error).message})`);
-  }
-  const t = (json as { model_type?: unknown })?.model_type;
+/** The family of a model directory, from its config.json's model_type. */
+export function familyOf(md: ModelDir): ModelFamily {
+  const file = md.path('config.json');
+  const t = md.required('config.json').model_type;
   if (typeof t !== 'string') throw new Error(`${file}: no "model_type" string`);
-  return t;
+  const family = FAMILIES.find((f) => f.modelType === t);
+  if (!family) {
+    throw new Error(`${file}: model_type "${t}" is not supported; supported: ${FAMILIES.map((f) => `${f.modelType} (${f.name})`).join(', ')}`);
+  }
+  return family;
 }
 
-export async function loadModelDir(gpu: Gpu, dir: string, opts: ModelLoadOptions = {}): Promise<VisionLanguageModel> {
-  const type = await modelType(dir);
-  switch (type) {
-    case 'idefics3':
-      return SmolVLM.load(gpu, dir, opts);
-    case 'llava':
-      return Llava.load(gpu, dir, opts);
-    default:
-      throw new Error(
-        `${join(dir, 'config.json')}: model_type "${type}" is not supported; supported: ${Object.entries(SUPPORTED)
-          .map(([k, v]) => `${k} (${v})`)
-          .join(', ')}`,
-      );
-  }
+/** config.json's model_type of a directory. */
+export async function modelType(dir: string): Promise<string> {
+  return familyOf(await ModelDir.open(dir, ['config.json'])).modelType;
+}
+
+/** Loads the model of a directory (opened already, or a path) with its family's loader. */
+export async function loadModelDir(gpu: Gpu, dir: string | ModelDir, opts: ModelLoadOptions = {}): Promise<VisionLanguageModel> {
+  const md = typeof dir === 'string' ? await ModelDir.open(dir, ['config.json']) : dir;
+  return familyOf(md).load(gpu, md.dir, { ...opts, config: md.required('config.json') });
 }

@@ -11,6 +11,8 @@ import { LlamaModel } from './llama.ts';
 import { Taps } from './taps.ts';
 import { VarBuilder, type WeightStore, type ModelLoadOptions } from './weights.ts';
 import { VisionLanguageModel, loadCheckpointModel } from './vlm.ts';
+import type { ModelFamily } from './family.ts';
+import { expandImages, imageSeqLenOf, imageTokensOf } from '../text/prompt.ts';
 
 export class SmolVLM extends VisionLanguageModel {
   readonly vision_model: SiglipVisionTransformer;
@@ -49,3 +51,18 @@ export class SmolVLM extends VisionLanguageModel {
     return taps.tap(g, 'projector_out', this.connector.forward(g, hidden, tiles));
   }
 }
+
+/** SmolVLM / Idefics3: each image's tiles as Idefics3Processor lays them out, image_seq_len placeholders a tile. */
+export const idefics3Family: ModelFamily = {
+  modelType: 'idefics3',
+  name: 'SmolVLM / Idefics3 (Idefics3ForConditionalGeneration)',
+  load: (gpu, dir, opts) => SmolVLM.load(gpu, dir, opts),
+  prompt(md, model) {
+    const seqLen = imageSeqLenOf(md);
+    if (seqLen !== model.featuresPerTile) {
+      throw new Error(`${md.path('processor_config.json')}: image_seq_len ${seqLen} differs from the ${model.featuresPerTile} features per image the model config gives`);
+    }
+    const tokens = imageTokensOf(md);
+    return (chat, images) => expandImages(chat, images.map((p) => ({ rows: p.rows, cols: p.cols })), seqLen, tokens);
+  },
+};

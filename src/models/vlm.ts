@@ -242,6 +242,14 @@ export abstract class VisionLanguageModel {
     return left === 0;
   }
 
+  /**
+   * The layout of an image of height × width as this model's processor tiles it, from its size alone (what a
+   * reference's `image_sizes` gives): one tile by default; LLaVA-NeXT's crop grid.
+   */
+  imageLayout(height: number, width: number): ImageLayout {
+    return { tiles: 1, rows: 0, cols: 0, height, width };
+  }
+
   /** Placeholder tokens an image takes: featuresPerTile per tile (LLaVA-NeXT packs its own). */
   placeholders(image: ImageLayout): number {
     return image.tiles * this.featuresPerTile;
@@ -690,7 +698,7 @@ export async function loadCheckpointModel<C, M extends VisionLanguageModel>(
   parse: (json: unknown, file: string) => C,
   build: (store: WeightStore, config: C, ckpt: Checkpoint) => M,
 ): Promise<M> {
-  const ckpt = await Checkpoint.open(dir, { root: opts.root });
+  const ckpt = await Checkpoint.open(dir, { root: opts.root, config: opts.config });
   try {
     const config = parse(ckpt.config, join(ckpt.dir, 'config.json'));
     const model = build(new WeightStore(gpu, ckpt, opts.dtype), config, ckpt);

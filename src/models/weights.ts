@@ -23,6 +23,8 @@ export interface ModelLoadOptions {
   onProgress?: (p: LoadProgress) => void;
   /** Folder that symlinked weight files must resolve into (the Hugging Face cache repo folder). */
   root?: string;
+  /** config.json as already read (ModelDir), so that the checkpoint does not read it again. */
+  config?: Record<string, unknown>;
   /**
    * Kernel set: 'gpu' (shared-memory tiles) or 'cpu' (for SIMD-on-CPU drivers such as lavapipe);
    * by default the one that suits the adapter (src/gpu/tuning.ts).

@@ -31,7 +31,7 @@ describe('loadModel + generate (SmolVLM tiny)', () => {
     try {
       const p = await pipe.prepare({ messages: MESSAGES, images: [join(DIR, 'image.png')] });
       assert.deepEqual(p.ids, [...(await ref.i32('input_ids'))]);
-      assertClose(p.pixels!, (await ref.f32('pixel_values')).data, { atol: 1e-6 }, 'pixel_values');
+      assertClose(p.images!.pixels, (await ref.f32('pixel_values')).data, { atol: 1e-6 }, 'pixel_values');
     } finally {
       await ref.close();
     }
@@ -247,7 +247,7 @@ describe('loadModel + generate (LLaVA tiny)', () => {
       const req = { messages: [{ role: 'user', content: [{ type: 'image' as const }, { type: 'text' as const, text: 'Hi?' }] }], images: [join(LLAVA, 'image.png')] };
       const p = await pipe.prepare(req);
       assert.deepEqual(p.ids, [...(await ref.i32('input_ids'))]);
-      assertClose(p.pixels!, (await ref.f32('pixel_values')).data, { atol: 1e-6 }, 'pixel_values');
+      assertClose(p.images!.pixels, (await ref.f32('pixel_values')).data, { atol: 1e-6 }, 'pixel_values');
       const want = [...(await ref.i32('greedy_ids'))];
       const r = await pipe.generate({ ...req, maxNewTokens: want.length });
       assert.deepEqual(r.tokens, want);
