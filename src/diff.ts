@@ -25,6 +25,11 @@ export interface DiffResult {
 /** Inputs of a reference file, never compared: every one the file holds goes to the model. */
 const INPUTS = new Set(['pixel_values', 'input_ids', 'image_sizes']);
 
+/** A reference's pixel_values laid out by its image_sizes ([height, width] per image) as the model tiles them. */
+export function imagesOfSizes(model: VisionLanguageModel, pixels: Float32Array, hw: ArrayLike<number>): ImageBatch {
+  return { pixels, images: Array.from({ length: hw.length / 2 }, (_, i) => model.imageLayout(hw[2 * i], hw[2 * i + 1])) };
+}
+
 export async function diffReference(
   model: VisionLanguageModel,
   referencePath: string,
@@ -48,9 +53,8 @@ export async function diffReference(
     let pixels: Float32Array | ImageBatch | null = flat;
     if (sizesInfo) {
       if (!flat) throw new Error(`${referencePath}: image_sizes without pixel_values`);
-      const hw = toInt32(sizesInfo, await ref.read('image_sizes'));
       if (sizesInfo.shape.length !== 2 || sizesInfo.shape[1] !== 2) throw new Error(`${referencePath}: image_sizes must be [images, 2] (height, width), got [${sizesInfo.shape.join(', ')}]`);
-      pixels = { pixels: flat, images: Array.from({ length: sizesInfo.shape[0] }, (_, i) => model.imageLayout(hw[2 * i], hw[2 * i + 1])) };
+      pixels = imagesOfSizes(model, flat, toInt32(sizesInfo, await ref.read('image_sizes')));
     }
     const names = [...ref.tensors.keys()].filter((n) => !INPUTS.has(n) && n !== 'greedy_ids' && n !== 'greedy_logits');
     log(`running the model on ${ids.length} tokens${pixInfo ? ` and ${pixInfo.shape.join('×')} pixels` : ''}${sizesInfo ? ' laid out by image_sizes' : ''}`);

@@ -1,7 +1,8 @@
 // Reads the third-party reference tensors (reference.safetensors of the fixtures) for comparisons.
 import assert from 'node:assert/strict';
 import { SafetensorsFile, toFloat32, toInt32 } from '../src/io/safetensors.ts';
-import type { ChunkLimits, VisionLanguageModel } from '../src/models/vlm.ts';
+import type { ChunkLimits, ImageBatch, VisionLanguageModel } from '../src/models/vlm.ts';
+import { imagesOfSizes } from '../src/diff.ts';
 import { assertClose } from './data.ts';
 import { fileURLToPath } from 'node:url';
 
@@ -36,6 +37,12 @@ export async function openReference(path: string): Promise<Reference> {
   };
 }
 
+/** The reference's pixel_values, laid out by its image_sizes where it has them (LLaVA-NeXT). */
+export async function referenceImages(model: VisionLanguageModel, ref: Reference): Promise<Float32Array | ImageBatch> {
+  const pixels = (await ref.f32('pixel_values')).data;
+  return ref.names.includes('image_sizes') ? imagesOfSizes(model, pixels, await ref.i32('image_sizes')) : pixels;
+}
+
 /**
  * Runs `model` on the reference's inputs with every tap in `taps`, and checks each intermediate (shape
  * first, then values within `atol`) against the reference tensor of the same name. Returns a report line.
@@ -49,8 +56,7 @@ export async function checkTaps(
   limits?: ChunkLimits,
 ): Promise<string> {
   const ids = await ref.i32('input_ids');
-  const pixels = (await ref.f32('pixel_values')).data;
-  const step = await model.forward(ids, pixels, { logits: 'all', taps, limits });
+  const step = await model.forward(ids, await referenceImages(model, ref), { logits: 'all', taps, limits });
   const report: string[] = [];
   for (const tap of taps) {
     const want = await ref.f32(tap);
