@@ -94,11 +94,11 @@ export async function parseChatRequest(raw: unknown, modelId: string, allowFiles
   const maxCompletion = numberField(body, 'max_completion_tokens', 1, Infinity, true);
   const maxTokens = numberField(body, 'max_tokens', 1, Infinity, true);
   const temperature = numberField(body, 'temperature', 0, 2) ?? 1; // OpenAI's default: sampling at 1
-  let topP = numberField(body, 'top_p', 0, 1);
+  const topP = numberField(body, 'top_p', 0, 1);
+  const greedy = temperature === 0 || topP === 0; // top_p 0 keeps only the most likely token
   const topK = numberField(body, 'top_k', 1, Infinity, true);
   // Without a seed OpenAI's sampling differs from call to call; generate() would use seed 0 every time.
   const seed = numberField(body, 'seed', Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER, true) ?? randomInt(2 ** 31);
-  if (topP === 0) topP = undefined; // only the most likely token survives: greedy, below
   const stream = booleanField(body, 'stream') ?? false;
   const reusePrefix = booleanField(body, 'reuse_prefix');
 
@@ -129,8 +129,8 @@ export async function parseChatRequest(raw: unknown, modelId: string, allowFiles
       messages,
       images,
       maxNewTokens: maxCompletion ?? maxTokens ?? DEFAULT_MAX_TOKENS,
-      temperature: topP === undefined && body.top_p === 0 ? 0 : temperature,
-      topP,
+      temperature: greedy ? 0 : temperature,
+      topP: greedy ? undefined : topP,
       topK,
       seed,
       stop,
