@@ -83,6 +83,8 @@ Options:
                        F32, F16 and BF16 alike, since this runtime computes in f32 with weights
                        upcast exactly (about 50× the f32 noise floor of the tiny fixtures)
   --tol NAME=X         per-tensor tolerance, repeatable (e.g. --tol logits=1e-3)
+  --prefill-tokens N   run the prompt in chunks of at most N tokens (checks chunked prefill)
+  --vision-tiles N     run the vision encoder on at most N tiles per submission
   --json               print the result as JSON
   -h, --help           this help`;
 
@@ -102,6 +104,8 @@ async function diff(argv: string[]): Promise<number> {
       reference: { type: 'string' },
       atol: { type: 'string' },
       tol: { type: 'string', multiple: true },
+      'prefill-tokens': { type: 'string' },
+      'vision-tiles': { type: 'string' },
       json: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -124,6 +128,13 @@ async function diff(argv: string[]): Promise<number> {
     atol = Number(values.atol);
     if (!(atol >= 0)) fail(`diff: --atol expects a non-negative number, got "${values.atol}"`, DIFF_USAGE);
   }
+  const positive = (name: string, v: string | undefined) => {
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!(Number.isInteger(n) && n >= 1)) fail(`diff: ${name} expects a positive integer, got "${v}"`, DIFF_USAGE);
+    return n;
+  };
+  const limits = { prefillTokens: positive('--prefill-tokens', values['prefill-tokens']), visionTiles: positive('--vision-tiles', values['vision-tiles']) };
   const gpu = await Gpu.create();
   try {
     const log = (s: string) => process.stderr.write(`${s}\n`);
@@ -132,7 +143,7 @@ async function diff(argv: string[]): Promise<number> {
     try {
       const dtype = [...model.store.ckpt.tensors.values()][0]?.dtype ?? 'F32';
       const base = atol ?? DEFAULT_ATOL[dtype] ?? 1e-4;
-      const result = await diffReference(model, values.reference, (n) => perTensor.get(n) ?? base, log);
+      const result = await diffReference(model, values.reference, (n) => perTensor.get(n) ?? base, log, limits);
       if (values.json) console.log(JSON.stringify(result, (_, v) => (v === Infinity ? 'Infinity' : v), 2));
       else console.log(formatDiff(result));
       return result.ok ? 0 : 1;

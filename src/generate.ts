@@ -3,6 +3,7 @@
 // sampling (temperature, top-k, top-p, seeded) reads the last logits row. Tokens stream as an async
 // iterator; EOS ids, maxNewTokens and an AbortSignal stop it. One generation runs per model at a time:
 // a call waits its turn for the model (model.acquire), and frees it however it ends.
+import { createHash } from 'node:crypto';
 import type { ChunkLimits, StepProgress, VisionLanguageModel } from './models/vlm.ts';
 
 export interface SamplingOptions {
@@ -30,6 +31,14 @@ export interface GenerateOptions extends SamplingOptions {
   onStart?: () => void;
   /** Called once the prompt is processed, with the device time per section (vision, decoder) in ms. */
   onPrefill?: (sections: Map<string, number>) => void;
+  /**
+   * Keep what the KV cache already holds of this prompt (the same conversation a turn later: the same
+   * earlier tokens and images) and prefill only the rest, without encoding those images again. The result
+   * equals a full recompute; default false.
+   */
+  reusePrefix?: boolean;
+  /** Called before the prefill with how many prompt tokens the KV cache already held (0 without reuse). */
+  onReuse?: (tokens: number) => void;
   /** Progress of a prompt that runs in several submissions (image tiles encoded, tokens prefilled). */
   onProgress?: (p: StepProgress) => void;
   /** How large one submission of the prompt may be (default: the model's limits). */
@@ -127,13 +136,26 @@ export async function* generateTokens(
     const eos = new Set(o.stopAtEos === false ? [] : (o.eos ?? model.textConfig.eos_token_id));
     const sampling = (o.temperature ?? 0) > 0;
     const rng = new SeededRandom(o.seed ?? 0);
-    let pos = 0;
-    let input: ArrayLike<number> = ids;
-    let px = pixels;
+    // Tiles are keyed by their pixels, so that a later prompt with the same images can reuse the cache.
+    const tileElems = model.tileShape.reduce((a, b) => a * b, 1);
+    const keys = o.reusePrefix && pixels ? Array.from({ length: pixels.length / tileElems }, (_, k) => tileKey(pixels.subarray(k * tileElems, (k + 1) * tileElems))) : [];
+    model.ensureCapacity(ids.length + o.maxNewTokens); // before the comparison: growing keeps what is held
+    const reused = o.reusePrefix ? model.reusablePrefix(ids, keys) : { tokens: 0, tiles: 0 };
+    o.onReuse?.(reused.tokens);
+    let pos = reused.tokens;
+    let input: ArrayLike<number> = Array.from(ids).slice(reused.tokens);
+    let px = pixels && reused.tiles * tileElems < pixels.length ? pixels.subarray(reused.tiles * tileElems) : null;
     for (let n = 0; n < o.maxNewTokens; n++) {
       o.signal?.throwIfAborted();
       const profile = n === 0 ? o.onPrefill : undefined;
-      const step = await model.forward(input, px, { pos, reserve: n === 0 ? o.maxNewTokens : 0, profile, onProgress: n === 0 ? o.onProgress : undefined, limits: o.limits });
+      const step = await model.forward(input, px, {
+        pos,
+        reserve: n === 0 ? o.maxNewTokens : 0,
+        profile,
+        onProgress: n === 0 ? o.onProgress : undefined,
+        limits: o.limits,
+        tileKeys: n === 0 ? keys.slice(reused.tiles) : undefined,
+      });
       let logits: Float32Array | undefined;
       let token: number;
       if (sampling || o.withLogits) logits = await step.logits();
@@ -153,4 +175,9 @@ export async function* generateTokens(
 /** Greedy decoding (the reference's setting). */
 export function greedy(model: VisionLanguageModel, ids: ArrayLike<number>, pixels: Float32Array | null, o: Omit<GenerateOptions, 'temperature'>) {
   return generateTokens(model, ids, pixels, { ...o, temperature: 0 });
+}
+
+/** A key for one image tile's pixels (SHA-256 of their bytes): equal keys, equal pixels. */
+export function tileKey(pixels: Float32Array): string {
+  return createHash('sha256').update(new Uint8Array(pixels.buffer, pixels.byteOffset, pixels.byteLength)).digest('base64');
 }

@@ -63,6 +63,13 @@ export interface GenerateRequest extends ImageProcessorOverrides {
    * ChunkLimits); on a SIMD-on-CPU adapter (lavapipe), where a tile takes seconds, tiles go one per submission.
    */
   onProgress?: (p: StepProgress) => void;
+  /**
+   * Keep what the KV cache already holds of this prompt from the previous call on this model (a chat one
+   * turn later: the same earlier messages and images) and prefill only the rest, without encoding those
+   * images again (default true). The reply equals a full recompute up to f32 rounding: the kept positions
+   * were computed by the same kernels; false recomputes everything.
+   */
+  reusePrefix?: boolean;
 }
 
 export interface Timings {
@@ -76,6 +83,9 @@ export interface Timings {
   /** From the generate() call to the first token (0 without one); includes queueMs. */
   ttftMs: number;
   promptTokens: number;
+  /** Prompt tokens the KV cache already held from the previous call (see GenerateRequest.reusePrefix). */
+  reusedTokens: number;
+  /** Prompt tokens prefilled per second: the tokens actually run (promptTokens − reusedTokens), images included. */
   prefillTokensPerSecond: number;
   newTokens: number;
   decodeTokensPerSecond: number;
@@ -274,6 +284,7 @@ export class VisionLanguagePipeline {
       let tAsk = 0;
       let tGen = 0;
       let queueMs = 0;
+      let reusedTokens = 0;
       let prefillMs = 0;
       let ttft = 0;
       let finishReason: GenerateResult['finishReason'] = 'length';
@@ -292,6 +303,8 @@ export class VisionLanguagePipeline {
           signal,
           eos: this.eos,
           onProgress: req.onProgress,
+          reusePrefix: req.reusePrefix ?? true,
+          onReuse: (n) => (reusedTokens = n),
           // Tiles take seconds each on a SIMD-on-CPU adapter: one per submission, so that progress comes per tile.
           limits: req.onProgress && this.model.tuning.target === 'cpu' ? { visionTiles: 1 } : undefined,
           onStart: () => {
@@ -351,7 +364,8 @@ export class VisionLanguagePipeline {
           queueMs,
           ttftMs: ttft,
           promptTokens: ids.length,
-          prefillTokensPerSecond: tokens.length > 0 ? ids.length / (prefillMs / 1000) : 0,
+          reusedTokens,
+          prefillTokensPerSecond: tokens.length > 0 ? (ids.length - reusedTokens) / (prefillMs / 1000) : 0,
           newTokens: tokens.length,
           decodeTokensPerSecond: tokens.length > 1 ? (tokens.length - 1) / (decodeMs / 1000) : 0,
         },

@@ -225,6 +225,7 @@ export class Executable {
 
   /** Reads a planned tensor (an output, a kept intermediate or an input) back as f32 / u32 values. */
   async read(t: Tensor): Promise<Float32Array | Uint32Array> {
+    if (this.disposed) throw new GpuError(`read: ${t} belongs to a plan that was disposed (its buffers serve other plans now)`);
     const s = this.layout.slotOf.get(t);
     const buf = s ? this.buffers[s.index] : t.chunks?.length === 1 ? t.chunks[0].buffer : undefined;
     if (!buf) throw new GpuError(`read: ${t} is not held by this plan`);

@@ -56,6 +56,18 @@ export class KVCache {
     this.k = Array.from({ length: c.num_hidden_layers }, (_, i) => gpu.pool.create(bytes, undefined, `kv.k.${i}`));
     this.v = Array.from({ length: c.num_hidden_layers }, (_, i) => gpu.pool.create(bytes, undefined, `kv.v.${i}`));
   }
+  /** Copies the first `positions` keys and values of every layer of `from` (a smaller cache) into this one. */
+  copyFrom(from: KVCache, positions: number): void {
+    const bytes = Math.min(positions, from.capacity, this.capacity) * this.width * 4;
+    if (!bytes) return;
+    const enc = this.gpu.device.createCommandEncoder();
+    for (let i = 0; i < this.k.length; i++) {
+      enc.copyBufferToBuffer(from.k[i], 0, this.k[i], 0, bytes);
+      enc.copyBufferToBuffer(from.v[i], 0, this.v[i], 0, bytes);
+    }
+    this.gpu.device.queue.submit([enc.finish()]);
+  }
+
   /** The layer's caches as graph state tensors. */
   layer(g: Graph, i: number): { k: Tensor; v: Tensor } {
     return {

@@ -100,6 +100,8 @@ export interface StepOptions extends ForwardOptions {
   onProgress?: (p: StepProgress) => void;
   /** Overrides the model's chunk limits for this step. */
   limits?: ChunkLimits;
+  /** A key per image tile of this step (equal keys: equal pixels), so that a later prompt can reuse the cache. */
+  tileKeys?: readonly string[];
 }
 
 /** What a step produced: the token and logits of its last row, and the intermediates asked for. */
@@ -165,12 +167,60 @@ export abstract class VisionLanguageModel {
     }
     if (!this.cache || this.cache.capacity < positions) {
       this.disposePlans();
-      this.cache?.dispose();
       // Grow geometrically so that a run of slightly longer prompts does not reallocate each time.
       const cap = Math.min(max, Math.max(positions, this.cache ? this.cache.capacity * 2 : 0, 64));
-      this.cache = new KVCache(this.gpu, this.textConfig, cap);
+      const grown = new KVCache(this.gpu, this.textConfig, cap);
+      // What the old cache holds stays valid (see held): its keys and values move to the new one.
+      if (this.cache) grown.copyFrom(this.cache, this.held.ids.length);
+      this.cache?.dispose();
+      this.cache = grown;
     }
     return this.cache;
+  }
+
+  /**
+   * What the KV cache holds: the token ids at positions 0 .. n − 1, and a key for each image tile whose
+   * features filled image placeholders among them (null: unknown, never matched). Kept by forward().
+   */
+  private held: { ids: number[]; tiles: (string | null)[] } = { ids: [], tiles: [] };
+
+  /**
+   * How much of a prompt the KV cache already holds: the longest common prefix of `ids` and the held ids,
+   * shortened to the start of the first image tile whose key differs (or is unknown), and to leave at
+   * least the last token to run. Returns the tokens and the image tiles within that prefix.
+   */
+  reusablePrefix(ids: ArrayLike<number>, tileKeys: readonly string[]): { tokens: number; tiles: number } {
+    const held = this.held;
+    let n = 0;
+    const max = Math.min(ids.length - 1, held.ids.length);
+    while (n < max && ids[n] === held.ids[n]) n++;
+    // Walk the tiles in order: each takes featuresPerTile placeholders; one that starts before n and
+    // differs (or reaches past n) ends the prefix at its first placeholder.
+    const F = this.featuresPerTile;
+    let seen = 0;
+    let tiles = 0;
+    for (let t = 0; t < n; t++) {
+      if (ids[t] !== this.imageTokenId) continue;
+      if (seen % F === 0) {
+        const k = seen / F;
+        const whole = this.tileEnd(ids, t) <= n;
+        if (!whole || k >= held.tiles.length || held.tiles[k] === null || held.tiles[k] !== tileKeys[k]) {
+          n = t;
+          break;
+        }
+        tiles = k + 1;
+      }
+      seen++;
+    }
+    return { tokens: n, tiles };
+  }
+
+  /** One past the position of the last placeholder of the tile whose first placeholder is at `start`. */
+  private tileEnd(ids: ArrayLike<number>, start: number): number {
+    let left = this.featuresPerTile;
+    let t = start;
+    for (; t < ids.length && left > 0; t++) if (ids[t] === this.imageTokenId) left--;
+    return left === 0 ? t : Infinity;
   }
 
   /** Row of encodeImages()' output that the k-th image placeholder takes (identity unless rows are skipped). */
@@ -243,20 +293,25 @@ export abstract class VisionLanguageModel {
   }
 
   /**
-   * The largest equal split of `total` items (at most `cap` each) whose graph fits, trying 1, 2, 3, ...
-   * parts; throws when one item alone does not fit.
+   * The size of the parts of `total` items (at most `cap` each): the largest size whose graph fits (a
+   * binary search, activations growing with the size), then evened out over as many parts as that takes.
+   * Throws when one item alone does not fit.
    */
   private largestFitting(total: number, cap: number, what: string, limits: Required<ChunkLimits>, fits: (n: number) => boolean): number {
-    for (let parts = Math.ceil(total / Math.min(total, cap)); ; parts++) {
-      const n = Math.ceil(total / parts);
-      if (fits(n)) return n;
-      if (n === 1) {
-        throw new GpuError(
-          `one ${what} alone needs more activation memory than this device allows in one submission ` +
-            `(maxStorageBufferBindingSize ${this.gpu.maxBinding} bytes per tensor, ${limits.activationBytes} bytes in all)`,
-        );
-      }
+    let lo = 0; // the largest size known to fit
+    let hi = Math.min(total, cap) + 1; // the smallest size known not to (or one past the cap)
+    while (hi - lo > 1) {
+      const mid = Math.floor((lo + hi) / 2);
+      if (fits(mid)) lo = mid;
+      else hi = mid;
     }
+    if (lo === 0) {
+      throw new GpuError(
+        `one ${what} alone needs more activation memory than this device allows in one submission ` +
+          `(maxStorageBufferBindingSize ${this.gpu.maxBinding} bytes per tensor, ${limits.activationBytes} bytes in all)`,
+      );
+    }
+    return Math.ceil(total / Math.ceil(total / lo));
   }
 
   /**
@@ -300,27 +355,21 @@ export abstract class VisionLanguageModel {
   }
 
   private async compilePlan(key: string, build: (t: Taps) => ReturnType<VisionLanguageModel['oneGraph']>, tapNames: string[]): Promise<StepPlan> {
-    const cached = this.plans.get(key);
-    if (cached) return cached;
-    const taps = new Taps(new Set(tapNames));
-    const b = build(taps);
-    const exe = await Executable.compile(this.gpu, b.g, [b.token, b.logits], { keep: [...taps.tensors.values()] });
-    const plan: StepPlan = { exe, ids: b.ids, pixels: b.pixels, imageRows: b.imageRows, logits: b.logits, token: b.token, taps: taps.tensors };
-    this.plans.set(key, plan);
-    return plan;
+    return cachedPlan(this.plans, key, async () => {
+      const taps = new Taps(new Set(tapNames));
+      const b = build(taps);
+      const exe = await Executable.compile(this.gpu, b.g, [b.token, b.logits], { keep: [...taps.tensors.values()] });
+      return { exe, ids: b.ids, pixels: b.pixels, imageRows: b.imageRows, logits: b.logits, token: b.token, taps: taps.tensors };
+    });
   }
 
   private async visionPlan(tiles: number, tapNames: string[]): Promise<VisionPlan> {
-    const key = `${tiles}|${tapNames.join(',')}`;
-    let plan = this.visionPlans.get(key);
-    if (!plan) {
+    return cachedPlan(this.visionPlans, `${tiles}|${tapNames.join(',')}`, async () => {
       const taps = new Taps(new Set(tapNames));
       const b = this.visionGraph(tiles, taps);
       const exe = await Executable.compile(this.gpu, b.g, [b.features], { keep: [...taps.tensors.values()] });
-      plan = { exe, pixels: b.pixels, features: b.features, taps: taps.tensors };
-      this.visionPlans.set(key, plan);
-    }
-    return plan;
+      return { exe, pixels: b.pixels, features: b.features, taps: taps.tensors };
+    });
   }
 
   /** The buffer for a split step's image features, [rows, D] f32; prefill plans bound to a smaller one are dropped. */
@@ -348,6 +397,28 @@ export abstract class VisionLanguageModel {
    * fit; otherwise vision groups and prefill chunks (see ChunkLimits), with the same results.
    */
   async forward(ids: ArrayLike<number>, pixels: Float32Array | null, opts: StepOptions = {}): Promise<ForwardResult> {
+    // Until the step has run, the cache holds only what precedes it (a failed step leaves no stale tokens);
+    // then it holds these tokens after that.
+    const before = this.heldBefore(opts.pos ?? 0);
+    this.held = before;
+    const result = await this.step(ids, pixels, opts);
+    const tiles = pixels ? pixels.length / this.tileShape.reduce((a, b) => a * b, 1) : 0;
+    this.held = {
+      ids: [...before.ids, ...Array.from(ids)],
+      tiles: [...before.tiles, ...Array.from({ length: tiles }, (_, k) => opts.tileKeys?.[k] ?? null)],
+    };
+    return result;
+  }
+
+  /** The held record of positions 0 .. pos − 1 (positions never written count as unknown tokens, −1). */
+  private heldBefore(pos: number): { ids: number[]; tiles: (string | null)[] } {
+    const ids = this.held.ids.slice(0, pos);
+    while (ids.length < pos) ids.push(-1);
+    const tiles = Math.floor(ids.filter((id) => id === this.imageTokenId).length / this.featuresPerTile);
+    return { ids, tiles: this.held.tiles.slice(0, tiles) };
+  }
+
+  private async step(ids: ArrayLike<number>, pixels: Float32Array | null, opts: StepOptions): Promise<ForwardResult> {
     const T = ids.length;
     if (T === 0) throw new Error('forward: empty prompt');
     const pos = opts.pos ?? 0;
@@ -578,4 +649,26 @@ function planResult(plan: StepPlan, split: ForwardResult['split']): ForwardResul
     logits: async () => (await plan.exe.read(plan.logits)) as Float32Array,
     token: async () => (await plan.exe.read(plan.token))[0],
   };
+}
+
+/** Compiled plans kept per model and kind (prompt shapes differ from call to call): the most recently used. */
+const MAX_PLANS = 12;
+
+/**
+ * The plan under `key`, compiled on a miss; the least recently used beyond MAX_PLANS is disposed and its
+ * buffers destroyed (the pool keeps released buffers for reuse at the same size, which another prompt
+ * length rarely has).
+ */
+async function cachedPlan<P extends { exe: Executable }>(plans: Map<string, P>, key: string, compile: () => Promise<P>): Promise<P> {
+  let plan = plans.get(key);
+  if (plan) plans.delete(key); // re-inserted below: a Map keeps insertion order, the oldest first
+  else plan = await compile();
+  plans.set(key, plan);
+  for (const [k, p] of plans) {
+    if (plans.size <= MAX_PLANS) break;
+    p.exe.dispose();
+    p.exe.gpu.pool.trim();
+    plans.delete(k);
+  }
+  return plan;
 }

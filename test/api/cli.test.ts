@@ -70,6 +70,9 @@ describe('webgpu-vlm run', () => {
       [['run', '--model', SMOL, '--prompt', 'x', '--dtype', 'int4'], /--dtype expects auto, f32 or f16, got "int4"/],
       [['run', '--model', SMOL, '--prompt', 'x', '--kernels', 'tpu'], /--kernels expects gpu or cpu, got "tpu"/],
       [['run', '--model', SMOL, '--prompt', 'x', '--stop', ''], /--stop expects non-empty text/],
+      [['run', '--model', SMOL, '--prompt', 'x', '--image-splitting', 'maybe'], /--image-splitting expects on or off, got "maybe"/],
+      [['run', '--model', SMOL, '--prompt', 'x', '--image-size', '0'], /--image-size expects an integer in \[1, 4096\], got "0"/],
+      [['diff', '--model', SMOL, '--reference', 'x', '--prefill-tokens', '0'], /--prefill-tokens expects a positive integer, got "0"/],
       [['run', '--bogus'], /Unknown option '--bogus'/],
     ];
     for (const [args, msg] of cases) {
@@ -77,6 +80,27 @@ describe('webgpu-vlm run', () => {
       assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
       assert.match(r.stderr, msg);
     }
+  });
+
+  it('takes the image processor options, and refuses them where the processor does not split', () => {
+    const args = ['--image', join(SMOL, 'image.png'), '--prompt', 'Hi?', '--max-new-tokens', '3', '--json'];
+    const off = cli('run', '--model', SMOL, ...args, '--image-splitting', 'off');
+    assert.equal(off.status, 0, off.stderr);
+    const sized = cli('run', '--model', SMOL, ...args, '--image-size', '64');
+    assert.equal(sized.status, 0, sized.stderr);
+    // The fixture's image is one tile either way, so the prompt is the same.
+    assert.equal(JSON.parse(off.stdout).timings.promptTokens, JSON.parse(sized.stdout).timings.promptTokens);
+    const r = cli('run', '--model', LLAVA, '--image', join(LLAVA, 'image.png'), '--prompt', 'Hi?', '--image-splitting', 'on');
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /imageSplitting is an Idefics3 processor option: this model's CLIP\/LLaVA processor resizes and crops every image to 48×48 and never splits/);
+  });
+
+  it('diff checks a chunked prefill against the reference', () => {
+    const r = cli('diff', '--model', LLAVA, '--reference', join(LLAVA, 'reference.safetensors'), '--prefill-tokens', '7', '--json');
+    assert.equal(r.status, 0, r.stderr);
+    const out = JSON.parse(r.stdout);
+    assert.ok(out.ok);
+    assert.ok(out.rows.some((row: { name: string; ok: boolean }) => row.name === 'logits' && row.ok));
   });
 
   it('exits 1 naming the problem for a missing model or image', () => {

@@ -172,6 +172,24 @@ describe('loadModel + generate (SmolVLM tiny)', () => {
     assert.equal((await pipe.generate({ prompt: 'Hi', maxNewTokens: 2 })).tokens.length, 2);
   });
 
+  it('reuses the KV cache for the next turn of a chat, with the reply of a full recompute', async () => {
+    const image = join(DIR, 'image.png');
+    const turn1 = await pipe.generate({ messages: MESSAGES, images: [image], maxNewTokens: 5 });
+    const messages = [
+      ...MESSAGES,
+      { role: 'assistant', content: [{ type: 'text' as const, text: turn1.text }] },
+      { role: 'user', content: [{ type: 'text' as const, text: 'And then?' }] },
+    ];
+    const reused = await pipe.generate({ messages, images: [image], maxNewTokens: 6 });
+    // At least the whole first prompt is kept (the image included), so the image is not encoded again.
+    assert.ok(reused.timings.reusedTokens >= turn1.timings.promptTokens, `${reused.timings.reusedTokens} tokens reused`);
+    assert.equal(reused.timings.imageEncodeMs, 0);
+    const full = await pipe.generate({ messages, images: [image], maxNewTokens: 6, reusePrefix: false });
+    assert.equal(full.timings.reusedTokens, 0);
+    assert.deepEqual(reused.tokens, full.tokens);
+    assert.equal(reused.text, full.text);
+  });
+
   it('fails before any GPU work when prompt + maxNewTokens exceed max_position_embeddings', async () => {
     await assert.rejects(pipe.generate({ prompt: 'Hi', maxNewTokens: 9000 }).then((r) => r), /exceeds max_position_embeddings \(8192\)/);
   });

@@ -133,6 +133,25 @@ describe('several tiles in vision groups, the prompt in chunks', () => {
     }
   });
 
+  it('keeps the plans of the most recent prompt shapes only, so that buffers stay bounded', async () => {
+    const gpu = await testGpu();
+    const model = await SmolVLM.load(gpu, join(FIXTURES, 'smolvlm-tiny'));
+    try {
+      const live: number[] = [];
+      let first: Awaited<ReturnType<typeof model.forward>> | undefined;
+      for (let T = 2; T < 40; T++) {
+        const step = await model.forward(Array.from({ length: T }, (_, i) => 1 + (i % 200)), null);
+        first ??= step;
+        live.push(gpu.pool.liveCount);
+      }
+      // 38 prompt lengths, 38 plans compiled; the buffers held stop growing once the oldest are dropped.
+      assert.equal(live[live.length - 1], live[20], `live buffers after each prompt length: ${live.join(' ')}`);
+      await assert.rejects(first!.token(), /belongs to a plan that was disposed/);
+    } finally {
+      model.dispose();
+    }
+  });
+
   it('a tile that cannot fit one binding is an error that says so', async () => {
     const model = await SmolVLM.load(await testGpu({ maxStorageBufferBindingSize: 40_000 }), join(FIXTURES, 'smolvlm-tiny'));
     const ref = await openReference(join(FIXTURES, 'smolvlm-tiny', 'reference.safetensors'));
