@@ -15,12 +15,12 @@ export const DEFAULT_MAX_TOKENS = 256;
 const MAX_STOPS = 4;
 
 /**
- * A chat request ready for generate(). `reusePrefix`: the KV-prefix reuse switch of generate() (on unless the
- * request says `reuse_prefix: false`, an extension of this server, like `top_k`).
+ * A chat request ready for generate(). Its `reusePrefix` (KV-prefix reuse) is generate()'s default, on, unless
+ * the request says `reuse_prefix: false`, an extension of this server like `top_k`.
  */
 export interface ChatRequest {
   model: string;
-  generate: GenerateRequest & { reusePrefix?: boolean };
+  generate: GenerateRequest;
   stream: boolean;
   includeUsage: boolean;
 }
@@ -195,17 +195,18 @@ export interface Usage {
   prompt_tokens: number;
   completion_tokens: number;
   total_tokens: number;
-  /** cached_tokens: prompt tokens whose keys and values were already in the KV cache (prefix reuse). */
-  prompt_tokens_details?: { cached_tokens: number };
+  /** cached_tokens: prompt tokens whose keys and values the KV cache already held (prefix reuse). */
+  prompt_tokens_details: { cached_tokens: number };
 }
 
 export function usageOf(r: GenerateResult): Usage {
   const t = r.timings;
-  const usage: Usage = { prompt_tokens: t.promptTokens, completion_tokens: r.tokens.length, total_tokens: t.promptTokens + r.tokens.length };
-  // Reported by generate() once it reuses KV prefixes (timings.reusedTokens); absent until then.
-  const reused = (t as { reusedTokens?: number }).reusedTokens;
-  if (reused !== undefined) usage.prompt_tokens_details = { cached_tokens: reused };
-  return usage;
+  return {
+    prompt_tokens: t.promptTokens,
+    completion_tokens: r.tokens.length,
+    total_tokens: t.promptTokens + r.tokens.length,
+    prompt_tokens_details: { cached_tokens: t.reusedTokens },
+  };
 }
 
 export function completionId(): string {

@@ -46,7 +46,7 @@ export interface RequestLog {
   stream?: boolean;
   promptTokens?: number;
   completionTokens?: number;
-  /** Prompt tokens taken from the KV cache (generate()'s timings.reusedTokens), when reported. */
+  /** Prompt tokens taken from the KV cache instead of prefilled (generate()'s timings.reusedTokens). */
   cachedTokens?: number;
   finishReason?: GenerateResult['finishReason'];
   /** Waiting for the model behind earlier requests. */
@@ -416,13 +416,13 @@ export class ChatServer {
     Object.assign(log, {
       promptTokens: t.promptTokens,
       completionTokens: r.tokens.length,
-      cachedTokens: usage.prompt_tokens_details?.cached_tokens,
+      cachedTokens: t.reusedTokens,
       finishReason: r.finishReason,
       queueMs: t.queueMs,
     });
     this.promptTokens.inc({}, t.promptTokens);
     this.completionTokens.inc({}, r.tokens.length);
-    this.cachedTokens.inc({}, usage.prompt_tokens_details?.cached_tokens ?? 0);
+    this.cachedTokens.inc({}, t.reusedTokens);
     if (t.promptTokens > 0) this.queueWait.observe(t.queueMs / 1000);
     if (r.tokens.length) {
       log.ttftMs = tCall - t0 + t.ttftMs;
