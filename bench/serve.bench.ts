@@ -150,6 +150,7 @@ console.log(`server ${server.url} (in-process), ${adapter}; GPU buffers ${start.
 
 // Load: the clients, and halfway through the first client's sequence, a burst past --max-queue.
 const outcomes: Outcome[] = [];
+const loadFrom = logs.length; // the warm-up's logs are left out of the figures
 const t0 = performance.now();
 let burstDone: Promise<void> | undefined;
 await Promise.all(
@@ -167,7 +168,7 @@ await Promise.all(
 await burstDone;
 const wall = (performance.now() - t0) / 1000;
 await new Promise((r) => setTimeout(r, 200)); // the last request logs
-const loadLogs = logs.filter((l) => l.path === '/v1/chat/completions');
+const loadLogs = logs.slice(loadFrom).filter((l) => l.path === '/v1/chat/completions');
 
 // Turn two: the same conversation's second turn, with the KV prefix reused and recomputed, alone on the server.
 const SYSTEM = `You are a careful assistant. ${'Describe what you see, plainly and briefly. '.repeat(12)}`;
@@ -243,7 +244,7 @@ const result = {
     gpuBuffersEnd: end.gpuBuffers,
     gpuMiBStart: mib(start.gpuBytes),
     gpuMiBEnd: end.gpuBytes === null ? null : mib(end.gpuBytes),
-    // The model keeps a compiled plan (with its activation buffers) per prompt length it has seen.
+    // The model keeps a compiled plan (with its activation buffers) per recent prompt length.
     distinctPromptLengths: new Set(logs.flatMap((l) => (l.promptTokens ? [l.promptTokens] : []))).size,
   },
   prefixReuse: {
@@ -270,7 +271,7 @@ console.log(
 );
 console.log(
   `RSS ${result.memory.rssStartMiB} → ${result.memory.rssEndMiB} MiB, GPU buffers ${start.gpuBuffers} → ${end.gpuBuffers} ` +
-    `(${result.memory.gpuMiBStart} → ${result.memory.gpuMiBEnd} MiB; ${result.memory.distinctPromptLengths} distinct prompt lengths, one compiled plan each)`,
+    `(${result.memory.gpuMiBStart} → ${result.memory.gpuMiBEnd} MiB; ${result.memory.distinctPromptLengths} distinct prompt lengths, a compiled plan for each recent one)`,
 );
 console.log(
   `turn two (${turns.promptTokens} prompt tokens, cached ${turns.cachedTokens.map((c) => c ?? '-').join('/')}): TTFT median ${f(result.prefixReuse.turnTwoTtftMs.reuse.median)} ms with reuse, ` +
