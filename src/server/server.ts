@@ -129,8 +129,8 @@ export class ChatServer {
   private closing: Promise<void> | undefined;
   /** Generations admitted and not yet settled, on every slot: one runs, the others wait. */
   private pending = 0;
-  private readonly generations = new Set<Promise<unknown>>();
-  private readonly shutdown = new AbortController();
+  /** Each admitted request's generation (settled, never rejecting) and the controller that stops it. */
+  private readonly generations = new Map<Promise<unknown>, AbortController>();
   private readonly opts: Required<Omit<ServeOptions, 'apiKey' | 'allowFiles' | 'onRequest' | 'load'>> & ServeOptions;
   private readonly keyDigest?: Buffer;
   private allowFiles?: string;
@@ -219,8 +219,8 @@ export class ChatServer {
       this.status = 'stopping';
       const closed = new Promise<void>((r) => this.http.close(() => r()));
       this.http.closeIdleConnections();
-      this.shutdown.abort(new Stop('shutdown'));
-      await withTimeout(Promise.allSettled([...this.generations]), CLOSE_MS);
+      for (const ctl of this.generations.values()) ctl.abort(new Stop('shutdown'));
+      await withTimeout(Promise.all(this.generations.keys()), CLOSE_MS);
       await this.loading;
       await withTimeout(closed, CLOSE_MS);
       this.http.closeAllConnections();
@@ -326,10 +326,13 @@ export class ChatServer {
     } catch (e) {
       throw new ApiError(400, `the request body is not valid JSON: ${(e as Error).message}`, { code: 'invalid_json' });
     }
-    this.admit(); // before the images are read: a full queue should cost little
-    const slot = this.serving();
+    // Refused before the images are read, when the queue is full or no model serves: that should cost little.
+    this.admit();
+    this.serving();
     const chat = await parseChatRequest(json, this.modelId, this.allowFiles);
     log.stream = chat.stream;
+    // Taken again after the awaits above: the server may have begun to stop, or loaded a fresh model.
+    const slot = this.serving();
     checkPrompt(slot.pipe, chat);
     this.admit();
     if (res.destroyed) throw new Stop('client'); // left while its images were read
@@ -337,7 +340,7 @@ export class ChatServer {
     // The request's generation stops when its client leaves, its time is up, or the server stops. A timeout
     // or a shutdown is answered at once, without waiting for the step in flight.
     const ctl = new AbortController();
-    const signal = AbortSignal.any([ctl.signal, this.shutdown.signal]);
+    const signal = ctl.signal; // close() aborts each request's own controller: no signal outlives its request
     res.on('close', () => {
       if (!res.writableFinished) ctl.abort(new Stop('client'));
     });
@@ -373,7 +376,7 @@ export class ChatServer {
       () => {},
       () => {},
     );
-    this.generations.add(settled);
+    this.generations.set(settled, ctl);
     void settled.then(() => {
       this.pending--;
       slot.leave();
