@@ -67,7 +67,7 @@ const DRAIN_MS = 60_000;
 /** How long close() waits for aborted generations and open responses to end. */
 const CLOSE_MS = 10_000;
 
-/** Why a request's generation was stopped; the signal's reason, told apart by identity. */
+/** Why a request's generation was stopped: its signal's reason. */
 class Stop extends Error {
   constructor(readonly why: 'client' | 'timeout' | 'shutdown') {
     super(`request stopped: ${why}`);
