@@ -1,5 +1,6 @@
-// The webgpu-vlm command line: `run` answers a prompt about an image with streamed text; `diff` checks a
-// model against a reference file; `info` shows the adapter.
+// The webgpu-vlm command line: `run` answers a prompt about an image with streamed text; `serve` answers
+// OpenAI-style chat requests over HTTP (src/server/); `diff` checks a model against a reference file; `info`
+// shows the adapter.
 import { parseArgs } from 'node:util';
 import { Gpu } from './gpu/device.ts';
 import { loadModelDir } from './models/registry.ts';
@@ -11,12 +12,14 @@ const USAGE = `webgpu-vlm — vision-language models on WebGPU
 
 Usage:
   webgpu-vlm run --model DIR|ORG/NAME [--image FILE ...] --prompt "..." [options]
+  webgpu-vlm serve --model DIR|ORG/NAME [--host 127.0.0.1] [--port 8080] [options]
   webgpu-vlm diff --model DIR --reference FILE.safetensors [--atol X] [--tol NAME=X ...] [--json]
   webgpu-vlm info
   webgpu-vlm COMMAND --help
 
 Commands:
   run    Generate a reply to a prompt about zero or more images, streamed to stdout.
+  serve  Answer OpenAI-compatible chat requests (POST /v1/chat/completions) over HTTP.
   diff   Run the model in DIR on the inputs of a reference file (pixel_values, input_ids) and compare
          every tensor of that file it knows (intermediates, logits, greedy_ids, greedy_logits).
   info   Print the WebGPU adapter, its features and limits.`;
@@ -44,6 +47,27 @@ Options:
   --image-size N         Idefics3/SmolVLM: resize the longest edge to N before splitting (size.longest_edge)
   --kernels gpu|cpu      kernel set (default: the one the adapter suits; cpu = for lavapipe-like drivers)
   --json                 print one JSON object (text, tokens, timings) instead of streaming
+  -h, --help             this help`;
+
+const SERVE_USAGE = `webgpu-vlm serve --model DIR|ORG/NAME [options]
+
+Loads the model once and answers OpenAI-compatible chat requests over HTTP: POST /v1/chat/completions
+(streamed or not, images as data: URIs), GET /v1/models, GET /health, GET /metrics (Prometheus). Requests
+run one at a time in arrival order; a client that disconnects has its generation stopped. SIGINT or
+SIGTERM stops the server: no new connections, requests in flight aborted, the GPU device freed, exit 0.
+
+Options:
+  --model DIR|ID         model directory or Hugging Face id (HF_HUB_CACHE / HF_HOME / ~/.cache/huggingface/hub)
+  --host ADDR            address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 for all)
+  --port N               default 8080; 0 picks a free port (printed at start)
+  --api-key KEY          require "Authorization: Bearer KEY" on /v1 routes (also WEBGPU_VLM_API_KEY)
+  --max-queue N          requests that may wait behind the running one (default 32); more get 429
+  --timeout S            limit per request in seconds, queue wait included (default 600; 0: none); 504 past it
+  --allow-files DIR      let requests name images inside DIR by file:// URL (default: refused)
+  --max-body BYTES       largest request body (default 20971520 = 20 MiB); larger ones get 413
+  --dtype auto|f32|f16   weight storage (default auto)
+  --kernels gpu|cpu      kernel set (default: the one the adapter suits; cpu = for lavapipe-like drivers)
+  --image-splitting on|off, --image-size N   as for run
   -h, --help             this help`;
 
 const DIFF_USAGE = `webgpu-vlm diff --model DIR --reference FILE.safetensors [options]
@@ -246,6 +270,65 @@ async function run(argv: string[]): Promise<number> {
   }
 }
 
+async function serve(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      model: { type: 'string' },
+      host: { type: 'string' },
+      port: { type: 'string' },
+      'api-key': { type: 'string' },
+      'max-queue': { type: 'string' },
+      timeout: { type: 'string' },
+      'allow-files': { type: 'string' },
+      'max-body': { type: 'string' },
+      dtype: { type: 'string' },
+      kernels: { type: 'string' },
+      'image-splitting': { type: 'string' },
+      'image-size': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    console.log(SERVE_USAGE);
+    return 0;
+  }
+  const int = (name: string, v: string | undefined, lo: number, hi: number): number | undefined => {
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!(/^\d+$/.test(v) && n >= lo && n <= hi)) fail(`serve: ${name} expects an integer in [${lo}, ${hi}], got "${v}"`, SERVE_USAGE);
+    return n;
+  };
+  if (!values.model) fail('serve: --model DIR|ID is required', SERVE_USAGE);
+  const dtype = values.dtype ?? 'auto';
+  if (dtype !== 'auto' && dtype !== 'f32' && dtype !== 'f16') fail(`serve: --dtype expects auto, f32 or f16, got "${dtype}"`, SERVE_USAGE);
+  const kernels = values.kernels;
+  if (kernels !== undefined && kernels !== 'gpu' && kernels !== 'cpu') fail(`serve: --kernels expects gpu or cpu, got "${kernels}"`, SERVE_USAGE);
+  const splitting = values['image-splitting'];
+  if (splitting !== undefined && splitting !== 'on' && splitting !== 'off') fail(`serve: --image-splitting expects on or off, got "${splitting}"`, SERVE_USAGE);
+  const apiKey = values['api-key'] ?? (process.env.WEBGPU_VLM_API_KEY || undefined);
+  if (apiKey === '') fail('serve: --api-key must not be empty', SERVE_USAGE);
+  const timeout = int('--timeout', values.timeout, 0, 86_400);
+  const { serve } = await import('./server/serve.ts');
+  return serve({
+    model: values.model,
+    host: values.host,
+    port: int('--port', values.port, 0, 65_535),
+    apiKey,
+    maxQueue: int('--max-queue', values['max-queue'], 0, 1_000_000),
+    timeoutMs: timeout === undefined ? undefined : timeout * 1000,
+    allowFiles: values['allow-files'],
+    maxBody: int('--max-body', values['max-body'], 1, 2 ** 31),
+    load: {
+      dtype,
+      kernels,
+      imageSplitting: splitting === undefined ? undefined : splitting === 'on',
+      imageSize: int('--image-size', values['image-size'], 1, 4096),
+    },
+  });
+}
+
 async function info(argv: string[]): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {
     console.log('webgpu-vlm info\n\nPrints the WebGPU adapter, the features this runtime uses and its limits.');
@@ -264,6 +347,8 @@ export async function main(argv: string[]): Promise<number> {
     switch (cmd) {
       case 'run':
         return await run(rest);
+      case 'serve':
+        return await serve(rest);
       case 'diff':
         return await diff(rest);
       case 'info':
