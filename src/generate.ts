@@ -159,6 +159,7 @@ export async function* generateTokens(
         onProgress: n === 0 ? o.onProgress : undefined,
         limits: o.limits,
         imageKeys: n === 0 ? keys.slice(reused.images) : undefined,
+        generated: n > 0,
       });
       let logits: Float32Array | undefined;
       let token: number;

@@ -12,6 +12,7 @@ import type { WeightDType } from './io/upload.ts';
 import type { Target } from './gpu/tuning.ts';
 import { TextTokenizer } from './text/tokenizer.ts';
 import { chatTemplateOf, renderChat, type ChatMessage } from './text/chat.ts';
+import { imageTokensOf } from './text/prompt.ts';
 import {
   parseAnyImageProcessorConfig,
   preprocessImage,
@@ -172,6 +173,8 @@ export class VisionLanguagePipeline {
     readonly imageConfig: AnyImageProcessorConfig,
     /** The rendered chat with each image placeholder expanded as the family's processor does. */
     private readonly expandPrompt: (chat: string, images: readonly PreprocessedImage[]) => string,
+    /** The image placeholder the chat template writes (`<image>`). */
+    readonly imageToken: string,
     readonly dir: string,
     readonly loadMs: number,
     /** Token ids that end a reply: generation_config.json's eos_token_id, plus the config's. */
@@ -203,7 +206,8 @@ export class VisionLanguagePipeline {
         model.limits = limits;
         const expandPrompt = family.prompt(md, model);
         const eos = [...new Set([...generationEos, ...model.textConfig.eos_token_id])];
-        return new VisionLanguagePipeline(model, family, tokenizer, chatTemplate, imageConfig, expandPrompt, dir, performance.now() - t0, eos, !opts.gpu);
+        const imageToken = imageTokensOf(md).image;
+        return new VisionLanguagePipeline(model, family, tokenizer, chatTemplate, imageConfig, expandPrompt, imageToken, dir, performance.now() - t0, eos, !opts.gpu);
       } catch (e) {
         model.dispose();
         throw e;

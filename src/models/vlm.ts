@@ -121,6 +121,11 @@ export interface StepOptions extends ForwardOptions {
   limits?: ChunkLimits;
   /** A key per image of this step (equal keys: equal pixels), so that a later prompt can reuse the cache. */
   imageKeys?: readonly string[];
+  /**
+   * The ids are tokens the model generated: an image token among them is text (its embedding row), not a
+   * placeholder for image features.
+   */
+  generated?: boolean;
 }
 
 /** What a step produced: the token and logits of its last row, and the intermediates asked for. */
@@ -202,7 +207,7 @@ export abstract class VisionLanguageModel {
    * filled placeholders among them, its key (null: unknown, never matched) and its placeholder count.
    * Kept by forward().
    */
-  private held: { ids: number[]; images: { key: string | null; placeholders: number }[] } = { ids: [], images: [] };
+  private held: { ids: number[]; images: { key: string | null; placeholders: number; end: number }[] } = { ids: [], images: [] };
 
   /**
    * How much of a prompt the KV cache already holds: the longest common prefix of `ids` and the held ids,
@@ -462,10 +467,15 @@ export abstract class VisionLanguageModel {
     const derived = opts.taps?.length ? this.derivedTaps(ids, batch?.images ?? []) : new Map<string, { from: string; rows: number[]; width: number }>();
     const taps = opts.taps?.map((n) => derived.get(n)?.from ?? n);
     const result = withDerivedTaps(await this.step(ids, batch, { ...opts, taps }), derived, new Set(opts.taps));
-    this.held = {
-      ids: [...before.ids, ...Array.from(ids)],
-      images: [...before.images, ...(batch?.images ?? []).map((im, i) => ({ key: opts.imageKeys?.[i] ?? null, placeholders: this.placeholders(im) }))],
-    };
+    // Each image of the step ends after its last placeholder.
+    const images = [];
+    let t = 0;
+    for (const [i, im] of (batch?.images ?? []).entries()) {
+      const placeholders = this.placeholders(im);
+      for (let left = placeholders; left > 0; t++) if (ids[t] === this.imageTokenId) left--;
+      images.push({ key: opts.imageKeys?.[i] ?? null, placeholders, end: before.ids.length + t });
+    }
+    this.held = { ids: [...before.ids, ...Array.from(ids)], images: [...before.images, ...images] };
     return result;
   }
 
@@ -494,14 +504,7 @@ export abstract class VisionLanguageModel {
     const ids = this.held.ids.slice(0, pos);
     while (ids.length < pos) ids.push(-1);
     // The images whose placeholders all lie before pos.
-    let placeholders = ids.filter((id) => id === this.imageTokenId).length;
-    const images = [];
-    for (const im of this.held.images) {
-      if (im.placeholders > placeholders) break;
-      placeholders -= im.placeholders;
-      images.push(im);
-    }
-    return { ids, images };
+    return { ids, images: this.held.images.filter((im) => im.end <= pos) };
   }
 
   private async step(ids: ArrayLike<number>, batch: ImageBatch | null, opts: StepOptions): Promise<ForwardResult> {
@@ -514,7 +517,8 @@ export abstract class VisionLanguageModel {
     }
     const pixels = batch?.pixels ?? null;
     const tiles = pixels ? pixels.length / this.tileElems : 0;
-    const rows = this.imageRows(ids, batch?.images ?? []);
+    if (opts.generated && batch) throw new Error('forward: generated tokens come without images');
+    const rows = opts.generated ? new Uint32Array(T).fill(NOT_IMAGE) : this.imageRows(ids, batch?.images ?? []);
     this.ensureCapacity(pos + T + (opts.reserve ?? 0));
     const mode = opts.logits ?? 'last';
     const tapNames = [...(opts.taps ?? [])].sort();

@@ -178,7 +178,7 @@ export class ChatServer {
   static async start(opts: ServeOptions): Promise<ChatServer> {
     const s = new ChatServer(opts);
     if (opts.allowFiles !== undefined) s.allowFiles = await directory(opts.allowFiles);
-    s.slot = new Slot(await loadPipe(opts));
+    s.slot = new Slot(await loadModel(opts.model, opts.load));
     s.status = 'ok';
     try {
       await new Promise<void>((ok, fail) => {
@@ -476,7 +476,7 @@ export class ChatServer {
       if (this.slot === slot) this.slot = undefined;
       if (this.closing) return;
       try {
-        const pipe = await loadPipe(this.opts);
+        const pipe = await loadModel(this.opts.model, this.opts.load);
         if (this.closing) return pipe.dispose();
         this.slot = new Slot(pipe);
         this.created = Math.floor(Date.now() / 1000);
@@ -493,21 +493,13 @@ export class ChatServer {
   }
 }
 
-async function loadPipe(opts: ServeOptions): Promise<VisionLanguagePipeline> {
-  const pipe = await loadModel(opts.model, opts.load);
-  // generate() feeds each generated token back in, and a generated image placeholder then fails the next step
-  // ("the prompt has 1 image tokens ... but 0 image tile(s)"): a 500 and a reload for what is the model's
-  // choice of token. Until generate() embeds such a token as text, a reply ends there, as at end-of-sequence.
-  if (!pipe.eos.includes(pipe.model.imageTokenId)) pipe.eos.push(pipe.model.imageTokenId);
-  return pipe;
-}
 
 /**
  * Checks the request's messages against the model's chat template before it waits, so that a template that
  * refuses them (roles out of order) is a 400, and text that spells an image placeholder cannot pose as one.
  */
 function checkPrompt(pipe: VisionLanguagePipeline, chat: ChatRequest): void {
-  const placeholder = pipe.imageTokens.image;
+  const placeholder = pipe.imageToken;
   for (const [i, m] of (chat.generate.messages ?? []).entries()) {
     const texts = typeof m.content === 'string' ? [m.content] : m.content.flatMap((p) => (p.type === 'text' ? [p.text] : []));
     if (texts.some((t) => t.includes(placeholder))) {

@@ -70,6 +70,17 @@ for (const name of ['smolvlm-tiny', 'llava-tiny']) {
       assert.equal(t.reused, text.length);
     });
 
+    it('a generated image token is text in the next step, not a placeholder without an image', async () => {
+      await run(model, ids, pixels, 1, true);
+      const img = model.imageTokenId;
+      await assert.rejects(model.forward([img], null, { pos: ids.length }), /the prompt has 1 image tokens/);
+      const step = await model.forward([img], null, { pos: ids.length, generated: true });
+      assert.ok(Number.isInteger(await step.token()));
+      // The image before it is still held: a next turn with the same prompt reuses all of it.
+      const next = await run(model, [...ids, 7], pixels, 2, true);
+      assert.equal(next.reused, ids.length);
+    });
+
     it('what the cache holds survives its growth', async () => {
       await run(model, ids, pixels, 2, true);
       // More new tokens than the cache has room for (it starts at 64 positions): it grows, copying what it holds.
