@@ -7,9 +7,10 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { assertClose, testGpu, Rng } from '../helpers.ts';
-import { FIXTURES, checkTaps, openReference, type Reference } from '../reference.ts';
+import { FIXTURES, checkTaps, openReference, referenceImages, type Reference } from '../reference.ts';
 import { SmolVLM } from '../../src/models/smolvlm.ts';
 import { Llava } from '../../src/models/llava.ts';
+import { LlavaNext } from '../../src/models/llava-next.ts';
 import { greedy } from '../../src/generate.ts';
 import type { VisionLanguageModel } from '../../src/models/vlm.ts';
 
@@ -17,12 +18,14 @@ import type { VisionLanguageModel } from '../../src/models/vlm.ts';
 const TOL = 1e-4;
 
 // Each binding cap is just above the fixture's largest one-tile vision tensor (its pixel tile:
-// 3·64·64·4 = 49,152 bytes for SmolVLM, 3·48·48·4 = 27,648 for LLaVA), and below the step's all-row
-// logits (55·320·4 and 50·320·4 bytes): the prompt must be split, one tile must still fit.
+// 3·64·64·4 = 49,152 bytes for SmolVLM, 3·48·48·4 = 27,648 for LLaVA and LLaVA-NeXT), and below the
+// step's all-row logits (55, 50 and 122 rows of 320·4 bytes): the prompt must be split, one tile must fit.
 const RUNS = [
   { name: 'smolvlm-tiny', cap: 49_152, load: SmolVLM.load, taps: ['vision_embeddings', 'layer0_vision', 'vision_hidden', 'projector_out', 'inputs_embeds', 'layer0_text', 'layer1_text', 'text_final_norm', 'logits'] },
   { name: 'smolvlm-tiny-bf16', cap: 49_152, load: SmolVLM.load, taps: ['projector_out', 'inputs_embeds', 'text_final_norm', 'logits'] },
   { name: 'llava-tiny', cap: 32_768, load: Llava.load, taps: ['vision_embeddings', 'layer0_vision', 'vision_hidden', 'projector_out', 'inputs_embeds', 'layer0_text', 'text_final_norm', 'logits'] },
+  // Three crops of 27,648 bytes: one per vision group.
+  { name: 'llava-next-tiny', cap: 32_768, load: LlavaNext.load, taps: ['vision_embeddings', 'vision_hidden', 'projector_out', 'image_features_packed', 'inputs_embeds', 'layer1_text', 'logits'] },
 ] as const;
 
 for (const run of RUNS) {
@@ -40,19 +43,19 @@ for (const run of RUNS) {
 
     it('splits the prompt into chunks and matches every intermediate and the logits at every position', async () => {
       const ids = await ref.i32('input_ids');
-      const pixels = (await ref.f32('pixel_values')).data;
-      const step = await model.forward(ids, pixels, { logits: 'all' });
-      assert.equal(step.split.visionGroups, 1, 'one tile, one vision group');
+      const images = await referenceImages(model, ref);
+      const tiles = ref.names.includes('image_sizes') ? 3 : 1;
+      const step = await model.forward(ids, images, { logits: 'all' });
+      assert.equal(step.split.visionGroups, tiles, 'one vision group per tile');
       assert.ok(step.split.prefillChunks >= 2, `the prompt ran in ${step.split.prefillChunks} chunk(s), expected a split`);
       console.log(`${run.name}: ${step.split.prefillChunks} prefill chunks; ${await checkTaps(model, ref, [...run.taps], TOL, run.name)}`);
     });
 
     it('generates the reference greedy tokens after a chunked prefill', async () => {
       const ids = await ref.i32('input_ids');
-      const pixels = (await ref.f32('pixel_values')).data;
       const want = [...(await ref.i32('greedy_ids'))];
       const got: number[] = [];
-      for await (const s of greedy(model, ids, pixels, { maxNewTokens: want.length, stopAtEos: false })) got.push(s.token);
+      for await (const s of greedy(model, ids, await referenceImages(model, ref), { maxNewTokens: want.length, stopAtEos: false })) got.push(s.token);
       assert.deepEqual(got, want);
     });
   });
