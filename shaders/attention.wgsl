@@ -1,7 +1,8 @@
 // Scaled dot-product attention, flash style: a workgroup streams keys in blocks of 64 with an online
 // softmax (running max and sum in f32), so any sequence length works without materialising the score
 // matrix.
-//   scores = q·kᵀ · scale (scale = 1/sqrt(d)); causal: key j is visible to query t iff j <= pos0 + t.
+//   scores = q·kᵀ · scale (scale = 1/sqrt(d)); causal: key j is visible to query t iff j <= pos0 + t,
+//   and with a sliding window W > 0 (Mistral) also iff pos0 + t − j < W.
 //   Grouped-query attention: query head h reads KV head h / (heads / kv_heads).
 //   Bidirectional attention over several images at once is block-diagonal: with block > 0, query t
 //   sees keys (t / block)·block .. + block (each image tile attends to itself only).
@@ -17,7 +18,7 @@
 struct Params {
   T: u32, heads: u32, kv_heads: u32, d: u32,
   kv_len: u32, pos0: u32, causal: u32, scale: f32,
-  block: u32, chunk: u32, splits: u32, _p0: u32,
+  block: u32, chunk: u32, splits: u32, window: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -59,7 +60,10 @@ struct Partial {
 fn key_range(t: u32) -> vec2u {
   var first = 0u;
   var end = p.kv_len;
-  if (p.causal != 0u) { end = min(p.kv_len, p.pos0 + t + 1u); }
+  if (p.causal != 0u) {
+    end = min(p.kv_len, p.pos0 + t + 1u);
+    if (p.window != 0u && p.pos0 + t + 1u > p.window) { first = p.pos0 + t + 1u - p.window; }
+  }
   if (p.block != 0u) { first = (t / p.block) * p.block; end = first + p.block; }
   return vec2u(first, end);
 }

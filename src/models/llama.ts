@@ -89,11 +89,14 @@ export class LlamaAttention {
   readonly qkv: { weight: Tensor; bias?: Tensor };
   readonly heads: number;
   readonly kvHeads: number;
+  /** Mistral's sliding window (0: every earlier position is seen). */
+  readonly window: number;
   constructor(vb: VarBuilder, c: TextConfig) {
     const D = c.hidden_size;
     const hd = c.head_dim;
     this.heads = c.num_attention_heads;
     this.kvHeads = c.num_key_value_heads;
+    this.window = c.sliding_window ?? 0;
     this.q_proj = new Linear(vb.pp('q_proj'), D, this.heads * hd, c.attention_bias);
     this.k_proj = new Linear(vb.pp('k_proj'), D, this.kvHeads * hd, c.attention_bias);
     this.v_proj = new Linear(vb.pp('v_proj'), D, this.kvHeads * hd, c.attention_bias);
@@ -113,7 +116,7 @@ export class LlamaAttention {
     const qkv = linear(g, x, this.qkv.weight, { bias: this.qkv.bias, norm });
     const { q, k, v } = ropeQKV(g, qkv, invFreq, this.heads, this.kvHeads, cache);
     // In decode on a GPU, o_proj's gemv merges the split-KV partials as it reads them (no combine pass).
-    const o = attentionOperand(g, q, k, v, { heads: this.heads, kvHeads: this.kvHeads, causal: true });
+    const o = attentionOperand(g, q, k, v, { heads: this.heads, kvHeads: this.kvHeads, causal: true, window: this.window });
     return matmulNode(g, o.x, this.o_proj.weight, x.dim(0), o.a, { bias: this.o_proj.bias, residual });
   }
 }

@@ -20,10 +20,12 @@ interface Attrs {
   /** Split-KV: keys per split and number of splits (1 = the single-pass kernel). */
   chunk: number;
   splits: number;
+  /** Causal sliding window: keys more than this many positions back are not seen (0 = none). */
+  window: number;
 }
 
 const params = (a: Attrs, pos: number) =>
-  uniforms(a.T, a.heads, a.kvHeads, a.d, a.kvLen(pos), a.causal ? pos : 0, a.causal ? 1 : 0, f32(a.scale), a.block, a.chunk, a.splits);
+  uniforms(a.T, a.heads, a.kvHeads, a.d, a.kvLen(pos), a.causal ? pos : 0, a.causal ? 1 : 0, f32(a.scale), a.block, a.chunk, a.splits, a.window);
 
 /**
  * An attention kernel: `entry` of shaders/attention.wgsl with the node's inputs and output bound at
@@ -76,6 +78,8 @@ export interface AttentionOptions {
   scale?: number;
   /** Bidirectional only: independent sequences of this many rows each (image tiles); 0 = one sequence. */
   block?: number;
+  /** Causal only: a query sees the last `window` positions, itself included (Mistral's sliding_window); 0 = all. */
+  window?: number;
   /**
    * 'auto' (default): on a SIMD-on-CPU device with d % 4 == 0, rows when T >= 16 and lanes below;
    * otherwise split-KV when T·heads is small (decode), else single. The others force a variant.
@@ -115,6 +119,9 @@ export function attentionOperand(
   const T = q.dim(0);
   if (!causal && k.dim(0) !== T) throw new Error(`attention: bidirectional attention over ${k.dim(0)} keys for ${T} queries`);
   const block = o.block ?? 0;
+  const window = o.window ?? 0;
+  if (window && !causal) throw new Error('attention: a sliding window needs causal attention');
+  if (!(Number.isInteger(window) && window >= 0)) throw new Error(`attention: window must be a non-negative integer, got ${window}`);
   if (block && (causal || T % block !== 0)) throw new Error(`attention: block ${block} needs bidirectional attention over a multiple of it (T = ${T})`);
   // Split-KV sizes from the most keys a step can see (the cache capacity): empty splits exit at once.
   const maxKeys = block || k.dim(0);
@@ -137,6 +144,7 @@ export function attentionOperand(
     block,
     chunk,
     splits: split ? Math.ceil(maxKeys / chunk) : 1,
+    window,
   };
   const plain = (x: Tensor) => ({ x, a: { mode: 'plain' } as const });
   if (rows) return plain(g.add(rowsKernel, [q, k, v], { shape: [T, heads * d], dtype: 'f32' }, attrs));

@@ -145,6 +145,40 @@ describe('<image> tokens per image (LlavaNextProcessor._get_number_of_features),
   }
 });
 
+describe("Mistral's sliding window", () => {
+  it('a window of 16: the cache-decoded logits equal full recomputes, and differ from attending to everything', async () => {
+    const dir = join(tmp, 'window16');
+    cpSync(SRC, dir, { recursive: true });
+    const config = JSON.parse(readFileSync(join(SRC, 'config.json'), 'utf8'));
+    config.text_config.sliding_window = 16;
+    writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
+    const gpu = await testGpu();
+    const [windowed, plain] = [await LlavaNext.load(gpu, dir), await LlavaNext.load(gpu, SRC)];
+    const ref = await openReference(join(SRC, 'reference.safetensors'));
+    try {
+      assert.equal(windowed.text.layers[0].self_attn.window, 16);
+      const ids = [...(await ref.i32('input_ids'))];
+      const images = await referenceImages(windowed, ref);
+      const steps: { token: number; logits: Float32Array }[] = [];
+      for await (const s of greedy(windowed, ids, images, { maxNewTokens: 5, stopAtEos: false, withLogits: true })) steps.push({ token: s.token, logits: s.logits! });
+      let prefix = ids;
+      for (const [j, s] of steps.entries()) {
+        // The whole sequence again from position 0 (122 + j tokens, each query seeing its last 16).
+        const full = await windowed.forward(prefix, images, { logits: 'last' });
+        assertClose(s.logits, await full.logits(), { atol: 1e-5 }, `step ${j}, cache vs recompute under the window`);
+        prefix = [...prefix, s.token];
+      }
+      const all = await (await plain.forward(ids, images, { logits: 'last' })).logits();
+      const win = await (await windowed.forward(ids, images, { logits: 'last' })).logits();
+      assert.ok(all.some((x, i) => Math.abs(x - win[i]) > 1e-3), 'a 16-position window changes the last logits of a 122-token prompt');
+    } finally {
+      windowed.dispose();
+      plain.dispose();
+      await ref.close();
+    }
+  });
+});
+
 describe('bad LLaVA-NeXT inputs', () => {
   /** A copy of the fixture with config.json edited, or tensors dropped. */
   async function variant(name: string, editConfig: (c: Record<string, unknown>) => void, drop?: RegExp): Promise<string> {

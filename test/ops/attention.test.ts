@@ -132,6 +132,42 @@ describe('attention, causal over a KV cache', () => {
     });
   }
 
+  // Mistral's sliding window: [T, S, pos, heads, kvHeads, d, window], windows shorter than, across and
+  // longer than the keys a query sees, prefill and decode.
+  for (const [T, S, pos, heads, kvHeads, d, window] of [
+    [70, 80, 0, 4, 2, 16, 5], // prefill: each query sees its last 5 keys
+    [9, 140, 120, 4, 1, 64, 50], // a chunk deep in the cache, window crossing a key block
+    [1, 128, 99, 4, 2, 64, 17], // decode
+    [1, 40, 30, 2, 1, 16, 64], // a window longer than the sequence: plain causal
+  ] as [number, number, number, number, number, number, number][]) {
+    for (const variant of ['single', 'split', 'rows', 'lanes'] as const)
+      it(`${variant}: sliding window ${window}, T=${T} S=${S} pos=${pos} heads=${heads}/${kvHeads} d=${d}`, async () => {
+        const gpu = await testGpu();
+        const rng = new Rng(T * 5 + S + pos * 3 + window * 11 + d);
+        const W = kvHeads * d;
+        const qv = rng.array(T * heads * d, 2);
+        const kv = rng.array(S * W);
+        const vv = rng.array(S * W);
+        kv.fill(NaN, (pos + T) * W);
+        vv.fill(NaN, (pos + T) * W);
+        const kbuf = gpu.pool.upload(kv, 'k_cache');
+        const vbuf = gpu.pool.upload(vv, 'v_cache');
+        try {
+          const g = new Graph();
+          const q = g.input('q', [T, heads * d], 'f32');
+          const k = g.state('k_cache', [S, W], 'f32', kbuf);
+          const v = g.state('v_cache', [S, W], 'f32', vbuf);
+          const y = attention(g, q, k, v, { heads, kvHeads, causal: true, variant, window });
+          const [out] = await run(gpu, g, [y], [[q, qv]], { pos });
+          const ref = attention64(qv, kv, vv, T, heads, kvHeads, d, (t) => pos + t, (t) => Math.max(0, pos + t + 1 - window));
+          assertClose(out, ref, TOL, `${variant} window ${window} T=${T} pos=${pos}`);
+        } finally {
+          gpu.pool.destroy(kbuf);
+          gpu.pool.destroy(vbuf);
+        }
+      });
+  }
+
   for (const variant of ['single', 'split', 'rows', 'lanes'] as const)
   it(`${variant}: one plan reused at successive decode positions`, async () => {
     // The same compiled graph (T = 1) run at pos 3, 64 and 65: kv_len and the mask follow step.pos.
