@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { encodeSafetensorsHeader, type TensorSpec } from '../src/io/safetensors.ts';
-import { parseIdefics3Config, type Idefics3Config, type TextConfig } from '../src/models/config.ts';
+import { parseIdefics3Config, type Idefics3Config, type LlavaConfig, type TextConfig } from '../src/models/config.ts';
 
 export const HF_DIR = fileURLToPath(new URL('../test/fixtures/hf/SmolVLM-256M-Instruct/', import.meta.url));
 
@@ -56,6 +56,39 @@ export function idefics3Tensors(c: Idefics3Config): Spec[] {
   ln(`${vm}.post_layernorm`, D, true);
   lin('model.connector.modality_projection.proj', t.hidden_size, D * c.scale_factor ** 2, false);
   out.push(...llamaTensors(t, 'model.text_model', c.tie_word_embeddings ? null : 'lm_head.weight'));
+  return out.sort((a, b) => (a.name < b.name ? -1 : 1));
+}
+
+/**
+ * A LLaVA or LLaVA-NeXT checkpoint's tensors in llava-hf's current layout: the CLIP tower up to the layer
+ * the features are taken from, the projector, image_newline (LLaVA-NeXT), the decoder and the LM head.
+ */
+export function llavaTensors(c: LlavaConfig): Spec[] {
+  const v = c.vision_config;
+  const D = v.hidden_size;
+  const out: Spec[] = [];
+  const lin = (name: string, o: number, i: number, bias: boolean) => out.push(...linearSpecs(name, o, i, bias));
+  const ln = (name: string, d: number) => out.push({ name: `${name}.weight`, shape: [d], init: 'norm' }, { name: `${name}.bias`, shape: [d], init: 'bias' });
+  const vm = 'model.vision_tower.vision_model';
+  out.push({ name: `${vm}.embeddings.patch_embedding.weight`, shape: [D, v.num_channels, v.patch_size, v.patch_size], init: 1 / Math.sqrt(v.num_channels * v.patch_size ** 2) });
+  out.push({ name: `${vm}.embeddings.class_embedding`, shape: [D], init: 0.02 });
+  out.push({ name: `${vm}.embeddings.position_embedding.weight`, shape: [(v.image_size / v.patch_size) ** 2 + 1, D], init: 0.02 });
+  ln(`${vm}.pre_layrnorm`, D);
+  const L = v.num_hidden_layers;
+  const used = c.vision_feature_layer >= 0 ? c.vision_feature_layer : L + 1 + c.vision_feature_layer;
+  for (let i = 0; i < used; i++) {
+    const p = `${vm}.encoder.layers.${i}`;
+    ln(`${p}.layer_norm1`, D);
+    for (const n of ['q_proj', 'k_proj', 'v_proj', 'out_proj']) lin(`${p}.self_attn.${n}`, D, D, true);
+    ln(`${p}.layer_norm2`, D);
+    lin(`${p}.mlp.fc1`, v.intermediate_size, D, true);
+    lin(`${p}.mlp.fc2`, D, v.intermediate_size, true);
+  }
+  const H = c.text_config.hidden_size;
+  lin('model.multi_modal_projector.linear_1', H, D, c.multimodal_projector_bias);
+  lin('model.multi_modal_projector.linear_2', H, H, c.multimodal_projector_bias);
+  if (c.model_type === 'llava_next') out.push({ name: 'model.image_newline', shape: [H], init: 0.02 });
+  out.push(...llamaTensors(c.text_config, 'model.language_model', c.tie_word_embeddings ? null : 'lm_head.weight'));
   return out.sort((a, b) => (a.name < b.name ? -1 : 1));
 }
 
