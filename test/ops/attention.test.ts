@@ -90,6 +90,38 @@ describe('attention, block-diagonal bidirectional (several images at once)', () 
   }
 });
 
+/**
+ * Causal attention of T new queries at positions pos.. over a KV cache of S rows (rows pos + T .. S hold
+ * NaN: reading any of them, even times a zero weight, fails), with a sliding window when `window` > 0.
+ */
+async function checkCausal(variant: 'single' | 'split' | 'rows' | 'lanes', T: number, S: number, pos: number, heads: number, kvHeads: number, d: number, window: number) {
+  const gpu = await testGpu();
+  const rng = new Rng(T * 7 + S * 3 + pos * 5 + heads * 131 + kvHeads * 17 + d + window * 11);
+  const W = kvHeads * d;
+  const qv = rng.array(T * heads * d, 2);
+  const kv = rng.array(S * W);
+  const vv = rng.array(S * W);
+  kv.fill(NaN, (pos + T) * W);
+  vv.fill(NaN, (pos + T) * W);
+  const kbuf = gpu.pool.upload(kv, 'k_cache');
+  const vbuf = gpu.pool.upload(vv, 'v_cache');
+  try {
+    const g = new Graph();
+    const q = g.input('q', [T, heads * d], 'f32');
+    const k = g.state('k_cache', [S, W], 'f32', kbuf);
+    const v = g.state('v_cache', [S, W], 'f32', vbuf);
+    // 'split' = split-KV (flash decoding): partial softmax per chunk of keys, then a merge.
+    const y = attention(g, q, k, v, { heads, kvHeads, causal: true, variant, window });
+    const [out] = await run(gpu, g, [y], [[q, qv]], { pos });
+    const first = (t: number) => (window ? Math.max(0, pos + t + 1 - window) : 0);
+    const ref = attention64(qv, kv, vv, T, heads, kvHeads, d, (t) => pos + t, first);
+    assertClose(out, ref, TOL, `${variant} causal T=${T} pos=${pos} heads=${heads}/${kvHeads} d=${d}${window ? ` window ${window}` : ''}`);
+  } finally {
+    gpu.pool.destroy(kbuf);
+    gpu.pool.destroy(vbuf);
+  }
+}
+
 describe('attention, causal over a KV cache', () => {
   // [T new tokens, cache rows S, pos = tokens already in the cache, heads, kvHeads, d]. Rows pos + T .. S
   // of the cache are not valid yet and hold NaN: reading any of them (even times a zero weight) fails.
@@ -104,32 +136,7 @@ describe('attention, causal over a KV cache', () => {
     [1, 130, 129, 2, 1, 256], // decode, d = 256
   ] as [number, number, number, number, number, number][]) {
     for (const variant of ['single', 'split', 'rows', 'lanes'] as const)
-    it(`${variant}: T=${T} S=${S} pos=${pos} heads=${heads} kvHeads=${kvHeads} d=${d}`, async () => {
-      const gpu = await testGpu();
-      const rng = new Rng(T * 7 + S * 3 + pos * 5 + heads * 131 + kvHeads * 17 + d);
-      const W = kvHeads * d;
-      const qv = rng.array(T * heads * d, 2);
-      const kv = rng.array(S * W);
-      const vv = rng.array(S * W);
-      kv.fill(NaN, (pos + T) * W);
-      vv.fill(NaN, (pos + T) * W);
-      const kbuf = gpu.pool.upload(kv, 'k_cache');
-      const vbuf = gpu.pool.upload(vv, 'v_cache');
-      try {
-        const g = new Graph();
-        const q = g.input('q', [T, heads * d], 'f32');
-        const k = g.state('k_cache', [S, W], 'f32', kbuf);
-        const v = g.state('v_cache', [S, W], 'f32', vbuf);
-        // 'split' = split-KV (flash decoding): partial softmax per chunk of keys, then a merge.
-        const y = attention(g, q, k, v, { heads, kvHeads, causal: true, variant });
-        const [out] = await run(gpu, g, [y], [[q, qv]], { pos });
-        const ref = attention64(qv, kv, vv, T, heads, kvHeads, d, (t) => pos + t);
-        assertClose(out, ref, TOL, `${variant} causal T=${T} pos=${pos} heads=${heads}/${kvHeads} d=${d}`);
-      } finally {
-        gpu.pool.destroy(kbuf);
-        gpu.pool.destroy(vbuf);
-      }
-    });
+      it(`${variant}: T=${T} S=${S} pos=${pos} heads=${heads} kvHeads=${kvHeads} d=${d}`, () => checkCausal(variant, T, S, pos, heads, kvHeads, d, 0));
   }
 
   // Mistral's sliding window: [T, S, pos, heads, kvHeads, d, window], windows shorter than, across and
@@ -141,31 +148,9 @@ describe('attention, causal over a KV cache', () => {
     [1, 40, 30, 2, 1, 16, 64], // a window longer than the sequence: plain causal
   ] as [number, number, number, number, number, number, number][]) {
     for (const variant of ['single', 'split', 'rows', 'lanes'] as const)
-      it(`${variant}: sliding window ${window}, T=${T} S=${S} pos=${pos} heads=${heads}/${kvHeads} d=${d}`, async () => {
-        const gpu = await testGpu();
-        const rng = new Rng(T * 5 + S + pos * 3 + window * 11 + d);
-        const W = kvHeads * d;
-        const qv = rng.array(T * heads * d, 2);
-        const kv = rng.array(S * W);
-        const vv = rng.array(S * W);
-        kv.fill(NaN, (pos + T) * W);
-        vv.fill(NaN, (pos + T) * W);
-        const kbuf = gpu.pool.upload(kv, 'k_cache');
-        const vbuf = gpu.pool.upload(vv, 'v_cache');
-        try {
-          const g = new Graph();
-          const q = g.input('q', [T, heads * d], 'f32');
-          const k = g.state('k_cache', [S, W], 'f32', kbuf);
-          const v = g.state('v_cache', [S, W], 'f32', vbuf);
-          const y = attention(g, q, k, v, { heads, kvHeads, causal: true, variant, window });
-          const [out] = await run(gpu, g, [y], [[q, qv]], { pos });
-          const ref = attention64(qv, kv, vv, T, heads, kvHeads, d, (t) => pos + t, (t) => Math.max(0, pos + t + 1 - window));
-          assertClose(out, ref, TOL, `${variant} window ${window} T=${T} pos=${pos}`);
-        } finally {
-          gpu.pool.destroy(kbuf);
-          gpu.pool.destroy(vbuf);
-        }
-      });
+      it(`${variant}: sliding window ${window}, T=${T} S=${S} pos=${pos} heads=${heads}/${kvHeads} d=${d}`, () =>
+        checkCausal(variant, T, S, pos, heads, kvHeads, d, window),
+      );
   }
 
   for (const variant of ['single', 'split', 'rows', 'lanes'] as const)
