@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 // The webgpu-vlm command line: `run` answers a prompt about an image with streamed text; `diff` checks a
 // model against a reference file; `info` shows the adapter.
 import { parseArgs } from 'node:util';

@@ -10,8 +10,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FIXTURES } from '../reference.ts';
 
-const BIN = fileURLToPath(new URL('../../src/bin.mjs', import.meta.url));
-const cli = (...args: string[]) => spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 300_000 });
+// The command from its sources (tsx compiles them as they load); test/package/ runs the built one as installed.
+const BIN = ['--import', 'tsx', fileURLToPath(new URL('../../src/cli.ts', import.meta.url))];
+const cli = (...args: string[]) => spawnSync(process.execPath, [...BIN, ...args], { encoding: 'utf8', timeout: 300_000 });
 const SMOL = join(FIXTURES, 'smolvlm-tiny');
 const LLAVA = join(FIXTURES, 'llava-tiny');
 
@@ -36,7 +37,7 @@ describe('webgpu-vlm run', () => {
 
   it('stops on Ctrl-C: ends the line, prints the partial timings with reason abort, exits 130', { timeout: 300_000 }, async () => {
     // The tiny model does not reach EOS on this prompt, so without the SIGINT it would write 4000 tokens.
-    const child = spawn(process.execPath, [BIN, 'run', '--model', SMOL, '--prompt', 'Hi', '--max-new-tokens', '4000'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...BIN, 'run', '--model', SMOL, '--prompt', 'Hi', '--max-new-tokens', '4000'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
