@@ -2,7 +2,7 @@
 // image processor. generate() renders the chat, expands the image placeholders as the model's processor
 // does, preprocesses the images, and streams decoded text while the GPU generates.
 import { join } from 'node:path';
-import { Gpu } from './gpu/device.ts';
+import { Gpu, type GpuOptions } from './gpu/device.ts';
 import { readJsonObject } from './io/json.ts';
 import { looksLikeHubId, resolveHubId } from './io/hub.ts';
 import { loadModelDir } from './models/registry.ts';
@@ -25,7 +25,8 @@ import {
 import { chunkLimits, DEFAULT_CHUNK_LIMITS, type ChunkLimits, type StepProgress } from './models/vlm.ts';
 import { generateTokens } from './generate.ts';
 
-export interface LoadModelOptions extends ImageProcessorOverrides {
+/** `adapter`, `powerPreference` and `quiet` choose and open the GPU as in Gpu.create() (unless `gpu` is given). */
+export interface LoadModelOptions extends ImageProcessorOverrides, Pick<GpuOptions, 'adapter' | 'powerPreference' | 'quiet'> {
   /** Storage of float weights: 'auto' (default: as stored where the device reads it, BF16 → f32), 'f32' or 'f16'. */
   dtype?: WeightDType;
   onProgress?: (p: LoadProgress) => void;
@@ -201,7 +202,7 @@ export class VisionLanguagePipeline {
     ]);
     // Idefics3 states the placeholder count in processor_config.json; LLaVA's follows from the vision config.
     const statedSeqLen = format === 'idefics3' ? await loadImageSeqLen(dir) : undefined;
-    const gpu = opts.gpu ?? (await Gpu.create());
+    const gpu = opts.gpu ?? (await Gpu.create({ adapter: opts.adapter, powerPreference: opts.powerPreference, quiet: opts.quiet }));
     try {
       const model = await loadModelDir(gpu, dir, { dtype: opts.dtype, onProgress: opts.onProgress, root, kernels: opts.kernels });
       model.limits = limits;
