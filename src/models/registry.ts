@@ -1,6 +1,8 @@
 // Picks the model implementation from config.json's model_type.
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { LoadError } from '../io/safetensors.ts';
 import type { Gpu } from '../gpu/device.ts';
 import { SmolVLM } from './smolvlm.ts';
 import { Llava } from './llava.ts';
@@ -13,6 +15,12 @@ export const SUPPORTED = {
 } as const;
 
 export async function modelType(dir: string): Promise<string> {
+  // A path to one of the model's files (config.json, the weights) is the likeliest mistake: say so, not ENOTDIR.
+  if ((await stat(dir).catch(() => null))?.isFile()) {
+    const parent = dirname(dir);
+    const hint = existsSync(join(parent, 'config.json')) ? `; ${parent} is one` : '';
+    throw new LoadError(dir, `a file, not a model directory (the folder with config.json, the weights and the tokenizer files)${hint}`);
+  }
   const file = join(dir, 'config.json');
   let json: unknown;
   try {
