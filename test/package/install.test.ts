@@ -133,10 +133,14 @@ describe('the npm package, installed from its tarball', { timeout: 600_000 }, ()
   });
 
   it('runs the installed command', () => {
-    const r = sh(join(app, 'node_modules', '.bin', 'webgpu-vlm'), ['--help'], { cwd: app });
+    const bin = join(app, 'node_modules', '.bin', 'webgpu-vlm');
+    const r = sh(bin, ['--help'], { cwd: app });
     assert.equal(r.status, 0, r.out);
     assert.match(r.stdout, /webgpu-vlm run --model/);
     assert.equal(r.stderr, '');
+    const v = sh(bin, ['--version'], { cwd: app });
+    assert.equal(v.status, 0, v.out);
+    assert.equal(v.stdout, `${PKG.version}\n`);
   });
 
   it('is require()d from CommonJS', { skip: !(process.features as { require_module?: boolean }).require_module && 'this Node has no require(esm)' }, () => {
