@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FIXTURES, openReference } from '../reference.ts';
-import { SafetensorsFile, writeSafetensors } from '../../src/io/safetensors.ts';
+import { SafetensorsFile } from '../../src/io/safetensors.ts';
+import { writeSafetensors } from '../../src/io/safetensors-write.ts';
 
 const DEMO = fileURLToPath(new URL('../../src/demo.ts', import.meta.url));
 const demo = (...args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', DEMO, ...args], { encoding: 'utf8', timeout: 300_000 });
