@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# One-command set-up for a fresh machine: npm dependencies, a WebGPU adapter (Mesa's lavapipe
-# from Debian bookworm-backports when no GPU is present), then a check that an adapter opens.
+# One-command set-up for a fresh machine: npm dependencies and the build (dist/, which the webgpu-vlm
+# command runs), a WebGPU adapter (Mesa's lavapipe from Debian bookworm-backports when no GPU is present),
+# then a check that an adapter opens.
 # Called by `npm run setup` and by .ci/run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp/xdg-runtime-$(id -u)}
 mkdir -p "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"
 
-echo "setup: [1/3] npm dependencies"
+echo "setup: [1/3] npm dependencies and the build"
 if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
+npm run --silent build
 
 probe() { node src/gpu/probe.mjs; }
 

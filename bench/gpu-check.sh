@@ -28,7 +28,7 @@ step() {
   echo "=== $name: rc=$rc in $(( $(date +%s) - t0 )) s"; tail -n 25 "$out/$name.txt" | grep -v '^Warning: maxDynamic'
   [ $rc = 0 ] || status=1
 }
-step info node src/bin.mjs info
+step info node --import tsx src/cli.ts info
 step tests node --import tsx --test --test-concurrency=1 test/gpu/*.test.ts test/ops/*.test.ts test/models/*.test.ts test/api/*.test.ts
 step bench node --import tsx bench/kernels.bench.ts --json "$out/bench.json"
 step demo node --import tsx src/demo.ts

@@ -20,8 +20,10 @@ import * as path from 'node:path';
 import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
 import { Checkpoint } from '../src/io/checkpoint.ts';
-import { encodeSafetensorsHeader, toFloat32 } from '../src/io/safetensors.ts';
-import type { TensorInfo, TensorSpec } from '../src/io/safetensors.ts';
+import { toFloat32 } from '../src/io/decode.ts';
+import { encodeSafetensorsHeader } from '../src/io/safetensors-write.ts';
+import type { TensorInfo } from '../src/io/safetensors.ts';
+import type { TensorSpec } from '../src/io/safetensors-write.ts';
 
 const MiB = 1024 * 1024;
 const SLACK = 64 * MiB;

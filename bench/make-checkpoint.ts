@@ -13,7 +13,7 @@ import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { encodeSafetensorsHeader, type TensorSpec } from '../src/io/safetensors.ts';
+import { encodeSafetensorsHeader, type TensorSpec } from '../src/io/safetensors-write.ts';
 import { parseIdefics3Config, type Idefics3Config, type LlavaConfig, type TextConfig } from '../src/models/config.ts';
 
 export const HF_DIR = fileURLToPath(new URL('../test/fixtures/hf/SmolVLM-256M-Instruct/', import.meta.url));

@@ -1,8 +1,8 @@
 // Elementwise kernels over flat f32 tensors: add, mul, scale, activations, the fused SwiGLU product
-// silu(gate)·up, and a copy of rows between offsets (KV cache append, last-row slice). One invocation per
-// element of type ET: vec4f where the count (and for copy_rows the row) is a multiple of 4, else f32;
-// counts and rows below are in ET units. The grid is 2-D so that tensors above 65535 workgroups of 256
-// still fit.
+// silu(gate)·up, and a copy of rows between offsets (the last-row slice, rows into a state tensor; the KV
+// cache is appended by rope_qkv in rope.wgsl). One invocation per element of type ET: vec4f where the
+// count (and for copy_rows the row) is a multiple of 4, else f32; counts and rows below are in ET units.
+// The grid is 2-D so that tensors above 65535 workgroups of 256 still fit.
 //#include activation
 alias AT = ET;
 

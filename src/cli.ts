@@ -1,11 +1,11 @@
+#!/usr/bin/env node
 // The webgpu-vlm command line: `run` answers a prompt about an image with streamed text; `serve` answers
 // OpenAI-style chat requests over HTTP (src/server/); `diff` checks a model against a reference file; `info`
-// shows the adapter.
+// lists the adapters. Dawn, sharp and the tokenizer are imported by
+// the command that needs them, after its options are checked: --help, --version and a usage error answer at once.
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { Gpu } from './gpu/device.ts';
-import { loadModelDir } from './models/registry.ts';
-import { diffReference, formatDiff } from './diff.ts';
-import { progressBar, stepProgress } from './progress.ts';
+import type { GpuOptions } from './gpu/device.ts';
 import type { StepProgress } from './models/vlm.ts';
 
 const USAGE = `webgpu-vlm — vision-language models on WebGPU
@@ -14,15 +14,28 @@ Usage:
   webgpu-vlm run --model DIR|ORG/NAME [--image FILE ...] --prompt "..." [options]
   webgpu-vlm serve --model DIR|ORG/NAME [--host 127.0.0.1] [--port 8080] [options]
   webgpu-vlm diff --model DIR --reference FILE.safetensors [--atol X] [--tol NAME=X ...] [--json]
-  webgpu-vlm info
+  webgpu-vlm info [--adapter N|NAME | --power high|low]
   webgpu-vlm COMMAND --help
+  webgpu-vlm --version
 
 Commands:
   run    Generate a reply to a prompt about zero or more images, streamed to stdout.
   serve  Answer OpenAI-compatible chat requests (POST /v1/chat/completions) over HTTP.
   diff   Run the model in DIR on the inputs of a reference file (pixel_values, input_ids) and compare
          every tensor of that file it knows (intermediates, logits, greedy_ids, greedy_logits).
-  info   Print the WebGPU adapter, its features and limits.`;
+  info   List the WebGPU adapters Dawn offers: features, limits and the kernel set each would get.
+
+Every command takes --adapter N|NAME or --power high|low (which adapter) and --verbose (Dawn's warnings too).`;
+
+/** The adapter options' help lines, their descriptions starting at column `width` + 2 as in each command's help. */
+const gpuHelp = (width: number) =>
+  [
+    ['--adapter N|NAME', 'the adapter: its number in `webgpu-vlm info`, or part of its name'],
+    ['--power high|low', 'the adapter Dawn prefers for high performance (default) or low power'],
+    ['--verbose', "also show Dawn's warnings (two lines about dynamic buffer limits on lavapipe)"],
+  ]
+    .map(([option, what]) => `  ${option.padEnd(width)}${what}`)
+    .join('\n');
 
 const RUN_USAGE = `webgpu-vlm run --model DIR|ORG/NAME [--image FILE ...] --prompt "..." [options]
 
@@ -46,7 +59,8 @@ Options:
                          off encodes each image as one tile, much faster on a CPU adapter
   --image-size N         Idefics3/SmolVLM: resize the longest edge to N before splitting (size.longest_edge)
   --kernels gpu|cpu      kernel set (default: the one the adapter suits; cpu = for lavapipe-like drivers)
-  --json                 print one JSON object (text, tokens, timings) instead of streaming
+  --json                 print one JSON line (text, tokens, timings) instead of streaming
+${gpuHelp(23)}
   -h, --help             this help`;
 
 const SERVE_USAGE = `webgpu-vlm serve --model DIR|ORG/NAME [options]
@@ -68,6 +82,7 @@ Options:
   --dtype auto|f32|f16   weight storage (default auto)
   --kernels gpu|cpu      kernel set (default: the one the adapter suits; cpu = for lavapipe-like drivers)
   --image-splitting on|off, --image-size N   as for run
+${gpuHelp(23)}
   -h, --help             this help`;
 
 const DIFF_USAGE = `webgpu-vlm diff --model DIR --reference FILE.safetensors [options]
@@ -85,15 +100,46 @@ Options:
   --tol NAME=X         per-tensor tolerance, repeatable (e.g. --tol logits=1e-3)
   --prefill-tokens N   run the prompt in chunks of at most N tokens (checks chunked prefill)
   --vision-tiles N     run the vision encoder on at most N tiles per submission
-  --json               print the result as JSON
+  --json               print the result as one JSON line
+${gpuHelp(21)}
   -h, --help           this help`;
+
+const INFO_USAGE = `webgpu-vlm info [options]
+
+Lists every adapter Dawn offers (one request per power preference and the fallback adapter), numbered
+for --adapter, with its features, limits and the kernel set this runtime would choose for it. With
+--adapter or --power, only that adapter.
+
+Options:
+${gpuHelp(23)}
+  -h, --help             this help`;
 
 export const DEFAULT_ATOL: Record<string, number> = { F32: 1e-4, F16: 1e-4, BF16: 1e-4 };
 
+/** A usage error: reported on one line that points to the command's --help, exit status 2. */
 class UsageError extends Error {}
 
-function fail(msg: string, usage: string): never {
-  throw new UsageError(`${msg}\n\n${usage}`);
+function fail(msg: string): never {
+  throw new UsageError(msg);
+}
+
+/** The options every command takes to choose the adapter, and --verbose. */
+const GPU_OPTIONS = {
+  adapter: { type: 'string' },
+  power: { type: 'string' },
+  verbose: { type: 'boolean' },
+} as const;
+
+function gpuOptions(cmd: string, values: { adapter?: string; power?: string; verbose?: boolean }): GpuOptions {
+  const { adapter, power } = values;
+  if (adapter !== undefined && power !== undefined) fail(`${cmd}: give --adapter or --power, not both`);
+  if (adapter === '') fail(`${cmd}: --adapter expects a number or part of a name`);
+  if (power !== undefined && power !== 'high' && power !== 'low') fail(`${cmd}: --power expects high or low, got "${power}"`);
+  return {
+    adapter: adapter === undefined ? undefined : /^\d+$/.test(adapter) ? Number(adapter) : adapter,
+    powerPreference: power === undefined ? undefined : power === 'high' ? 'high-performance' : 'low-power',
+    quiet: !values.verbose,
+  };
 }
 
 async function diff(argv: string[]): Promise<number> {
@@ -107,6 +153,7 @@ async function diff(argv: string[]): Promise<number> {
       'prefill-tokens': { type: 'string' },
       'vision-tiles': { type: 'string' },
       json: { type: 'boolean' },
+      ...GPU_OPTIONS,
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -115,27 +162,32 @@ async function diff(argv: string[]): Promise<number> {
     console.log(DIFF_USAGE);
     return 0;
   }
-  if (!values.model) fail('diff: --model DIR is required', DIFF_USAGE);
-  if (!values.reference) fail('diff: --reference FILE is required', DIFF_USAGE);
+  if (!values.model) fail('diff: --model DIR is required');
+  if (!values.reference) fail('diff: --reference FILE is required');
   const perTensor = new Map<string, number>();
   for (const t of values.tol ?? []) {
     const m = /^([\w.]+)=([0-9.eE+-]+)$/.exec(t);
-    if (!m || !(Number(m[2]) >= 0)) fail(`diff: --tol expects NAME=NUMBER, got "${t}"`, DIFF_USAGE);
+    if (!m || !(Number(m[2]) >= 0)) fail(`diff: --tol expects NAME=NUMBER, got "${t}"`);
     perTensor.set(m[1], Number(m[2]));
   }
   let atol: number | undefined;
   if (values.atol !== undefined) {
     atol = Number(values.atol);
-    if (!(atol >= 0)) fail(`diff: --atol expects a non-negative number, got "${values.atol}"`, DIFF_USAGE);
+    if (!(atol >= 0)) fail(`diff: --atol expects a non-negative number, got "${values.atol}"`);
   }
   const positive = (name: string, v: string | undefined) => {
     if (v === undefined) return undefined;
     const n = Number(v);
-    if (!(Number.isInteger(n) && n >= 1)) fail(`diff: ${name} expects a positive integer, got "${v}"`, DIFF_USAGE);
+    if (!(Number.isInteger(n) && n >= 1)) fail(`diff: ${name} expects a positive integer, got "${v}"`);
     return n;
   };
   const limits = { prefillTokens: positive('--prefill-tokens', values['prefill-tokens']), visionTiles: positive('--vision-tiles', values['vision-tiles']) };
-  const gpu = await Gpu.create();
+  const gpuOpts = gpuOptions('diff', values);
+  const { Gpu } = await import('./gpu/device.ts');
+  const { loadModelDir } = await import('./models/registry.ts');
+  const { diffReference, formatDiff } = await import('./diff.ts');
+  const { progressBar } = await import('./progress.ts');
+  const gpu = await Gpu.create(gpuOpts);
   try {
     const log = (s: string) => process.stderr.write(`${s}\n`);
     log(gpu.describe().split('\n')[0]);
@@ -144,7 +196,7 @@ async function diff(argv: string[]): Promise<number> {
       const dtype = [...model.store.ckpt.tensors.values()][0]?.dtype ?? 'F32';
       const base = atol ?? DEFAULT_ATOL[dtype] ?? 1e-4;
       const result = await diffReference(model, values.reference, (n) => perTensor.get(n) ?? base, log, limits);
-      if (values.json) console.log(JSON.stringify(result, (_, v) => (v === Infinity ? 'Infinity' : v), 2));
+      if (values.json) console.log(JSON.stringify(result, (_, v) => (v === Infinity ? 'Infinity' : v)));
       else console.log(formatDiff(result));
       return result.ok ? 0 : 1;
     } finally {
@@ -158,7 +210,7 @@ async function diff(argv: string[]): Promise<number> {
 function numberOpt(name: string, v: string | undefined, check: (n: number) => boolean, what: string): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (!check(n)) fail(`run: ${name} expects ${what}, got "${v}"`, RUN_USAGE);
+  if (!check(n)) fail(`run: ${name} expects ${what}, got "${v}"`);
   return n;
 }
 
@@ -180,6 +232,7 @@ async function run(argv: string[]): Promise<number> {
       'image-splitting': { type: 'string' },
       'image-size': { type: 'string' },
       json: { type: 'boolean' },
+      ...GPU_OPTIONS,
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -188,22 +241,23 @@ async function run(argv: string[]): Promise<number> {
     console.log(RUN_USAGE);
     return 0;
   }
-  if (!values.model) fail('run: --model DIR|ID is required', RUN_USAGE);
-  if (values.prompt === undefined) fail('run: --prompt TEXT is required', RUN_USAGE);
+  if (!values.model) fail('run: --model DIR|ID is required');
+  if (values.prompt === undefined) fail('run: --prompt TEXT is required');
   const dtype = values.dtype ?? 'auto';
-  if (dtype !== 'auto' && dtype !== 'f32' && dtype !== 'f16') fail(`run: --dtype expects auto, f32 or f16, got "${dtype}"`, RUN_USAGE);
+  if (dtype !== 'auto' && dtype !== 'f32' && dtype !== 'f16') fail(`run: --dtype expects auto, f32 or f16, got "${dtype}"`);
   const kernels = values.kernels;
-  if (kernels !== undefined && kernels !== 'gpu' && kernels !== 'cpu') fail(`run: --kernels expects gpu or cpu, got "${kernels}"`, RUN_USAGE);
+  if (kernels !== undefined && kernels !== 'gpu' && kernels !== 'cpu') fail(`run: --kernels expects gpu or cpu, got "${kernels}"`);
   const maxNewTokens = numberOpt('--max-new-tokens', values['max-new-tokens'], (n) => Number.isInteger(n) && n > 0, 'a positive integer') ?? 128;
   const temperature = numberOpt('--temperature', values.temperature, (n) => n >= 0, 'a number >= 0');
   const topK = numberOpt('--top-k', values['top-k'], (n) => Number.isInteger(n) && n > 0, 'a positive integer');
   const topP = numberOpt('--top-p', values['top-p'], (n) => n > 0 && n <= 1, 'a number in (0, 1]');
   const seed = numberOpt('--seed', values.seed, (n) => Number.isInteger(n), 'an integer');
   const splitting = values['image-splitting'];
-  if (splitting !== undefined && splitting !== 'on' && splitting !== 'off') fail(`run: --image-splitting expects on or off, got "${splitting}"`, RUN_USAGE);
+  if (splitting !== undefined && splitting !== 'on' && splitting !== 'off') fail(`run: --image-splitting expects on or off, got "${splitting}"`);
   const imageSplitting = splitting === undefined ? undefined : splitting === 'on';
   const imageSize = numberOpt('--image-size', values['image-size'], (n) => Number.isInteger(n) && n >= 1 && n <= 4096, 'an integer in [1, 4096]');
-  if (values.stop?.includes('')) fail('run: --stop expects non-empty text (an empty one would end the reply before it starts)', RUN_USAGE);
+  if (values.stop?.includes('')) fail('run: --stop expects non-empty text (an empty one would end the reply before it starts)');
+  const gpuOpts = gpuOptions('run', values);
   // Images are checked (exist, are files, have a readable header within the pixel limit) before the model
   // loads, which can take minutes: a mistyped path should not cost that.
   const images = values.image ?? [];
@@ -212,7 +266,8 @@ async function run(argv: string[]): Promise<number> {
     for (const file of images) await checkImage(file);
   }
   const { loadModel } = await import('./pipeline.ts');
-  const pipe = await loadModel(values.model, { dtype, kernels, imageSplitting, imageSize, onProgress: progressBar('loading') });
+  const { progressBar, stepProgress } = await import('./progress.ts');
+  const pipe = await loadModel(values.model, { dtype, kernels, imageSplitting, imageSize, ...gpuOpts, onProgress: progressBar('loading') });
   // Ctrl-C stops the generation and the reply so far is reported as usual; a second Ctrl-C quits at once.
   const ctl = new AbortController();
   const onSigint = () => {
@@ -254,7 +309,7 @@ async function run(argv: string[]): Promise<number> {
     const r = await gen;
     const t = r.timings;
     if (values.json) {
-      console.log(JSON.stringify({ text: r.text, tokens: r.tokens, finishReason: r.finishReason, timings: t, adapter: pipe.model.gpu.info.description }, null, 2));
+      console.log(JSON.stringify({ text: r.text, tokens: r.tokens, finishReason: r.finishReason, timings: t, adapter: pipe.model.gpu.info.description }));
     } else {
       process.stdout.write('\n');
       process.stderr.write(
@@ -286,6 +341,7 @@ async function serve(argv: string[]): Promise<number> {
       kernels: { type: 'string' },
       'image-splitting': { type: 'string' },
       'image-size': { type: 'string' },
+      ...GPU_OPTIONS,
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -297,19 +353,20 @@ async function serve(argv: string[]): Promise<number> {
   const int = (name: string, v: string | undefined, lo: number, hi: number): number | undefined => {
     if (v === undefined) return undefined;
     const n = Number(v);
-    if (!(/^\d+$/.test(v) && n >= lo && n <= hi)) fail(`serve: ${name} expects an integer in [${lo}, ${hi}], got "${v}"`, SERVE_USAGE);
+    if (!(/^\d+$/.test(v) && n >= lo && n <= hi)) fail(`serve: ${name} expects an integer in [${lo}, ${hi}], got "${v}"`);
     return n;
   };
-  if (!values.model) fail('serve: --model DIR|ID is required', SERVE_USAGE);
+  if (!values.model) fail('serve: --model DIR|ID is required');
   const dtype = values.dtype ?? 'auto';
-  if (dtype !== 'auto' && dtype !== 'f32' && dtype !== 'f16') fail(`serve: --dtype expects auto, f32 or f16, got "${dtype}"`, SERVE_USAGE);
+  if (dtype !== 'auto' && dtype !== 'f32' && dtype !== 'f16') fail(`serve: --dtype expects auto, f32 or f16, got "${dtype}"`);
   const kernels = values.kernels;
-  if (kernels !== undefined && kernels !== 'gpu' && kernels !== 'cpu') fail(`serve: --kernels expects gpu or cpu, got "${kernels}"`, SERVE_USAGE);
+  if (kernels !== undefined && kernels !== 'gpu' && kernels !== 'cpu') fail(`serve: --kernels expects gpu or cpu, got "${kernels}"`);
   const splitting = values['image-splitting'];
-  if (splitting !== undefined && splitting !== 'on' && splitting !== 'off') fail(`serve: --image-splitting expects on or off, got "${splitting}"`, SERVE_USAGE);
+  if (splitting !== undefined && splitting !== 'on' && splitting !== 'off') fail(`serve: --image-splitting expects on or off, got "${splitting}"`);
   const apiKey = values['api-key'] ?? (process.env.WEBGPU_VLM_API_KEY || undefined);
-  if (apiKey === '') fail('serve: --api-key must not be empty', SERVE_USAGE);
+  if (apiKey === '') fail('serve: --api-key must not be empty');
   const timeout = int('--timeout', values.timeout, 0, 86_400);
+  const gpuOpts = gpuOptions('serve', values);
   const { serve } = await import('./server/serve.ts');
   return serve({
     model: values.model,
@@ -321,6 +378,7 @@ async function serve(argv: string[]): Promise<number> {
     allowFiles: values['allow-files'],
     maxBody: int('--max-body', values['max-body'], 1, 2 ** 31),
     load: {
+      ...gpuOpts,
       dtype,
       kernels,
       imageSplitting: splitting === undefined ? undefined : splitting === 'on',
@@ -330,15 +388,29 @@ async function serve(argv: string[]): Promise<number> {
 }
 
 async function info(argv: string[]): Promise<number> {
-  if (argv.includes('--help') || argv.includes('-h')) {
-    console.log('webgpu-vlm info\n\nPrints the WebGPU adapter, the features this runtime uses and its limits.');
+  const { values } = parseArgs({ args: argv, options: { ...GPU_OPTIONS, help: { type: 'boolean', short: 'h' } }, strict: true });
+  if (values.help) {
+    console.log(INFO_USAGE);
     return 0;
   }
-  if (argv.length) fail(`info: unexpected argument "${argv[0]}"`, 'webgpu-vlm info');
-  const gpu = await Gpu.create();
-  console.log(gpu.describe());
-  gpu.destroy();
+  const gpuOpts = gpuOptions('info', values);
+  const { findAdapters, describeAdapter } = await import('./gpu/device.ts');
+  const { tuningFor } = await import('./gpu/tuning.ts');
+  const { instance, adapters } = await findAdapters(gpuOpts);
+  const all = gpuOpts.adapter === undefined && gpuOpts.powerPreference === undefined;
+  const text = adapters.map(({ adapter, requestedAs }, i) => {
+    const lines = describeAdapter(adapter.info, adapter.features as unknown as ReadonlySet<string>, adapter.limits, tuningFor(adapter.info), true).split('\n');
+    const head = all ? lines[0].replace(/^adapter:/, `adapter ${i}:`) : lines[0];
+    return [head, ...lines.slice(1), `requested as: ${requestedAs.join(', ')}`].join('\n  ');
+  });
+  console.log(text.join('\n\n'));
+  void instance; // held until the adapters have been read
   return 0;
+}
+
+function version(): string {
+  // ../package.json from src/ and from dist/ alike.
+  return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -353,24 +425,39 @@ export async function main(argv: string[]): Promise<number> {
         return await diff(rest);
       case 'info':
         return await info(rest);
-      case undefined:
       case '-h':
       case '--help':
       case 'help':
         console.log(USAGE);
-        return cmd === undefined ? 1 : 0;
+        return 0;
+      case '--version':
+        console.log(version());
+        return 0;
+      case undefined:
+        fail('a command is required: run, serve, diff or info');
       default:
-        fail(`unknown command "${cmd}"`, USAGE);
+        fail(`unknown command "${cmd}"`);
     }
   } catch (e) {
     const err = e as Error & { code?: string };
     if (e instanceof UsageError || err.code?.startsWith('ERR_PARSE_ARGS')) {
-      console.error(`webgpu-vlm: ${err.message}`);
+      const known = cmd === 'run' || cmd === 'serve' || cmd === 'diff' || cmd === 'info';
+      // parseArgs' advice on positional arguments starting with '-' does not apply: no command takes any.
+      const msg = e instanceof UsageError ? err.message : `${known ? `${cmd}: ` : ''}${err.message.replace(/\. To specify a positional argument.*$/s, '')}`;
+      console.error(`webgpu-vlm: ${msg} (see webgpu-vlm${known ? ` ${cmd}` : ''} --help)`);
       return 2;
     }
     console.error(`webgpu-vlm: ${err.message}`);
     return 1;
   }
+}
+
+// A reader that leaves early (`| head`) closes the pipe: the output is no longer wanted, so stop, quietly.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EPIPE') throw e;
+    process.exit(0);
+  });
 }
 
 process.exitCode = await main(process.argv.slice(2));

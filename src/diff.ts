@@ -2,7 +2,8 @@
 // of that file it knows — intermediates, logits at every position, and greedy decoding — reporting
 // max abs / relative error per tensor against a tolerance.
 import type { ChunkLimits, ImageBatch, VisionLanguageModel } from './models/vlm.ts';
-import { SafetensorsFile, toFloat32, toInt32 } from './io/safetensors.ts';
+import { SafetensorsFile } from './io/safetensors.ts';
+import { toFloat32, toInt32 } from './io/decode.ts';
 import { greedy } from './generate.ts';
 
 export interface DiffRow {

@@ -1,7 +1,7 @@
 // From an image and a question to streamed text: a loaded model with its tokenizer, chat template and
 // image processor. generate() renders the chat, expands the image placeholders as the model's processor
 // does, preprocesses the images, and streams decoded text while the GPU generates.
-import { Gpu } from './gpu/device.ts';
+import { Gpu, type GpuOptions } from './gpu/device.ts';
 import { ModelDir } from './io/model-dir.ts';
 import { looksLikeHubId, resolveHubId } from './io/hub.ts';
 import { familyOf, loadModelDir } from './models/registry.ts';
@@ -24,7 +24,8 @@ import {
 } from './image/preprocess.ts';
 import { generateTokens } from './generate.ts';
 
-export interface LoadModelOptions extends ImageProcessorOverrides {
+/** `adapter`, `powerPreference` and `quiet` choose and open the GPU as in Gpu.create() (unless `gpu` is given). */
+export interface LoadModelOptions extends ImageProcessorOverrides, Pick<GpuOptions, 'adapter' | 'powerPreference' | 'quiet'> {
   /** Storage of float weights: 'auto' (default: as stored where the device reads it, BF16 → f32), 'f32' or 'f16'. */
   dtype?: WeightDType;
   onProgress?: (p: LoadProgress) => void;
@@ -199,7 +200,7 @@ export class VisionLanguagePipeline {
     const chatTemplate = chatTemplateOf(md);
     const imageConfig = withOverrides(parseAnyImageProcessorConfig(md.required('preprocessor_config.json'), md.path('preprocessor_config.json')), opts);
     const generationEos = eosOf(md);
-    const gpu = opts.gpu ?? (await Gpu.create());
+    const gpu = opts.gpu ?? (await Gpu.create({ adapter: opts.adapter, powerPreference: opts.powerPreference, quiet: opts.quiet }));
     try {
       const model = await loadModelDir(gpu, md, { dtype: opts.dtype, onProgress: opts.onProgress, root, kernels: opts.kernels });
       try {

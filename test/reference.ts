@@ -1,6 +1,7 @@
 // Reads the third-party reference tensors (reference.safetensors of the fixtures) for comparisons.
 import assert from 'node:assert/strict';
-import { SafetensorsFile, toFloat32, toInt32 } from '../src/io/safetensors.ts';
+import { SafetensorsFile } from '../src/io/safetensors.ts';
+import { toFloat32, toInt32 } from '../src/io/decode.ts';
 import type { ChunkLimits, ImageBatch, VisionLanguageModel } from '../src/models/vlm.ts';
 import { imagesOfSizes } from '../src/diff.ts';
 import { assertClose } from './data.ts';

@@ -6,7 +6,7 @@ import { create } from 'webgpu';
 import { BufferPool } from './buffers.ts';
 import { PipelineCache } from './pipelines.ts';
 import { tuningFor, type Tuning } from './tuning.ts';
-
+import { quietDawn } from './quiet.ts';
 
 export type Feature = 'shader-f16' | 'subgroups' | 'timestamp-query';
 const WANTED_FEATURES: Feature[] = ['shader-f16', 'subgroups', 'timestamp-query'];
@@ -40,6 +40,72 @@ export interface GpuOptions {
   skipValidation?: boolean;
   /** Leave subgroup operations unused even where offered (also WEBGPU_VLM_NO_SUBGROUPS=1). */
   noSubgroups?: boolean;
+  /**
+   * Which adapter of listAdapters(): its index, or a case-insensitive substring of its name, vendor or
+   * architecture that matches one of them. Default: the one Dawn offers for `powerPreference`.
+   */
+  adapter?: number | string;
+  /** The adapter Dawn prefers for this (default 'high-performance'); not together with `adapter`. */
+  powerPreference?: GPUPowerPreference;
+  /**
+   * Drop the two warnings Dawn prints on lavapipe while it discovers adapters (written by its C++ code to
+   * stderr; see quiet.ts): every other line still shows. For command-line programs; Linux only.
+   */
+  quiet?: boolean;
+}
+
+/** An adapter Dawn offers, with the requests that returned it. */
+export interface AdapterEntry {
+  adapter: GPUAdapter;
+  /** 'high-performance', 'low-power', 'default' (no preference) and/or 'fallback'. */
+  requestedAs: string[];
+}
+
+const ADAPTER_REQUESTS: [string, GPURequestAdapterOptions][] = [
+  ['high-performance', { powerPreference: 'high-performance' }],
+  ['low-power', { powerPreference: 'low-power' }],
+  ['default', {}],
+  ['fallback', { forceFallbackAdapter: true }],
+];
+
+/**
+ * Every adapter Dawn offers through requestAdapter(): one request per power preference, none, and the
+ * fallback adapter, deduplicated by vendor, architecture, device and description. The first is the
+ * high-performance one (Gpu.create()'s default); WebGPU has no call that enumerates adapters.
+ */
+export async function listAdapters(instance: GPU, quiet = false): Promise<AdapterEntry[]> {
+  // All issued synchronously (inside quietDawn): Dawn discovers the adapters during the first call.
+  const request = () => ADAPTER_REQUESTS.map(([, options]) => instance.requestAdapter(options));
+  const found = await Promise.all(quiet ? quietDawn(request) : request());
+  const byKey = new Map<string, AdapterEntry>();
+  found.forEach((adapter, i) => {
+    if (!adapter) return;
+    const { vendor, architecture, device, description } = adapter.info;
+    const key = JSON.stringify([vendor, architecture, device, description]);
+    const entry = byKey.get(key);
+    if (entry) entry.requestedAs.push(ADAPTER_REQUESTS[i][0]);
+    else byKey.set(key, { adapter, requestedAs: [ADAPTER_REQUESTS[i][0]] });
+  });
+  return [...byKey.values()];
+}
+
+export function adapterName(info: GPUAdapterInfo): string {
+  return info.description || info.device || '(unnamed)';
+}
+
+/** The adapter `which` names among `list` (an index, or a substring matching exactly one), else a GpuError listing them. */
+export function chooseAdapter(list: AdapterEntry[], which: number | string): AdapterEntry {
+  const listing = () => list.map((e, i) => `\n  ${i}: ${adapterName(e.adapter.info)} (${e.adapter.info.vendor || '?'}, ${e.adapter.info.architecture || '?'})`).join('') || ' none';
+  if (typeof which === 'number') {
+    const entry = list[which];
+    if (!Number.isInteger(which) || !entry) throw new GpuError(`WebGPU: there is no adapter ${which}; Dawn offers${listing()}`);
+    return entry;
+  }
+  const needle = which.toLowerCase();
+  const hits = list.filter(({ adapter: { info } }) => [adapterName(info), info.vendor, info.architecture].some((t) => t.toLowerCase().includes(needle)));
+  if (hits.length === 1) return hits[0];
+  const what = hits.length ? `matches ${hits.length} adapters (give an index)` : 'matches no adapter';
+  throw new GpuError(`WebGPU: "${which}" ${what}; Dawn offers${listing()}`);
 }
 
 export class GpuError extends Error {
@@ -55,6 +121,37 @@ const NO_ADAPTER_HELP = `WebGPU: Dawn found no adapter.
     apt-get update && apt-get install -t bookworm-backports mesa-vulkan-drivers libvulkan1
   (Debian 12's own Mesa 22.3 is too old for Dawn.) Or simply run: npm run setup
   On a machine with a GPU, install its Vulkan driver (Linux), or use macOS (Metal) / Windows (D3D12).`;
+
+function dawnInstance(options: GpuOptions): GPU {
+  return create([...(options.dawnFlags ?? []), ...(options.skipValidation ? ['enable-dawn-features=skip_validation'] : [])]);
+}
+
+/** The adapter `options` ask for: by `adapter` among listAdapters(), else the one Dawn prefers for `powerPreference`. */
+async function requestAdapter(instance: GPU, options: GpuOptions): Promise<AdapterEntry | null> {
+  if (options.adapter !== undefined) {
+    if (options.powerPreference !== undefined) throw new GpuError('WebGPU: give `adapter` or `powerPreference`, not both');
+    const list = await listAdapters(instance, options.quiet);
+    return list.length ? chooseAdapter(list, options.adapter) : null;
+  }
+  const preference = options.powerPreference ?? 'high-performance';
+  const request = () => instance.requestAdapter({ powerPreference: preference });
+  const adapter = await (options.quiet ? quietDawn(request) : request());
+  return adapter && { adapter, requestedAs: [preference] };
+}
+
+/**
+ * What `webgpu-vlm info` shows: every adapter (listAdapters), or with `adapter` or `powerPreference` the one
+ * Gpu.create() would open. The instance is returned with them: Dawn crashes if it is collected while they are used.
+ */
+export async function findAdapters(options: GpuOptions = {}): Promise<{ instance: GPU; adapters: AdapterEntry[] }> {
+  const instance = dawnInstance(options);
+  const adapters =
+    options.adapter === undefined && options.powerPreference === undefined
+      ? await listAdapters(instance, options.quiet)
+      : [await requestAdapter(instance, options)].filter((e) => e !== null);
+  if (!adapters.length) throw new GpuError(NO_ADAPTER_HELP);
+  return { instance, adapters };
+}
 
 export class Gpu {
   /** Dawn's GPU object. Kept referenced for the lifetime of the device: if it is collected, Dawn crashes. */
@@ -98,8 +195,8 @@ export class Gpu {
   }
 
   static async create(options: GpuOptions = {}): Promise<Gpu> {
-    const instance = create([...(options.dawnFlags ?? []), ...(options.skipValidation ? ['enable-dawn-features=skip_validation'] : [])]);
-    const adapter = await instance.requestAdapter({ powerPreference: 'high-performance' });
+    const instance = dawnInstance(options);
+    const adapter = (await requestAdapter(instance, options))?.adapter;
     if (!adapter) throw new GpuError(NO_ADAPTER_HELP);
     const requiredFeatures = WANTED_FEATURES.filter(
       (f) => adapter.features.has(f) && !(f === 'shader-f16' && options.disableF16),
@@ -140,17 +237,7 @@ export class Gpu {
   private bindingCap: number;
 
   describe(): string {
-    const i = this.info;
-    const name = i.description || i.device || '(unnamed)';
-    return [
-      `adapter: ${name} — vendor ${i.vendor || '?'}, architecture ${i.architecture || '?'}`,
-      `features: ${[...this.features].filter((f) => (WANTED_FEATURES as string[]).includes(f)).sort().join(', ') || '(none of shader-f16, subgroups, timestamp-query)'}`,
-      `limits: maxBufferSize ${fmtBytes(this.limits.maxBufferSize)}, maxStorageBufferBindingSize ${fmtBytes(this.limits.maxStorageBufferBindingSize)}, ` +
-        `storage buffers/stage ${this.limits.maxStorageBuffersPerShaderStage}, workgroup storage ${this.limits.maxComputeWorkgroupStorageSize} B, ` +
-        `invocations/workgroup ${this.limits.maxComputeInvocationsPerWorkgroup}`,
-      `kernels: ${this.tuning.target === 'cpu' ? 'for a SIMD-on-CPU driver (uniform loads, no shared memory)' : 'for a GPU (shared-memory tiles)'}` +
-        ` (WEBGPU_VLM_TARGET=gpu|cpu overrides)`,
-    ].join('\n');
+    return describeAdapter(this.info, this.features, this.limits, this.tuning);
   }
 
   /** Throws the device-loss reason, if any. Call before submitting work. */
@@ -182,6 +269,24 @@ export class Gpu {
     this.pipelines.clear();
     this.device.destroy();
   }
+}
+
+/**
+ * Four lines: the adapter's name, vendor and architecture; the features this runtime uses (and with `others`,
+ * the rest); the limits that size its work; the kernel set (tuning.ts).
+ */
+export function describeAdapter(info: GPUAdapterInfo, features: ReadonlySet<string>, limits: GPUSupportedLimits, tuning: Tuning, others = false): string {
+  const used = [...features].filter((f) => (WANTED_FEATURES as string[]).includes(f)).sort();
+  const rest = others ? [...features].filter((f) => !(WANTED_FEATURES as string[]).includes(f)).sort() : [];
+  return [
+    `adapter: ${adapterName(info)} — vendor ${info.vendor || '?'}, architecture ${info.architecture || '?'}`,
+    `features: ${used.join(', ') || '(none of shader-f16, subgroups, timestamp-query)'}${rest.length ? `; also ${rest.join(', ')}` : ''}`,
+    `limits: maxBufferSize ${fmtBytes(limits.maxBufferSize)}, maxStorageBufferBindingSize ${fmtBytes(limits.maxStorageBufferBindingSize)}, ` +
+      `storage buffers/stage ${limits.maxStorageBuffersPerShaderStage}, workgroup storage ${limits.maxComputeWorkgroupStorageSize} B, ` +
+      `invocations/workgroup ${limits.maxComputeInvocationsPerWorkgroup}`,
+    `kernels: ${tuning.target === 'cpu' ? 'for a SIMD-on-CPU driver (uniform loads, no shared memory)' : 'for a GPU (shared-memory tiles)'}` +
+      ` (WEBGPU_VLM_TARGET=gpu|cpu overrides)`,
+  ].join('\n');
 }
 
 export function fmtBytes(n: number): string {

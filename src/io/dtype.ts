@@ -18,3 +18,20 @@ export const ST_DTYPES: readonly StDType[] = Object.keys(ITEM_SIZE) as StDType[]
 export function isStDType(s: string): s is StDType {
   return typeof s === 'string' && Object.prototype.hasOwnProperty.call(ITEM_SIZE, s);
 }
+
+/** Element counts above this cannot match any file; `numelOf` stops multiplying once past it. */
+export const NUMEL_LIMIT = 1n << 256n;
+
+/**
+ * Product of the dims, exact up to NUMEL_LIMIT; above it, some value > NUMEL_LIMIT (a long shape of
+ * huge dims would otherwise cost quadratic BigInt time: 55k dims of 2^53 took over a minute).
+ */
+export function numelOf(shape: readonly number[]): bigint {
+  if (shape.includes(0)) return 0n;
+  let n = 1n;
+  for (const d of shape) {
+    n *= BigInt(d);
+    if (n > NUMEL_LIMIT) return n;
+  }
+  return n;
+}

@@ -50,12 +50,12 @@ export function resolveHubId(id: string, revision = 'main', env: NodeJS.ProcessE
     if (all.length === 1 && revision === 'main') return { dir: join(snapshots, all[0]), repo, revision: all[0] };
     throw new HubError(
       `${id}: found ${repo} but no snapshot for revision "${revision}" (snapshots: ${all.join(', ') || 'none'}); ` +
-        'download it with `huggingface-cli download ' + id + '`',
+        'download it with `hf download ' + id + '`',
     );
   }
   throw new HubError(
     `${id} is not in the local Hugging Face cache (offline; nothing is downloaded). Looked in:\n` +
       looked.map((l) => `  ${l}`).join('\n') +
-      `\nDownload it with \`huggingface-cli download ${id}\`, set HF_HUB_CACHE or HF_HOME, or pass a model directory.`,
+      `\nDownload it with \`hf download ${id}\`, set HF_HUB_CACHE or HF_HOME, or pass a model directory.`,
   );
 }

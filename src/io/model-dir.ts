@@ -1,8 +1,11 @@
 // A model directory's JSON files (config, tokenizer, processors, generation settings, chat template),
 // each read and parsed once, by one reader, when the directory is opened; the loaders of the runtime
 // take what they need from it.
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { readJsonObject } from './json.ts';
+import { LoadError } from './safetensors.ts';
 
 export const MODEL_DIR_FILES = [
   'config.json',
@@ -24,6 +27,12 @@ export class ModelDir {
 
   /** Reads `names` (default: every file above) of `dir`; a missing file is absent, an unreadable or invalid one an error naming it. */
   static async open(dir: string, names: readonly ModelDirFile[] = MODEL_DIR_FILES): Promise<ModelDir> {
+    // A path to one of the model's files (config.json, the weights) is the likeliest mistake: say so, not ENOTDIR.
+    if ((await stat(dir).catch(() => null))?.isFile()) {
+      const parent = dirname(dir);
+      const hint = existsSync(join(parent, 'config.json')) ? `; ${parent} is one` : '';
+      throw new LoadError(dir, `a file, not a model directory (the folder with config.json, the weights and the tokenizer files)${hint}`);
+    }
     const read = await Promise.all(names.map(async (n) => [n, await readJsonObject(join(dir, n), true)] as const));
     return new ModelDir(dir, new Map(read));
   }

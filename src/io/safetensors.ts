@@ -1,5 +1,6 @@
 /**
- * Safetensors reader/writer (CPU only).
+ * Safetensors reader (CPU only). Decoding tensor bytes to numbers on the CPU is in decode.ts, writing
+ * files in safetensors-write.ts (read, decode and write kept apart, as in tinygrad's nn/state.py).
  *
  * File layout: 8-byte little-endian u64 header length N, then N bytes of UTF-8
  * JSON, then the data section. The JSON maps tensor names to
@@ -15,8 +16,7 @@
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as nodePath from 'node:path';
-import { getFloat16 } from '@petamoriken/float16';
-import { ITEM_SIZE, ST_DTYPES, isStDType } from './dtype.ts';
+import { ITEM_SIZE, NUMEL_LIMIT, ST_DTYPES, isStDType, numelOf } from './dtype.ts';
 import type { StDType } from './dtype.ts';
 import { jsonText } from './json.ts';
 
@@ -110,23 +110,6 @@ async function readFully(
     done += bytesRead;
   }
   return done;
-}
-
-/** Element counts above this cannot match any file; `numelOf` stops multiplying once past it. */
-const NUMEL_LIMIT = 1n << 256n;
-
-/**
- * Product of the dims, exact up to NUMEL_LIMIT; above it, some value > NUMEL_LIMIT (a long shape of
- * huge dims would otherwise cost quadratic BigInt time: 55k dims of 2^53 took over a minute).
- */
-function numelOf(shape: readonly number[]): bigint {
-  if (shape.includes(0)) return 0n;
-  let n = 1n;
-  for (const d of shape) {
-    n *= BigInt(d);
-    if (n > NUMEL_LIMIT) return n;
-  }
-  return n;
 }
 
 export class SafetensorsFile {
@@ -436,229 +419,5 @@ export class SafetensorsFile {
     const fh = this.fh;
     this.fh = null;
     if (fh) await fh.close();
-  }
-}
-
-// ---------------------------------------------------------------------------
-// CPU decoding helpers.
-
-const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
-
-let f16Table: Float32Array | null = null;
-/** 65536-entry f16 bit pattern -> f32 table, built once with @petamoriken/float16. */
-function f16ToF32Table(): Float32Array {
-  if (f16Table) return f16Table;
-  const t = new Float32Array(65536);
-  const dv = new DataView(new ArrayBuffer(2));
-  for (let h = 0; h < 65536; h++) {
-    dv.setUint16(0, h, true);
-    t[h] = getFloat16(dv, 0, true);
-  }
-  f16Table = t;
-  return t;
-}
-
-function checkBytes(info: TensorInfo, bytes: Uint8Array): number {
-  const expected = info.end - info.begin;
-  const numel = Number(numelOf(info.shape));
-  if (bytes.byteLength !== expected || expected !== numel * ITEM_SIZE[info.dtype]) {
-    throw new LoadError(
-      info.file,
-      `byte length mismatch: shape ${JSON.stringify(info.shape)} x ${info.dtype} needs ${numel * ITEM_SIZE[info.dtype]} bytes ` +
-        `(span ${expected}), got ${bytes.byteLength}`,
-      { tensor: info.name },
-    );
-  }
-  return numel;
-}
-
-/** A view of `bytes` with the given alignment, copying only when the byte offset is unaligned. */
-function aligned(bytes: Uint8Array, align: number): Uint8Array {
-  if (bytes.byteOffset % align === 0) return bytes;
-  return bytes.slice();
-}
-
-/**
- * Decode F32/F16/BF16 tensor bytes to a Float32Array. For F32 with an aligned
- * byteOffset the result is a view sharing memory with `bytes`; otherwise a new array.
- */
-export function toFloat32(info: TensorInfo, bytes: Uint8Array): Float32Array {
-  const n = checkBytes(info, bytes);
-  switch (info.dtype) {
-    case 'F32': {
-      if (LITTLE_ENDIAN) {
-        const a = aligned(bytes, 4);
-        return new Float32Array(a.buffer, a.byteOffset, n);
-      }
-      const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-      const out = new Float32Array(n);
-      for (let i = 0; i < n; i++) out[i] = dv.getFloat32(i * 4, true);
-      return out;
-    }
-    case 'F16': {
-      const table = f16ToF32Table();
-      const out = new Float32Array(n);
-      if (LITTLE_ENDIAN) {
-        const a = aligned(bytes, 2);
-        const u16 = new Uint16Array(a.buffer, a.byteOffset, n);
-        for (let i = 0; i < n; i++) out[i] = table[u16[i]];
-      } else {
-        const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-        for (let i = 0; i < n; i++) out[i] = table[dv.getUint16(i * 2, true)];
-      }
-      return out;
-    }
-    case 'BF16': {
-      const out = new Float32Array(n);
-      const bits = new Uint32Array(out.buffer);
-      if (LITTLE_ENDIAN) {
-        const a = aligned(bytes, 2);
-        const u16 = new Uint16Array(a.buffer, a.byteOffset, n);
-        for (let i = 0; i < n; i++) bits[i] = u16[i] << 16;
-      } else {
-        const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-        const ov = new DataView(out.buffer);
-        for (let i = 0; i < n; i++) ov.setUint32(i * 4, dv.getUint16(i * 2, true) << 16);
-      }
-      return out;
-    }
-    default:
-      throw new LoadError(info.file, `toFloat32: dtype ${info.dtype} is not a float type; expected F32, F16 or BF16`, {
-        tensor: info.name,
-      });
-  }
-}
-
-/**
- * Decode I32/I64/U8/I8/BOOL tensor bytes to an Int32Array. I64 values must fit
- * in int32. BOOL bytes become 0/1. For I32 with an aligned byteOffset the result
- * is a view sharing memory with `bytes`; otherwise a new array.
- */
-export function toInt32(info: TensorInfo, bytes: Uint8Array): Int32Array {
-  const n = checkBytes(info, bytes);
-  switch (info.dtype) {
-    case 'I32': {
-      if (LITTLE_ENDIAN) {
-        const a = aligned(bytes, 4);
-        return new Int32Array(a.buffer, a.byteOffset, n);
-      }
-      const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-      const out = new Int32Array(n);
-      for (let i = 0; i < n; i++) out[i] = dv.getInt32(i * 4, true);
-      return out;
-    }
-    case 'I64': {
-      const out = new Int32Array(n);
-      const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-      for (let i = 0; i < n; i++) {
-        const lo = dv.getUint32(i * 8, true);
-        const hi = dv.getInt32(i * 8 + 4, true);
-        // Fits in int32 iff hi is the sign extension of lo's bit 31.
-        if (hi !== (lo >> 31)) {
-          throw new LoadError(
-            info.file,
-            `I64 value at index ${i} is ${dv.getBigInt64(i * 8, true)}, outside the int32 range [-2147483648, 2147483647]`,
-            { tensor: info.name },
-          );
-        }
-        out[i] = lo | 0;
-      }
-      return out;
-    }
-    case 'U8': {
-      const out = new Int32Array(n);
-      for (let i = 0; i < n; i++) out[i] = bytes[i];
-      return out;
-    }
-    case 'I8': {
-      const src = new Int8Array(bytes.buffer, bytes.byteOffset, n);
-      const out = new Int32Array(n);
-      for (let i = 0; i < n; i++) out[i] = src[i];
-      return out;
-    }
-    case 'BOOL': {
-      const out = new Int32Array(n);
-      for (let i = 0; i < n; i++) out[i] = bytes[i] !== 0 ? 1 : 0;
-      return out;
-    }
-    default:
-      throw new LoadError(info.file, `toInt32: dtype ${info.dtype} is not an integer type; expected I32, I64, U8, I8 or BOOL`, {
-        tensor: info.name,
-      });
-  }
-}
-
-// ---------------------------------------------------------------------------
-// Writer.
-
-export interface TensorSpec {
-  name: string;
-  dtype: StDType;
-  shape: number[];
-}
-
-export interface EncodedHeader {
-  /** 8-byte length prefix followed by the space-padded JSON header. */
-  bytes: Uint8Array;
-  /** Header length (the u64 value), a multiple of 8. */
-  headerLength: number;
-  /** Relative [begin, end) of each tensor in the data section, in input order. */
-  offsets: [number, number][];
-  /** Total data section length. */
-  dataLength: number;
-}
-
-/**
- * Build the prefix + header for tensors laid out contiguously in the given order.
- * Used by `writeSafetensors` and by callers that stream tensor data themselves.
- */
-export function encodeSafetensorsHeader(tensors: TensorSpec[], metadata?: Record<string, string>): EncodedHeader {
-  const header: Record<string, unknown> = {};
-  if (metadata && Object.keys(metadata).length > 0) header.__metadata__ = { ...metadata };
-  const offsets: [number, number][] = [];
-  let off = 0;
-  for (const t of tensors) {
-    if (t.name === '__metadata__') throw new Error('tensor name "__metadata__" is reserved');
-    if (Object.prototype.hasOwnProperty.call(header, t.name)) throw new Error(`duplicate tensor name ${JSON.stringify(t.name)}`);
-    if (!isStDType(t.dtype)) throw new Error(`unsupported dtype ${JSON.stringify(t.dtype)}`);
-    const n = Number(numelOf(t.shape)) * ITEM_SIZE[t.dtype];
-    offsets.push([off, off + n]);
-    header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [off, off + n] };
-    off += n;
-  }
-  const json = new TextEncoder().encode(JSON.stringify(header));
-  const headerLength = Math.ceil(json.length / 8) * 8;
-  const bytes = new Uint8Array(8 + headerLength).fill(0x20);
-  new DataView(bytes.buffer).setBigUint64(0, BigInt(headerLength), true);
-  bytes.set(json, 8);
-  return { bytes, headerLength, offsets, dataLength: off };
-}
-
-/** Write a complete safetensors file (header padded with spaces to a multiple of 8). */
-export function writeSafetensors(
-  path: string,
-  tensors: { name: string; dtype: StDType; shape: number[]; data: Uint8Array }[],
-  metadata?: Record<string, string>,
-): void {
-  const enc = encodeSafetensorsHeader(tensors, metadata);
-  tensors.forEach((t, i) => {
-    const [b, e] = enc.offsets[i];
-    if (t.data.byteLength !== e - b) {
-      throw new LoadError(path, `data length mismatch: shape ${JSON.stringify(t.shape)} x ${t.dtype} needs ${e - b} bytes, got ${t.data.byteLength}`, {
-        tensor: t.name,
-      });
-    }
-  });
-  const fd = fs.openSync(path, 'w');
-  try {
-    fs.writeSync(fd, enc.bytes);
-    for (const t of tensors) {
-      let done = 0;
-      while (done < t.data.byteLength) {
-        done += fs.writeSync(fd, t.data, done, Math.min(t.data.byteLength - done, MAX_READ_CHUNK));
-      }
-    }
-  } finally {
-    fs.closeSync(fd);
   }
 }

@@ -1,5 +1,6 @@
 // Elementwise ops on f32 activations (shaders/elementwise.wgsl): add, mul, scale, activations,
-// silu(gate)·up, and the row copy used to append values to the KV cache.
+// silu(gate)·up, and a row copy: the last-row slice before the LM head, and copyRows into a state tensor
+// at a row that follows the step. (Keys and values reach the KV cache through rope_qkv, not copyRows.)
 import type { Graph, Kernel } from '../graph/graph.ts';
 import { type Tensor, expectShape } from '../graph/tensor.ts';
 import { uniforms, f32, grid1d } from './common.ts';
@@ -60,7 +61,7 @@ const kernel: Kernel<Attrs> = {
       {
         pipeline: { shader: 'elementwise', entry, aliases: { ET: width === 4 ? 'vec4f' : 'f32' } },
         bindings,
-        // Only a row copy to a position that follows the step (the KV-cache append) changes per step.
+        // Only a row copy to a position that follows the step (copyRows into a state tensor) changes per step.
         uniforms: node.attrs.dstRow0 ? (step) => words(node.attrs.dstRow0!(step.pos)) : words(0),
         workgroups: grid1d(count / width, WG),
       },

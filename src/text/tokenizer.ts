@@ -4,8 +4,10 @@ import { ModelDir } from '../io/model-dir.ts';
 import { Tokenizer } from '@huggingface/tokenizers';
 
 export class TextTokenizer {
-  constructor(
-    readonly tokenizer: Tokenizer,
+  // Private, so that the emitted declarations do not name the library's types: its own .d.ts files do not
+  // compile under a consumer's NodeNext resolution without skipLibCheck (extensionless relative imports).
+  private constructor(
+    private readonly tokenizer: Tokenizer,
     readonly config: Record<string, unknown>,
   ) {}
 

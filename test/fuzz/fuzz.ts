@@ -29,7 +29,8 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { Checkpoint } from '../../src/io/checkpoint.ts';
 import { ITEM_SIZE, isStDType } from '../../src/io/dtype.ts';
-import { LoadError, SafetensorsFile, writeSafetensors } from '../../src/io/safetensors.ts';
+import { LoadError, SafetensorsFile } from '../../src/io/safetensors.ts';
+import { writeSafetensors } from '../../src/io/safetensors-write.ts';
 import type { StDType } from '../../src/io/safetensors.ts';
 import { ConfigError, parseIdefics3Config, parseLlavaConfig } from '../../src/models/config.ts';
 

@@ -17,7 +17,8 @@ import {
   type ClipProcessorConfig,
   type PreprocessedImage,
 } from '../../src/image/preprocess.ts';
-import { SafetensorsFile, toFloat32 } from '../../src/io/safetensors.ts';
+import { SafetensorsFile } from '../../src/io/safetensors.ts';
+import { toFloat32 } from '../../src/io/decode.ts';
 
 const FIX = nodePath.join(import.meta.dirname, '..', 'fixtures');
 const LLAVA = nodePath.join(FIX, 'llava-tiny');

@@ -18,7 +18,8 @@ import {
   type LlavaNextProcessorConfig,
   type PreprocessedImage,
 } from '../../src/image/preprocess.ts';
-import { SafetensorsFile, toFloat32, toInt32 } from '../../src/io/safetensors.ts';
+import { SafetensorsFile } from '../../src/io/safetensors.ts';
+import { toFloat32, toInt32 } from '../../src/io/decode.ts';
 
 const FIX = nodePath.join(import.meta.dirname, '..', 'fixtures');
 const NEXT = nodePath.join(FIX, 'llava-next-tiny');

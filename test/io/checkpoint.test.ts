@@ -5,7 +5,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Checkpoint } from '../../src/io/checkpoint.ts';
-import { LoadError, SafetensorsFile, toFloat32, writeSafetensors } from '../../src/io/safetensors.ts';
+import { LoadError, SafetensorsFile } from '../../src/io/safetensors.ts';
+import { toFloat32 } from '../../src/io/decode.ts';
+import { writeSafetensors } from '../../src/io/safetensors-write.ts';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'checkpoint-test-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));

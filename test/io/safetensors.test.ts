@@ -6,14 +6,9 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setFloat16 } from '@petamoriken/float16';
 import { ITEM_SIZE, isStDType } from '../../src/io/dtype.ts';
-import {
-  LoadError,
-  SafetensorsFile,
-  encodeSafetensorsHeader,
-  toFloat32,
-  toInt32,
-  writeSafetensors,
-} from '../../src/io/safetensors.ts';
+import { LoadError, SafetensorsFile } from '../../src/io/safetensors.ts';
+import { toFloat32, toInt32 } from '../../src/io/decode.ts';
+import { encodeSafetensorsHeader, writeSafetensors } from '../../src/io/safetensors-write.ts';
 import type { TensorInfo } from '../../src/io/safetensors.ts';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'safetensors-test-'));

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { assertClose, testGpu, Rng } from '../helpers.ts';
 import { SmolVLM } from '../../src/models/smolvlm.ts';
 import { parseIdefics3Config, type Idefics3Config } from '../../src/models/config.ts';
-import { writeSafetensors } from '../../src/io/safetensors.ts';
+import { writeSafetensors } from '../../src/io/safetensors-write.ts';
 import { idefics3Tensors } from '../../bench/make-checkpoint.ts';
 import { ropeInvFreq } from '../../src/ops/rope.ts';
 import { ACT } from '../../src/ops/elementwise.ts';

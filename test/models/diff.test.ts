@@ -8,12 +8,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FIXTURES } from '../reference.ts';
-import { SafetensorsFile, writeSafetensors } from '../../src/io/safetensors.ts';
+import { SafetensorsFile } from '../../src/io/safetensors.ts';
+import { writeSafetensors } from '../../src/io/safetensors-write.ts';
 
-const BIN = fileURLToPath(new URL('../../src/bin.mjs', import.meta.url));
+// The command from its sources (tsx compiles them as they load); test/package/ runs the built one as installed.
+const BIN = ['--import', 'tsx', fileURLToPath(new URL('../../src/cli.ts', import.meta.url))];
 
 function cli(...args: string[]) {
-  return spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 300_000 });
+  return spawnSync(process.execPath, [...BIN, ...args], { encoding: 'utf8', timeout: 300_000 });
 }
 
 describe('webgpu-vlm diff', () => {

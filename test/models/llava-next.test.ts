@@ -14,7 +14,8 @@ import { FIXTURES, checkTaps, openReference, referenceImages, type Reference } f
 import { LlavaNext, anyresFeatures } from '../../src/models/llava-next.ts';
 import { greedy } from '../../src/generate.ts';
 import { loadModel, type VisionLanguagePipeline } from '../../src/pipeline.ts';
-import { SafetensorsFile, writeSafetensors } from '../../src/io/safetensors.ts';
+import { SafetensorsFile } from '../../src/io/safetensors.ts';
+import { writeSafetensors } from '../../src/io/safetensors-write.ts';
 
 // The fixture README's tolerance for f32 weights and f32 compute.
 const TOL = 1e-4;

@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Rng, encode, testGpu, assertClose } from '../helpers.ts';
-import { writeSafetensors } from '../../src/io/safetensors.ts';
+import { writeSafetensors } from '../../src/io/safetensors-write.ts';
 import { Checkpoint } from '../../src/io/checkpoint.ts';
 import { WeightStore } from '../../src/models/weights.ts';
 import type { SourceDType } from '../../src/io/upload.ts';

@@ -17,7 +17,8 @@ import {
   loadImageSeqLen,
   loadImageTokens,
 } from '../../src/text/prompt.ts';
-import { SafetensorsFile, toInt32 } from '../../src/io/safetensors.ts';
+import { SafetensorsFile } from '../../src/io/safetensors.ts';
+import { toInt32 } from '../../src/io/decode.ts';
 
 const FIXTURES = fileURLToPath(new URL('../fixtures/', import.meta.url));
 const TINY = join(FIXTURES, 'smolvlm-tiny');

@@ -1,0 +1,58 @@
+// `npm run demo` (src/demo.ts): exit 0 on the embedded fixture; exit 1 when a logit is NaN, even where the
+// greedy tokens still equal the reference's (a NaN is never the argmax, so only the logit check can see it).
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { FIXTURES, openReference } from '../reference.ts';
+import { SafetensorsFile } from '../../src/io/safetensors.ts';
+import { writeSafetensors } from '../../src/io/safetensors-write.ts';
+
+const DEMO = fileURLToPath(new URL('../../src/demo.ts', import.meta.url));
+const demo = (...args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', DEMO, ...args], { encoding: 'utf8', timeout: 300_000 });
+
+describe('the demo', () => {
+  let tmp: string;
+  before(() => {
+    tmp = mkdtempSync(join(tmpdir(), 'demo-'));
+  });
+  after(() => rmSync(tmp, { recursive: true, force: true }));
+
+  it('exits 0 on the embedded tiny SmolVLM', () => {
+    const r = demo();
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /greedy ids vs reference: identical/);
+    assert.match(r.stdout, /max \|Δlogit\| vs reference \(all \d+ positions\): \d\.\d\de-\d+\n/);
+  });
+
+  it('exits 1 when a logit is NaN, though the greedy tokens are unchanged', async () => {
+    const src = join(FIXTURES, 'smolvlm-tiny');
+    const dir = join(tmp, 'nan-logit');
+    cpSync(src, dir, { recursive: true });
+    // A NaN row of lm_head for a token the reference never generates: that token's logit is NaN everywhere.
+    // The last such token: the argmax kernel's invocation that reads it has read a number before it, and
+    // skips the NaN (a NaN read first would be kept, and win; torch.argmax picks a NaN, so neither is right).
+    const ref = await openReference(join(src, 'reference.safetensors'));
+    const generated = new Set(await ref.i32('greedy_ids'));
+    await ref.close();
+    const f = await SafetensorsFile.open(join(src, 'model.safetensors'));
+    const [vocab, hidden] = f.tensors.get('lm_head.weight')!.shape;
+    const row = [...Array(vocab).keys()].reverse().find((t) => !generated.has(t))!;
+    assert.ok(row >= 256, 'the vocabulary is larger than the argmax workgroup');
+    const tensors = [];
+    for (const [name, info] of f.tensors) {
+      const data = new Uint8Array(await f.read(name));
+      if (name === 'lm_head.weight') new Float32Array(data.buffer, data.byteOffset + row * hidden * 4, hidden).fill(NaN);
+      tensors.push({ name, dtype: info.dtype, shape: info.shape, data });
+    }
+    await f.close();
+    writeSafetensors(join(dir, 'model.safetensors'), tensors, { format: 'pt' });
+    const r = demo('--model', dir);
+    assert.equal(r.status, 1, r.stdout + r.stderr);
+    assert.match(r.stdout, /greedy ids vs reference: identical/);
+    assert.match(r.stdout, /max \|Δlogit\| vs reference \(all (\d+) positions\): Infinity \(\1 NaN\)/);
+  });
+});
