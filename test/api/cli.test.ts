@@ -120,14 +120,14 @@ describe('webgpu-vlm run', () => {
       [['diff', '--model', SMOL, '--reference', 'x', '--adapter', '0', '--power', 'low'], /diff: give --adapter or --power, not both/],
       [['info', '--adapter'], /info: Option '--adapter <value>' argument missing/],
       [['frobnicate'], /unknown command "frobnicate"/],
-      [[], /a command is required: run, diff or info/],
+      [[], /a command is required: run, serve, diff or info/],
     ];
     for (const [args, msg] of cases) {
       const r = cli(...args);
       assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
       assert.match(r.stderr, msg);
       // One line, pointing to the command's help rather than printing it.
-      const cmd = ['run', 'diff', 'info'].includes(args[0]) ? ` ${args[0]}` : '';
+      const cmd = ['run', 'serve', 'diff', 'info'].includes(args[0]) ? ` ${args[0]}` : '';
       assert.ok(r.stderr.endsWith(` (see webgpu-vlm${cmd} --help)\n`) && r.stderr.split('\n').length === 2, `${args.join(' ')}: ${r.stderr}`);
       assert.equal(r.stdout, '');
     }

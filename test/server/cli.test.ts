@@ -9,12 +9,13 @@ import { fileURLToPath } from 'node:url';
 import { APIError } from 'openai';
 import { DIR, MODEL, client, raw, rejectsWith } from './helpers.ts';
 
-const BIN = fileURLToPath(new URL('../../src/bin.mjs', import.meta.url));
+// The command from its sources, as test/api/cli.test.ts runs it.
+const BIN = ['--import', 'tsx', fileURLToPath(new URL('../../src/cli.ts', import.meta.url))];
 const KEY = 'sk-test-0123456789';
 
 describe('webgpu-vlm serve', () => {
   it('prints where it listens, requires the API key, and stops on SIGTERM with exit 0', { timeout: 300_000 }, async () => {
-    const child = spawn(process.execPath, [BIN, 'serve', '--model', DIR, '--port', '0', '--api-key', KEY], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...BIN, 'serve', '--model', DIR, '--port', '0', '--api-key', KEY], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
@@ -59,11 +60,11 @@ describe('webgpu-vlm serve', () => {
   });
 
   it('has --help, and exits 2 with the usage on a bad option', () => {
-    const help = spawnSync(process.execPath, [BIN, 'serve', '--help'], { encoding: 'utf8' });
+    const help = spawnSync(process.execPath, [...BIN, 'serve', '--help'], { encoding: 'utf8' });
     assert.equal(help.status, 0);
     assert.match(help.stdout, /webgpu-vlm serve --model/);
     for (const args of [['--model', DIR, '--port', '70000'], ['--model', DIR, '--max-queue', 'many'], ['--port', '8080'], ['--model', DIR, '--kernels', 'tpu']]) {
-      const r = spawnSync(process.execPath, [BIN, 'serve', ...args], { encoding: 'utf8' });
+      const r = spawnSync(process.execPath, [...BIN, 'serve', ...args], { encoding: 'utf8' });
       assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
       assert.match(r.stderr, /webgpu-vlm: serve: /);
     }
