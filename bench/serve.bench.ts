@@ -148,24 +148,31 @@ for (const kind of ['chat', 'stream'] as Kind[]) for (const image of [0, 1]) awa
 const start = { rss: rss(), gpuBuffers: pipe.model.gpu.pool.liveCount, gpuBytes: pipe.model.gpu.pool.liveBytes };
 console.log(`server ${server.url} (in-process), ${adapter}; GPU buffers ${start.gpuBuffers}, RSS ${mib(start.rss)} MiB`);
 
-// Load: the clients, and halfway through the first client's sequence, a burst past --max-queue.
+// Load: the clients, and halfway through the first client's sequence, a burst past --max-queue; twice, the
+// same mix, so that memory after the first round (every prompt shape seen) and after the second shows
+// whether serving more requests of those shapes holds on to anything.
 const outcomes: Outcome[] = [];
 const loadFrom = logs.length; // the warm-up's logs are left out of the figures
 const t0 = performance.now();
-let burstDone: Promise<void> | undefined;
-await Promise.all(
-  Array.from({ length: CLIENTS }, async (_, i) => {
-    const rand = rng(7 + i);
-    for (const [k, kind] of schedule(i).entries()) {
-      if (performance.now() > deadline) break;
-      if (i === 0 && k === Math.floor(REQUESTS / 2)) {
-        burstDone = Promise.all(Array.from({ length: BURST }, (_, b) => one('burst', 100 + b, 0, rng(500 + b)))).then((os) => void outcomes.push(...os));
+const afterRound: { rss: number; gpuBuffers: number; gpuBytes: number }[] = [];
+for (let round = 0; round < 2; round++) {
+  let burstDone: Promise<void> | undefined;
+  await Promise.all(
+    Array.from({ length: CLIENTS }, async (_, i) => {
+      const rand = rng(7 + i);
+      for (const [k, kind] of schedule(i).entries()) {
+        if (performance.now() > deadline) break;
+        if (i === 0 && k === Math.floor(REQUESTS / 2)) {
+          burstDone = Promise.all(Array.from({ length: BURST }, (_, b) => one('burst', 100 + b, 0, rng(500 + b)))).then((os) => void outcomes.push(...os));
+        }
+        outcomes.push(await one(kind, i, k, rand));
       }
-      outcomes.push(await one(kind, i, k, rand));
-    }
-  }),
-);
-await burstDone;
+    }),
+  );
+  await burstDone;
+  const p = server.pipe!;
+  afterRound.push({ rss: rss(), gpuBuffers: p.model.gpu.pool.liveCount, gpuBytes: p.model.gpu.pool.liveBytes });
+}
 const wall = (performance.now() - t0) / 1000;
 await new Promise((r) => setTimeout(r, 200)); // the last request logs
 const loadLogs = logs.slice(loadFrom).filter((l) => l.path === '/v1/chat/completions');
@@ -239,6 +246,9 @@ const result = {
   queueWaitMs: stats(served.map((l) => l.queueMs!)),
   memory: {
     rssStartMiB: mib(start.rss),
+    rssAfterRoundsMiB: afterRound.map((m) => mib(m.rss)),
+    gpuBuffersAfterRounds: afterRound.map((m) => m.gpuBuffers),
+    gpuBytesAfterRounds: afterRound.map((m) => m.gpuBytes),
     rssEndMiB: mib(end.rss),
     gpuBuffersStart: start.gpuBuffers,
     gpuBuffersEnd: end.gpuBuffers,
@@ -268,6 +278,9 @@ console.log(
   `throughput ${result.throughput.answeredPerSecond.toFixed(2)} req/s, ${result.throughput.completionTokensPerSecond.toFixed(1)} tok/s; ` +
     `TTFT p50/p99 ${f(result.ttftMs.server.p50)}/${f(result.ttftMs.server.p99)} ms (server), ${f(result.ttftMs.clientStreamed.p50)}/${f(result.ttftMs.clientStreamed.p99)} ms (client, streamed); ` +
     `latency p50/p99 ${f(result.latencyMs.p50)}/${f(result.latencyMs.p99)} ms; queue wait p50/p99 ${f(result.queueWaitMs.p50)}/${f(result.queueWaitMs.p99)} ms`,
+);
+console.log(
+  `after the load's two rounds (the same mix): RSS ${result.memory.rssAfterRoundsMiB.join(' → ')} MiB, GPU buffers ${result.memory.gpuBuffersAfterRounds.join(' → ')}`,
 );
 console.log(
   `RSS ${result.memory.rssStartMiB} → ${result.memory.rssEndMiB} MiB, GPU buffers ${start.gpuBuffers} → ${end.gpuBuffers} ` +
