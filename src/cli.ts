@@ -285,7 +285,7 @@ async function run(argv: string[]): Promise<number> {
       if (p.stage === 'image' && p.done < p.total && !noted && (p.elapsedMs / p.done) * p.total >= 60_000) {
         noted = true;
         const cfg = pipe.imageConfig;
-        const avoid = (cfg.kind === undefined || cfg.kind === 'idefics3') && cfg.doImageSplitting ? '; --image-splitting off encodes each image as one tile' : '';
+        const avoid = 'doImageSplitting' in cfg && cfg.doImageSplitting ? '; --image-splitting off encodes each image as one tile' : '';
         const perTile = p.elapsedMs / p.done;
         process.stderr.write(
           `note: ${p.total} image tiles at ${(perTile / 1000).toFixed(0)} s each take about ${Math.ceil((perTile * p.total) / 60_000)} min ` +
