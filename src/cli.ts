@@ -207,6 +207,29 @@ async function diff(argv: string[]): Promise<number> {
   }
 }
 
+/** The options `run` and `serve` load a model with (weight storage, kernel set, image splitting), and the adapter's. */
+const MODEL_OPTIONS = {
+  dtype: { type: 'string' },
+  kernels: { type: 'string' },
+  'image-splitting': { type: 'string' },
+  'image-size': { type: 'string' },
+  ...GPU_OPTIONS,
+} as const;
+
+/** MODEL_OPTIONS' values checked, as loadModel takes them (`--image-size`: each command parses its integers). */
+function modelOptions(
+  cmd: string,
+  values: { dtype?: string; kernels?: string; 'image-splitting'?: string; adapter?: string; power?: string; verbose?: boolean },
+): GpuOptions & { dtype: 'auto' | 'f32' | 'f16'; kernels?: 'gpu' | 'cpu'; imageSplitting?: boolean } {
+  const dtype = values.dtype ?? 'auto';
+  if (dtype !== 'auto' && dtype !== 'f32' && dtype !== 'f16') fail(`${cmd}: --dtype expects auto, f32 or f16, got "${dtype}"`);
+  const kernels = values.kernels;
+  if (kernels !== undefined && kernels !== 'gpu' && kernels !== 'cpu') fail(`${cmd}: --kernels expects gpu or cpu, got "${kernels}"`);
+  const splitting = values['image-splitting'];
+  if (splitting !== undefined && splitting !== 'on' && splitting !== 'off') fail(`${cmd}: --image-splitting expects on or off, got "${splitting}"`);
+  return { ...gpuOptions(cmd, values), dtype, kernels, imageSplitting: splitting === undefined ? undefined : splitting === 'on' };
+}
+
 function numberOpt(name: string, v: string | undefined, check: (n: number) => boolean, what: string): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
@@ -227,12 +250,8 @@ async function run(argv: string[]): Promise<number> {
       'top-p': { type: 'string' },
       seed: { type: 'string' },
       stop: { type: 'string', multiple: true },
-      dtype: { type: 'string' },
-      kernels: { type: 'string' },
-      'image-splitting': { type: 'string' },
-      'image-size': { type: 'string' },
+      ...MODEL_OPTIONS,
       json: { type: 'boolean' },
-      ...GPU_OPTIONS,
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -243,21 +262,14 @@ async function run(argv: string[]): Promise<number> {
   }
   if (!values.model) fail('run: --model DIR|ID is required');
   if (values.prompt === undefined) fail('run: --prompt TEXT is required');
-  const dtype = values.dtype ?? 'auto';
-  if (dtype !== 'auto' && dtype !== 'f32' && dtype !== 'f16') fail(`run: --dtype expects auto, f32 or f16, got "${dtype}"`);
-  const kernels = values.kernels;
-  if (kernels !== undefined && kernels !== 'gpu' && kernels !== 'cpu') fail(`run: --kernels expects gpu or cpu, got "${kernels}"`);
+  const load = modelOptions('run', values);
   const maxNewTokens = numberOpt('--max-new-tokens', values['max-new-tokens'], (n) => Number.isInteger(n) && n > 0, 'a positive integer') ?? 128;
   const temperature = numberOpt('--temperature', values.temperature, (n) => n >= 0, 'a number >= 0');
   const topK = numberOpt('--top-k', values['top-k'], (n) => Number.isInteger(n) && n > 0, 'a positive integer');
   const topP = numberOpt('--top-p', values['top-p'], (n) => n > 0 && n <= 1, 'a number in (0, 1]');
   const seed = numberOpt('--seed', values.seed, (n) => Number.isInteger(n), 'an integer');
-  const splitting = values['image-splitting'];
-  if (splitting !== undefined && splitting !== 'on' && splitting !== 'off') fail(`run: --image-splitting expects on or off, got "${splitting}"`);
-  const imageSplitting = splitting === undefined ? undefined : splitting === 'on';
   const imageSize = numberOpt('--image-size', values['image-size'], (n) => Number.isInteger(n) && n >= 1 && n <= 4096, 'an integer in [1, 4096]');
   if (values.stop?.includes('')) fail('run: --stop expects non-empty text (an empty one would end the reply before it starts)');
-  const gpuOpts = gpuOptions('run', values);
   // Images are checked (exist, are files, have a readable header within the pixel limit) before the model
   // loads, which can take minutes: a mistyped path should not cost that.
   const images = values.image ?? [];
@@ -267,7 +279,7 @@ async function run(argv: string[]): Promise<number> {
   }
   const { loadModel } = await import('./pipeline.ts');
   const { progressBar, stepProgress } = await import('./progress.ts');
-  const pipe = await loadModel(values.model, { dtype, kernels, imageSplitting, imageSize, ...gpuOpts, onProgress: progressBar('loading') });
+  const pipe = await loadModel(values.model, { ...load, imageSize, onProgress: progressBar('loading') });
   // Ctrl-C stops the generation and the reply so far is reported as usual; a second Ctrl-C quits at once.
   const ctl = new AbortController();
   const onSigint = () => {
@@ -337,11 +349,7 @@ async function serve(argv: string[]): Promise<number> {
       timeout: { type: 'string' },
       'allow-files': { type: 'string' },
       'max-body': { type: 'string' },
-      dtype: { type: 'string' },
-      kernels: { type: 'string' },
-      'image-splitting': { type: 'string' },
-      'image-size': { type: 'string' },
-      ...GPU_OPTIONS,
+      ...MODEL_OPTIONS,
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -357,16 +365,10 @@ async function serve(argv: string[]): Promise<number> {
     return n;
   };
   if (!values.model) fail('serve: --model DIR|ID is required');
-  const dtype = values.dtype ?? 'auto';
-  if (dtype !== 'auto' && dtype !== 'f32' && dtype !== 'f16') fail(`serve: --dtype expects auto, f32 or f16, got "${dtype}"`);
-  const kernels = values.kernels;
-  if (kernels !== undefined && kernels !== 'gpu' && kernels !== 'cpu') fail(`serve: --kernels expects gpu or cpu, got "${kernels}"`);
-  const splitting = values['image-splitting'];
-  if (splitting !== undefined && splitting !== 'on' && splitting !== 'off') fail(`serve: --image-splitting expects on or off, got "${splitting}"`);
+  const load = modelOptions('serve', values);
   const apiKey = values['api-key'] ?? (process.env.WEBGPU_VLM_API_KEY || undefined);
   if (apiKey === '') fail('serve: --api-key must not be empty');
   const timeout = int('--timeout', values.timeout, 0, 86_400);
-  const gpuOpts = gpuOptions('serve', values);
   const { serve } = await import('./server/serve.ts');
   return serve({
     model: values.model,
@@ -377,13 +379,7 @@ async function serve(argv: string[]): Promise<number> {
     timeoutMs: timeout === undefined ? undefined : timeout * 1000,
     allowFiles: values['allow-files'],
     maxBody: int('--max-body', values['max-body'], 1, 2 ** 31),
-    load: {
-      ...gpuOpts,
-      dtype,
-      kernels,
-      imageSplitting: splitting === undefined ? undefined : splitting === 'on',
-      imageSize: int('--image-size', values['image-size'], 1, 4096),
-    },
+    load: { ...load, imageSize: int('--image-size', values['image-size'], 1, 4096) },
   });
 }
 

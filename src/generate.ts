@@ -139,7 +139,7 @@ export async function* generateTokens(
     // Images are keyed by their pixels, so that a later prompt with the same images can reuse the cache.
     const batch = model.imageBatch(pixels);
     const images = batch?.images ?? [];
-    const tileElems = model.tileShape.reduce((a, b) => a * b, 1);
+    const tileElems = model.tileElems;
     const firstTile = images.reduce<number[]>((a, im) => [...a, a[a.length - 1] + im.tiles], [0]);
     const tilesOf = (i: number, j = i + 1) => batch!.pixels.subarray(firstTile[i] * tileElems, firstTile[j] * tileElems);
     const keys = o.reusePrefix ? images.map((_, i) => pixelKey(tilesOf(i))) : [];

@@ -1,8 +1,7 @@
 // Image processor configuration: the typed `preprocessor_config.json` of each processor family (Idefics3/SmolVLM,
 // CLIP/LLaVA-1.5, LLaVA-NeXT), read with transformers' defaults, and the per-call overrides. Errors name the file
 // and the key.
-import * as fsp from 'node:fs/promises';
-import * as nodePath from 'node:path';
+import { ModelDir } from '../io/model-dir.ts';
 import { FILTERS } from './resample.ts';
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -331,20 +330,10 @@ export function parseAnyImageProcessorConfig(json: unknown, file: string): AnyIm
   return { kind: 'idefics3', ...parseImageProcessorConfig(json, file) };
 }
 
+/** A directory's preprocessor_config.json, read by the one reader of model directories (ModelDir). */
 async function readConfigJson(dir: string): Promise<{ json: unknown; file: string }> {
-  const file = nodePath.join(dir, 'preprocessor_config.json');
-  let text: string;
-  try {
-    text = await fsp.readFile(file, 'utf8');
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new Error(`${file}: ${code === 'ENOENT' ? 'file not found' : `cannot read: ${(e as Error).message}`}`, { cause: e });
-  }
-  try {
-    return { json: JSON.parse(text), file };
-  } catch (e) {
-    throw new Error(`${file}: invalid JSON: ${(e as Error).message}`, { cause: e });
-  }
+  const md = await ModelDir.open(dir, ['preprocessor_config.json']);
+  return { json: md.required('preprocessor_config.json'), file: md.path('preprocessor_config.json') };
 }
 
 /** Reads and validates `dir/preprocessor_config.json` as an Idefics3/SmolVLM config. */

@@ -12,7 +12,7 @@ import { parseLlavaNextConfig, type LlavaNextConfig } from './config.ts';
 import { Llava, LAYOUTS, detectLayout, type LlavaLayout } from './llava.ts';
 import { Taps } from './taps.ts';
 import { VarBuilder, type WeightStore, type ModelLoadOptions } from './weights.ts';
-import { loadCheckpointModel, type ImageLayout } from './vlm.ts';
+import { loadCheckpointModel, type DerivedTaps, type ImageLayout } from './vlm.ts';
 import { NEWLINE_ROW } from '../ops/embedding.ts';
 import { selectBestResolution } from '../image/preprocess.ts';
 import { repeatPerFeature, type ModelFamily } from './family.ts';
@@ -122,7 +122,7 @@ export class LlavaNext extends Llava {
    * The reference's per-crop features (CLS dropped) and the packed features, read on the host out of the
    * full crop rows and out of inputs_embeds at the <image> positions.
    */
-  protected override derivedTaps(ids: ArrayLike<number>, images: readonly ImageLayout[]): Map<string, { from: string; rows: number[]; width: number }> {
+  protected override derivedTaps(ids: ArrayLike<number>, images: readonly ImageLayout[]): DerivedTaps {
     const s2 = this.side * this.side;
     const tiles = images.reduce((a, im) => a + im.tiles, 0);
     const patchRows = Array.from({ length: tiles * s2 }, (_, k) => Math.floor(k / s2) * (s2 + 1) + 1 + (k % s2));

@@ -23,11 +23,6 @@ export function familyOf(md: ModelDir): ModelFamily {
   return family;
 }
 
-/** config.json's model_type of a directory. */
-export async function modelType(dir: string): Promise<string> {
-  return familyOf(await ModelDir.open(dir, ['config.json'])).modelType;
-}
-
 /** Loads the model of a directory (opened already, or a path) with its family's loader. */
 export async function loadModelDir(gpu: Gpu, dir: string | ModelDir, opts: ModelLoadOptions = {}): Promise<VisionLanguageModel> {
   const md = typeof dir === 'string' ? await ModelDir.open(dir, ['config.json']) : dir;

@@ -142,6 +142,12 @@ export interface ForwardResult {
   token(): Promise<number>;
 }
 
+/**
+ * Intermediates a reference names that a model reads on the host out of another one: rows `rows` of `from`
+ * (rows of `width` values), in that order.
+ */
+export type DerivedTaps = Map<string, { from: string; rows: number[]; width: number }>;
+
 /** The split a step takes: tiles per vision group and tokens per prefill chunk, or one graph. */
 type Split = { tiles: number; tokens: number } | 'one graph';
 
@@ -291,12 +297,8 @@ export abstract class VisionLanguageModel {
     return Array.from({ length: n }, (_, k) => this.featureRow(k));
   }
 
-  /**
-   * Intermediates a reference names that this model reads on the host out of another one: rows `rows` of
-   * `from` (rows of `width` values), in that order (e.g. per-crop features without their CLS rows). None
-   * by default.
-   */
-  protected derivedTaps(_ids: ArrayLike<number>, _images: readonly ImageLayout[]): Map<string, { from: string; rows: number[]; width: number }> {
+  /** The DerivedTaps this model has (e.g. per-crop features without their CLS rows); none by default. */
+  protected derivedTaps(_ids: ArrayLike<number>, _images: readonly ImageLayout[]): DerivedTaps {
     return new Map();
   }
 
@@ -464,7 +466,7 @@ export abstract class VisionLanguageModel {
     // then it holds these tokens after that.
     const before = this.heldBefore(opts.pos ?? 0);
     this.held = before;
-    const derived = opts.taps?.length ? this.derivedTaps(ids, batch?.images ?? []) : new Map<string, { from: string; rows: number[]; width: number }>();
+    const derived: DerivedTaps = opts.taps?.length ? this.derivedTaps(ids, batch?.images ?? []) : new Map();
     const taps = opts.taps?.map((n) => derived.get(n)?.from ?? n);
     const result = withDerivedTaps(await this.step(ids, batch, { ...opts, taps }), derived, new Set(opts.taps));
     // Each image of the step ends after its last placeholder.
@@ -495,7 +497,8 @@ export abstract class VisionLanguageModel {
     return { pixels: input, images: Array.from({ length: tiles }, () => ({ tiles: 1, rows: 0, cols: 0, height: H, width: W })) };
   }
 
-  private get tileElems(): number {
+  /** Values of one tile's pixels (C·H·W). */
+  get tileElems(): number {
     return this.tileShape.reduce((a, b) => a * b, 1);
   }
 
@@ -574,7 +577,7 @@ export abstract class VisionLanguageModel {
     const buffer = tiles > 0 ? this.featureBuffer(featureRows) : this.gpu.dummy;
     let groups = 0;
     if (tiles > 0) {
-      const tileElems = this.tileShape.reduce((a, b) => a * b, 1);
+      const tileElems = this.tileElems;
       const rowBytes = this.textConfig.hidden_size * 4;
       for (let first = 0; first < tiles; first += split.tiles) {
         const n = Math.min(split.tiles, tiles - first);
@@ -766,7 +769,7 @@ async function cachedPlan<P extends { exe: Executable }>(plans: Map<string, P>, 
  * A step's result with derived intermediates added: each one listed where its source is, and read as its
  * source's rows.
  */
-function withDerivedTaps(r: ForwardResult, derived: Map<string, { from: string; rows: number[]; width: number }>, wanted: ReadonlySet<string>): ForwardResult {
+function withDerivedTaps(r: ForwardResult, derived: DerivedTaps, wanted: ReadonlySet<string>): ForwardResult {
   const asked = [...derived].filter(([name, d]) => wanted.has(name) && r.taps.includes(d.from));
   if (!asked.length) return r;
   const names = r.taps.flatMap((n) => [...(wanted.has(n) ? [n] : []), ...asked.filter(([, d]) => d.from === n).map(([name]) => name)]);
