@@ -17,7 +17,7 @@ import { rope, ropeQKV, ropeInvFreq } from '../src/ops/rope.ts';
 import { attention, attentionOperand } from '../src/ops/attention.ts';
 import { patchEmbed } from '../src/ops/patch-embed.ts';
 import { pixelShuffleProject } from '../src/ops/projector.ts';
-import { embed, classPosition } from '../src/ops/embedding.ts';
+import { embed, classPosition, NEWLINE_ROW, NOT_IMAGE } from '../src/ops/embedding.ts';
 import { gluGemv } from '../src/ops/gemv.ts';
 import { argmax } from '../src/ops/sample.ts';
 import type { SourceDType } from '../src/io/upload.ts';
@@ -439,6 +439,30 @@ export function makeCases(cfg: Idefics3Config, o: CaseOptions): PeerCase[] {
         };
       },
     },
+    ((): PeerCase => {
+      // Mistral's sliding window, a quarter of the prompt: each query sees at most W keys.
+      const W = Math.max(1, Math.floor(prefillT / 4));
+      const seen = Array.from({ length: prefillT }, (_, t) => Math.min(t + 1, W)).reduce((a, b) => a + b, 0);
+      return {
+        name: `prefill attention T=${prefillT} ${tc.num_attention_heads}/${tc.num_key_value_heads} heads ×${tc.head_dim} causal, sliding window ${W}`,
+        kernel: 'attention',
+        flops: 4 * seen * tc.num_attention_heads * tc.head_dim,
+        bytes: 4 * prefillT * (2 * tc.num_attention_heads + 2 * tc.num_key_value_heads) * tc.head_dim,
+        async setup(_gpu, g, rng) {
+          const [T, H, KV, d] = [prefillT, tc.num_attention_heads, tc.num_key_value_heads, tc.head_dim];
+          const [qv, kv, vv] = [rng.array(T * H * d), rng.array(T * KV * d), rng.array(T * KV * d)];
+          const q = g.input('q', [T, H * d], 'f32');
+          const k = g.input('k', [T, KV * d], 'f32');
+          const v = g.input('v', [T, KV * d], 'f32');
+          const ref = lazy(() => attention64(qv, kv, vv, T, H, KV, d, (t) => t, (t) => Math.max(0, t + 1 - W)));
+          return {
+            outputs: [attention(g, q, k, v, { heads: H, kvHeads: KV, causal: true, window: W })],
+            inputs: [[q, qv], [k, kv], [v, vv]],
+            check: ([y]) => maxAbs(y, ref(), TOL, 'sliding-window attention'),
+          };
+        },
+      };
+    })(),
     {
       name: `rmsnorm ${prefillT}×${tc.hidden_size}`,
       kernel: 'norm',
@@ -696,6 +720,29 @@ export function makeCases(cfg: Idefics3Config, o: CaseOptions): PeerCase[] {
             output: 'y',
             check: (y) => maxAbs(y, ref(), { atol: 0 }, 'ORT embedding'),
           },
+        };
+      },
+    },
+    {
+      // Ours only: LLaVA-NeXT's anyres packing as the gather's row map; half the rows are image features,
+      // one in 7 of those the image-newline vector (no ONNX op does this in one).
+      name: `embedding gather ${prefillT} ids with anyres image rows and newlines, ${tc.hidden_size} wide`,
+      kernel: 'embedding',
+      flops: 0,
+      bytes: 8 * prefillT * tc.hidden_size + 8 * prefillT,
+      async setup(gpu, g, rng) {
+        const [V, D, F] = [tc.vocab_size, tc.hidden_size, Math.ceil(prefillT / 2)];
+        const table = await weight(gpu, g, 'table', [V, D], rng.array(V * D, 0.25));
+        const [fv, nv] = [rng.array(F * D), rng.array(D)];
+        const ids = Uint32Array.from({ length: prefillT }, () => Math.floor(rng.next() * V));
+        const rowv = Uint32Array.from({ length: prefillT }, (_, t) => (t % 2 ? NOT_IMAGE : t % 7 === 0 ? NEWLINE_ROW : t / 2));
+        const [x, rows] = [g.input('ids', [prefillT], 'u32'), g.input('rows', [prefillT], 'u32')];
+        const [features, newline] = [g.input('features', [F, D], 'f32'), g.input('newline', [D], 'f32')];
+        const ref = lazy(() => embed64(ids, table.v, D, rowv, fv, nv));
+        return {
+          outputs: [embed(g, x, table.t, { features, rows, newline })],
+          inputs: [[x, ids], [rows, rowv], [features, fv], [newline, nv]],
+          check: ([y]) => maxAbs(y, ref(), { atol: 0 }, 'embedding with image rows'),
         };
       },
     },
