@@ -37,6 +37,8 @@ export interface QuantRows {
   zeros?: Uint8Array;
 }
 
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
 /** Words of one row of values. */
 function rowWords(K: number, bits: number): number {
   return (K * bits) / 32;
@@ -45,16 +47,25 @@ function rowWords(K: number, bits: number): number {
 // ---------------------------------------------------------------------------------------------------
 // f16 bit patterns. Math.f16round is not in Node 20, and the scales only need these two exact conversions.
 
+/** 2^(e−25) for each f16 exponent field e (2^-24 for subnormals, e = 0): the weight of one mantissa step. */
+const F16_STEP = Float64Array.from({ length: 32 }, (_, e) => 2 ** (e === 0 ? -24 : e - 25));
+
 /** The value of an f16 bit pattern, exactly (every f16 is an f32). */
 export function f16Value(h: number): number {
   const e = (h >>> 10) & 31;
   const m = h & 1023;
-  const v = e === 0 ? m * 2 ** -24 : e === 31 ? (m === 0 ? Infinity : NaN) : (1024 + m) * 2 ** (e - 25);
+  const v = e === 31 ? (m === 0 ? Infinity : NaN) : (e === 0 ? m : 1024 + m) * F16_STEP[e];
   return h & 0x8000 ? -v : v;
 }
 
 /** Round half to even, exact for |v| < 2^51: adding 1.5·2^52 leaves no fraction bits, and IEEE addition rounds ties to even. */
 const ROUND_MAGIC = 6755399441055744;
+
+// The exponent of an f64, read from its bits: exact, and cheaper than Math.log2 once per quantization group.
+const f64 = new Float64Array(1);
+const f64Hi = new Uint32Array(f64.buffer, LITTLE_ENDIAN ? 4 : 0, 1);
+/** 2^(10−e) for the f16 normal exponents e = −14..15, at index e + 14. */
+const F16_SCALE_UP = Float64Array.from({ length: 30 }, (_, i) => 2 ** (10 - (i - 14)));
 
 /**
  * The f16 bit pattern nearest to x ≥ 0 (ties to even), rounding once from the f64 value. Above the largest
@@ -65,12 +76,10 @@ export function f16BitsOf(x: number): number {
   if (x >= 65504) return 0x7bff;
   // Subnormals are the multiples of 2^-24; 1024 · 2^-24 = 2^-14 comes out as 0x0400, the smallest normal.
   if (x < 2 ** -14) return (x * 2 ** 24 + ROUND_MAGIC) - ROUND_MAGIC;
-  let e = Math.floor(Math.log2(x));
-  // log2 may be off by one next to a power of two.
-  if (2 ** e > x) e--;
-  else if (2 ** (e + 1) <= x) e++;
+  f64[0] = x;
+  const e = ((f64Hi[0] >>> 20) & 0x7ff) - 1023;
   // x · 2^(10−e) lies in [1024, 2048); a round up to 2048 carries into the exponent, as it should.
-  return ((e + 15) << 10) + ((x * 2 ** (10 - e) + ROUND_MAGIC) - ROUND_MAGIC) - 1024;
+  return ((e + 15) << 10) + ((x * F16_SCALE_UP[e + 14] + ROUND_MAGIC) - ROUND_MAGIC) - 1024;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -119,7 +128,7 @@ function configBool(q: Record<string, unknown>, key: string, where: string, dflt
   return v;
 }
 
-function configStr(q: Record<string, unknown>, key: string, where: string, dflt: string): string {
+function configStr(q: Record<string, unknown>, key: string, where: string, dflt?: string): string {
   const v = q[key] ?? dflt;
   if (typeof v !== 'string') throw new ConfigError(`${where}: "${key}" must be a string, got ${jsonText(q[key])}`);
   return v;
@@ -292,7 +301,6 @@ export async function readPackedLinear(ckpt: Checkpoint, module: string): Promis
   };
 }
 
-const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 /** Checks dtype and shape against the expected ones; `why` says where the expected shape comes from. */
 function expectTensor(t: PackedTensor, dtype: StDType, shape: readonly number[], why: string): void {
@@ -411,7 +419,7 @@ export function awqToRows(t: PackedLinear, method: AwqMethod): QuantRows {
   expectTensor(t.scales, 'F16', [groups, rows], `[K/G, N] = [${K}/${G}, ${rows}]`);
   if (t.qzeros) expectTensor(t.qzeros, 'I32', [groups, C], `[K/G, N/8] = [${K}/${G}, ${rows}/8]`);
   else if (method.zeroPoint) {
-    throw new LoadError(t.qweight.file, `${t.name}.qzeros is missing, but ${method.where} says zero_point true (expected I32 [${groups}, ${C}])`, {
+    throw new LoadError(t.qweight.file, `${t.name}.qzeros is missing, but ${method.where} says zero_point true (expected I32 ${jsonText([groups, C])})`, {
       tensor: `${t.name}.qzeros`,
     });
   }
@@ -461,7 +469,7 @@ export function gptqToRows(t: PackedLinear, method: GptqMethod): QuantRows {
   const { rows, K, G, groups } = geometry(t, method.group, { rows: qwN, K: qwRows * per }, (n, k) => [k / per, n], `[K·${bits}/32, N]`, per);
   expectTensor(t.scales, 'F16', [groups, rows], `[K/G, N] = [${K}/${G}, ${rows}]`);
   if (!t.qzeros) {
-    throw new LoadError(t.qweight.file, `${t.name}.qzeros is missing; every GPTQ linear stores its zero points (expected I32 [${groups}, ${rows / per}])`, {
+    throw new LoadError(t.qweight.file, `${t.name}.qzeros is missing; every GPTQ linear stores its zero points (expected I32 ${jsonText([groups, rows / per])})`, {
       tensor: `${t.name}.qzeros`,
     });
   }
