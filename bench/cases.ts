@@ -20,7 +20,7 @@ import { pixelShuffleProject } from '../src/ops/projector.ts';
 import { embed, classPosition, NEWLINE_ROW, NOT_IMAGE } from '../src/ops/embedding.ts';
 import { gluGemv } from '../src/ops/gemv.ts';
 import { argmax } from '../src/ops/sample.ts';
-import type { SourceDType } from '../src/io/upload.ts';
+import type { SourceDType } from '../src/models/storage.ts';
 import { Rng, assertClose, encode, weight } from '../test/data.ts';
 import { linear64, rmsNorm64, layerNorm64, softmax64, act64, rope64, attention64, embed64, argmax64 } from '../test/ops/reference.ts';
 import { DT, type OnnxModel, type OnnxInitializer } from './peers/onnx.ts';

@@ -26,7 +26,7 @@ import { LlamaModel, KVCache } from '../src/models/llama.ts';
 import { embed } from '../src/ops/embedding.ts';
 import { linear } from '../src/ops/matmul.ts';
 import { argmax } from '../src/ops/sample.ts';
-import type { WeightDType } from '../src/io/upload.ts';
+import type { WeightDType } from '../src/models/storage.ts';
 import { llamaTensors, writeSparseCheckpoint } from './make-checkpoint.ts';
 import { copyBandwidth } from './roofline.ts';
 

@@ -20,7 +20,7 @@ import { LlavaNext } from '../src/models/llava-next.ts';
 import { generateTokens } from '../src/generate.ts';
 import { imageLayout } from '../src/models/family.ts';
 import { parseAnyImageProcessorConfig, preprocessImage } from '../src/image/preprocess.ts';
-import type { WeightDType } from '../src/io/upload.ts';
+import type { WeightDType } from '../src/models/storage.ts';
 import { llavaTensors, writeSparseCheckpoint } from './make-checkpoint.ts';
 
 const { values: args } = parseArgs({

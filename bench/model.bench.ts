@@ -16,7 +16,7 @@ import sharp from 'sharp';
 import { makeCheckpoint } from './make-checkpoint.ts';
 import { loadModel } from '../src/pipeline.ts';
 import { progressBar } from '../src/progress.ts';
-import type { WeightDType } from '../src/io/upload.ts';
+import type { WeightDType } from '../src/models/storage.ts';
 import type { StepProgress } from '../src/models/vlm.ts';
 
 const { values: args } = parseArgs({

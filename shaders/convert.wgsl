@@ -1,6 +1,6 @@
-// Weight dtype conversion at load time: BF16 (uploaded raw, two per u32) and, on devices without
-// shader-f16, F16 are widened to f32 — BF16 → f32 is exact: the bf16 bits are the f32's high half —
-// and F32 or BF16 are narrowed to f16 when the caller asks for f16 weights.
+// Weight dtype conversion at load time, only where the caller asks for a width other than the
+// checkpoint's (src/models/storage.ts): 16-bit (uploaded raw, two per u32) widened to f32 — BF16 → f32 is
+// exact: the bf16 bits are the f32's high half — or F32 / BF16 narrowed to f16, F32 / F16 to bf16.
 
 struct Params { count: u32, _p0: u32, _p1: u32, _p2: u32 }
 
@@ -52,4 +52,29 @@ fn bf16_to_f16(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroup
   if (2u * i >= p.count) { return; }
   let w = src[i];
   dst_f16[i] = pack_f16(bitcast<f32>(w << 16u), bitcast<f32>(w & 0xffff0000u));
+}
+
+// Re-rounding to bf16 (loadModel's dtype "bf16"): round to nearest even on the f32 bits, pairs packed
+// into one u32 (the even element low). NaN stays NaN.
+fn bf16_bits(x: f32) -> u32 {
+  let b = bitcast<u32>(x);
+  if (x != x) { return (b >> 16u) | 0x40u; }
+  return (b + 0x7fffu + ((b >> 16u) & 1u)) >> 16u;
+}
+
+@compute @workgroup_size(256)
+fn f32_to_bf16(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = gid.x + gid.y * nwg.x * 256u;
+  if (2u * i >= p.count) { return; }
+  var hi = 0.0;
+  if (2u * i + 1u < p.count) { hi = src_f32[2u * i + 1u]; }
+  dst_f16[i] = bf16_bits(src_f32[2u * i]) | (bf16_bits(hi) << 16u);
+}
+
+@compute @workgroup_size(256)
+fn f16_to_bf16(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = gid.x + gid.y * nwg.x * 256u;
+  if (2u * i >= p.count) { return; }
+  let v = unpack2x16float(src[i]);
+  dst_f16[i] = bf16_bits(v.x) | (bf16_bits(v.y) << 16u);
 }

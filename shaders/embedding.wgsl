@@ -1,8 +1,9 @@
 // Token embedding gather with image features scattered in: row t of the output is
 //   image[img_row[t]]                 when img_row[t] != NONE (an <image> placeholder),
 //   newline                           when img_row[t] == NEWLINE (LLaVA-NeXT's image_newline), else
-//   table[ids[t]]                     (the embedding table, WT, possibly split in row chunks:
-//                                       one dispatch per chunk, each writing the ids it holds).
+//   table[ids[t]]                     (the embedding table in any weight format, read with table_at,
+//                                       possibly split in row chunks: one dispatch per chunk, each
+//                                       writing the ids it holds).
 // The host maps placeholders to feature rows in order, as masked_scatter does.
 
 struct Params { T: u32, D: u32, row0: u32, rows: u32, has_image: u32, write_image: u32, _p0: u32, _p1: u32 }
@@ -10,7 +11,7 @@ struct Params { T: u32, D: u32, row0: u32, rows: u32, has_image: u32, write_imag
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> ids: array<u32>;
 @group(0) @binding(2) var<storage, read> img_row: array<u32>;
-@group(0) @binding(3) var<storage, read> table: array<WT>;
+//#weights table 3
 @group(0) @binding(4) var<storage, read> image: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 @group(0) @binding(6) var<storage, read> newline: array<f32>;
@@ -32,7 +33,7 @@ fn embed(@builtin(global_invocation_id) gid: vec3u) {
     if (p.write_image != 0u) { out[t * p.D + i] = image[r * p.D + i]; }
   } else {
     let id = ids[t];
-    if (id >= p.row0 && id < p.row0 + p.rows) { out[t * p.D + i] = f32(table[(id - p.row0) * p.D + i]); }
+    if (id >= p.row0 && id < p.row0 + p.rows) { out[t * p.D + i] = table_at(id - p.row0, i, p.D, p.rows); }
   }
 }
 
@@ -41,7 +42,7 @@ fn embed(@builtin(global_invocation_id) gid: vec3u) {
 // Uses p.T = output rows, p.D, p.rows = N + 1 (positions per image).
 @group(0) @binding(1) var<storage, read> patches: array<f32>;
 @group(0) @binding(2) var<storage, read> cls: array<f32>;
-@group(0) @binding(3) var<storage, read> pos: array<f32>;
+@group(0) @binding(7) var<storage, read> pos: array<f32>;
 
 @compute @workgroup_size(64)
 fn class_position(@builtin(global_invocation_id) gid: vec3u) {

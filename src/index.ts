@@ -10,7 +10,7 @@ export { ImageError } from './image/preprocess.ts';
 export type { ImageInput, ImageProcessorOverrides } from './image/preprocess.ts';
 export { ConfigError } from './models/config.ts';
 export type { LoadProgress } from './models/weights.ts';
-export type { WeightDType } from './io/upload.ts';
+export type { WeightDType } from './models/storage.ts';
 export { Gpu, GpuError } from './gpu/device.ts';
 export type { GpuOptions } from './gpu/device.ts';
 export { LoadError } from './io/safetensors.ts';

@@ -8,7 +8,7 @@ import { familyOf, loadModelDir } from './models/registry.ts';
 import { imageLayout, type ModelFamily } from './models/family.ts';
 import { chunkLimits, DEFAULT_CHUNK_LIMITS, type ChunkLimits, type ImageBatch, type StepProgress, type VisionLanguageModel } from './models/vlm.ts';
 import type { LoadProgress } from './models/weights.ts';
-import type { WeightDType } from './io/upload.ts';
+import type { WeightDType } from './models/storage.ts';
 import type { Target } from './gpu/tuning.ts';
 import { TextTokenizer } from './text/tokenizer.ts';
 import { chatTemplateOf, renderChat, type ChatMessage } from './text/chat.ts';

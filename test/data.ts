@@ -3,7 +3,19 @@
 import { getFloat16, setFloat16 } from '@petamoriken/float16';
 import type { Gpu } from '../src/gpu/device.ts';
 import type { Graph } from '../src/graph/graph.ts';
-import { uploadTensor, type SourceDType, type UploadOptions } from '../src/io/upload.ts';
+import { uploadQuant, uploadTensor, type SourceDType, type UploadOptions } from '../src/models/storage.ts';
+import type { QuantRows, QuantSpec } from '../src/io/quant.ts';
+
+const f16View = new DataView(new ArrayBuffer(2));
+/** The f16 bit pattern nearest to x, and the value of a pattern (through @petamoriken/float16, not our code). */
+function f16Bits(x: number): number {
+  setFloat16(f16View, 0, x, true);
+  return f16View.getUint16(0, true);
+}
+function f16Of(h: number): number {
+  f16View.setUint16(0, h, true);
+  return getFloat16(f16View, 0, true);
+}
 
 /** Deterministic generator (mulberry32) with a normal sampler. */
 export class Rng {
@@ -71,9 +83,10 @@ export async function weight(
 ) {
   const { bytes, rounded } = encode(values, dtype);
   const up = await uploadTensor(gpu, name, bytes, dtype, shape, opts);
-  // Narrowed to f16 on the GPU: the stored values rounded once more.
-  const held = up.dtype === 'f16' && dtype !== 'F16' ? encode(Float32Array.from(rounded), 'F16').rounded : rounded;
-  return { t: g.weight(name, shape, up.dtype, up.chunks), v: held };
+  // Narrowed or re-rounded on the GPU: the stored values rounded once more.
+  const to: SourceDType = up.dtype === 'f16' || up.dtype === 'f16x2' ? 'F16' : up.dtype === 'bf16x2' ? 'BF16' : dtype;
+  const held = to !== dtype && up.dtype !== 'f32' ? encode(Float32Array.from(rounded), to).rounded : rounded;
+  return { t: g.weight(name, shape, up.dtype, up.chunks, up.quant), v: held };
 }
 
 /**
@@ -105,4 +118,31 @@ export function assertClose(
     );
   }
   return { maxAbs };
+}
+
+/**
+ * A random q4 / q8 weight [N, K] in the kernels' layout (codes, f16 scales in ±`scale`, zeros or the
+ * implicit midpoint), uploaded; `v` is its dequantized value (q − z)·s computed here in float64.
+ */
+export function quantWeight(gpu: Gpu, g: Graph, name: string, N: number, K: number, rng: Rng, spec: QuantSpec, scale = 0.05) {
+  const { bits, group } = spec;
+  const groups = K / group;
+  if (!Number.isInteger(groups)) throw new Error(`quantWeight: group ${group} does not divide K ${K}`);
+  const levels = 1 << bits;
+  const codes = new Uint8Array(N * K).map(() => Math.floor(rng.next() * levels));
+  const values = new Uint32Array((N * K * bits) / 32);
+  codes.forEach((q, e) => (values[Math.floor((e * bits) / 32)] |= q << ((e * bits) % 32)));
+  const scales = new Uint16Array(N * groups).map(() => f16Bits((rng.next() * 2 - 1) * scale));
+  const zeros = spec.zeros ? new Uint8Array(N * groups).map(() => Math.floor(rng.next() * levels)) : undefined;
+  const q: QuantRows = { spec, rows: N, K, values, scales, zeros };
+  const v = new Float64Array(N * K);
+  for (let n = 0; n < N; n++) {
+    for (let k = 0; k < K; k++) {
+      const i = n * groups + Math.floor(k / group);
+      const z = zeros ? zeros[i] : levels / 2;
+      v[n * K + k] = (codes[n * K + k] - z) * f16Of(scales[i]);
+    }
+  }
+  const up = uploadQuant(gpu, name, q);
+  return { t: g.weight(name, [N, K], up.dtype, up.chunks, up.quant), v, q };
 }

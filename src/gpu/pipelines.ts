@@ -18,12 +18,17 @@ export interface PipelineKey {
   constants?: Record<string, number>;
   /** Extra `enable` directives, e.g. ['subgroups']. */
   enables?: string[];
+  /**
+   * The storage format of the weights the kernel reads (shaders/weights/<format>.wgsl: f32, f16, f16x2,
+   * bf16x2, q), instantiated for each `//#weights NAME BINDING` line of the shader.
+   */
+  weight?: string;
 }
 
 export function keyString(k: PipelineKey): string {
   const obj = (o?: Record<string, unknown>) =>
     o ? Object.keys(o).sort().map((n) => `${n}=${o[n]}`).join(',') : '';
-  return `${k.shader}:${k.entry}|${obj(k.aliases)}|${obj(k.constants)}|${(k.enables ?? []).join(',')}`;
+  return `${k.shader}:${k.entry}|${obj(k.aliases)}|${obj(k.constants)}|${(k.enables ?? []).join(',')}|${k.weight ?? ''}`;
 }
 
 /**
@@ -81,12 +86,41 @@ export class PipelineCache {
   code(k: PipelineKey): string {
     const aliases = k.aliases ?? {};
     const enables = new Set(k.enables ?? []);
-    if (Object.values(aliases).includes('f16')) enables.add('f16');
+    if (Object.values(aliases).includes('f16') || k.weight === 'f16') enables.add('f16');
     const head = [...enables].sort().map((e) => `enable ${e};`);
     for (const [name, type] of Object.entries(aliases)) head.push(`alias ${name} = ${type};`);
     // `//#include NAME` pulls in shaders/NAME.wgsl (shared functions, e.g. activations).
-    const body = this.source(k.shader).replace(/^\/\/#include (\w+)\s*$/gm, (_, name: string) => this.source(name));
+    const included = this.included(k.shader, new Set());
+    const body = this.weights(included, k);
     return `${head.join('\n')}\n${selectBlocks(body, enables, k.shader)}`;
+  }
+
+  /**
+   * The shader's text with each `//#include NAME` line replaced by shaders/NAME.wgsl, itself expanded the
+   * same way; a file already included is not included again.
+   */
+  private included(shader: string, seen: Set<string>): string {
+    seen.add(shader);
+    return this.source(shader).replace(/^\/\/#include ([\w-]+)\s*$/gm, (_, name: string) => (seen.has(name) ? '' : this.included(name, seen)));
+  }
+
+  /**
+   * Replaces each `//#weights NAME BINDING` line with the weight format's functions for a buffer NAME at
+   * BINDING: the format file's part after `//#per-binding` with $W and $B substituted; its part before
+   * (shared declarations) goes in once, at the first such line.
+   */
+  private weights(src: string, k: PipelineKey): string {
+    let shared = false;
+    return src.replace(/^\/\/#weights (\w+) (\d+)\s*$/gm, (_, name: string, binding: string) => {
+      if (!k.weight) throw new GpuError(`shaders/${k.shader}.wgsl reads weights (${name}) but the pipeline names no weight format`);
+      const text = this.source(`weights/${k.weight}`);
+      const at = text.indexOf('//#per-binding');
+      if (at < 0) throw new GpuError(`shaders/weights/${k.weight}.wgsl has no //#per-binding line`);
+      const per = text.slice(at + '//#per-binding'.length).replaceAll('$W', name).replaceAll('$B', binding);
+      const head = shared ? '' : text.slice(0, at);
+      shared = true;
+      return head + per;
+    });
   }
 
   async get(k: PipelineKey): Promise<GPUComputePipeline> {
@@ -101,7 +135,7 @@ export class PipelineCache {
   }
 
   private async build(k: PipelineKey, key: string): Promise<GPUComputePipeline> {
-    const modKey = `${k.shader}|${JSON.stringify(k.aliases ?? {})}|${(k.enables ?? []).join()}`;
+    const modKey = `${k.shader}|${JSON.stringify(k.aliases ?? {})}|${(k.enables ?? []).join()}|${k.weight ?? ''}`;
     let module = this.modules.get(modKey);
     if (!module) {
       const code = this.code(k);

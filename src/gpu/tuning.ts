@@ -5,7 +5,7 @@
 //          an AVX register and a workgroup one CPU thread: a load whose address is the same in every
 //          lane is one scalar load and a broadcast, any other load is a per-lane gather, and a barrier
 //          switches coroutines. Kernels without shared memory that read operands uniformly win there
-//          (see matmul_rows in shaders/matmul.wgsl).
+//          (see shaders/matmul-rows.wgsl).
 // The choice is made from the adapter and can be forced with WEBGPU_VLM_TARGET=gpu|cpu (to compare
 // both on one device, as the benches do); WEBGPU_VLM_ROWS_TILES and WEBGPU_VLM_MATMUL_TILES try other
 // tile sizes (override constants) on a device.

@@ -1,6 +1,6 @@
 // The computation graph: ops are nodes with inferred output shape and dtype. Models build a graph
 // once per step shape (prefill of length T, decode of one token); the plan then reuses it.
-import { Tensor, type DType, type Chunk } from './tensor.ts';
+import { Tensor, type DType, type Chunk, type Quant } from './tensor.ts';
 import type { PipelineKey } from '../gpu/pipelines.ts';
 import { DEFAULT_TUNING, type Tuning } from '../gpu/tuning.ts';
 
@@ -90,9 +90,10 @@ export class Graph {
   }
 
   /** Binds already-uploaded buffers (weights) as a tensor. */
-  weight(name: string, shape: readonly number[], dtype: DType, chunks: Chunk[]): Tensor {
+  weight(name: string, shape: readonly number[], dtype: DType, chunks: Chunk[], quant?: Quant): Tensor {
     const t = new Tensor(shape, dtype, 'weight', name);
     t.chunks = chunks;
+    t.quant = quant;
     return t;
   }
 

@@ -3,9 +3,26 @@
 // (the KV cache). Only activations are placed by the planner; the others own their buffers.
 import type { Node } from './graph.ts';
 
-export type DType = 'f32' | 'f16' | 'u32';
+/**
+ * Element types. Activations are f32 (u32 for ids and maps). Weights may also be stored as
+ * (shaders/weights/*.wgsl): f16 (native, shader-f16), f16x2 and bf16x2 (16-bit floats as checkpoints
+ * store them, two per u32, unpacked in the kernel: core WGSL), or q4 / q8 (affine-quantized codes with
+ * per-group scales and optional zeros; see Quant).
+ */
+export type DType = 'f32' | 'f16' | 'u32' | 'f16x2' | 'bf16x2' | 'q4' | 'q8';
 
-export const BYTES: Record<DType, number> = { f32: 4, f16: 2, u32: 4 };
+/** The dtypes a weight read through a weight format may have (every kernel that reads W with w_at). */
+export const WEIGHT_DTYPES: DType[] = ['f32', 'f16', 'f16x2', 'bf16x2', 'q4', 'q8'];
+
+/** Bytes per element; the quantized formats' scales and zeros come on top. */
+export const BYTES: Record<DType, number> = { f32: 4, f16: 2, u32: 4, f16x2: 2, bf16x2: 2, q4: 0.5, q8: 1 };
+
+/** A quantized weight's groups: `group` consecutive k share a scale (and a zero code, with `zeros`). */
+export interface Quant {
+  group: number;
+  /** Whether zero codes are stored; without, the zero point is 2^(bits−1) (symmetric). */
+  zeros: boolean;
+}
 
 /**
  * A contiguous range of a tensor's outer dimension that lives in one GPU buffer. A weight larger than
@@ -33,6 +50,8 @@ export class Tensor {
   node?: Node;
   /** Buffers of weights and state, split along dim 0 when large. Activations are bound by the plan. */
   chunks?: Chunk[];
+  /** A q4 / q8 weight's groups. */
+  quant?: Quant;
 
   constructor(shape: readonly number[], dtype: DType, kind: TensorKind, name = '') {
     for (const d of shape) {

@@ -15,6 +15,7 @@ export const MODEL_DIR_FILES = [
   'processor_config.json',
   'generation_config.json',
   'chat_template.json',
+  'quantize_config.json',
 ] as const;
 
 export type ModelDirFile = (typeof MODEL_DIR_FILES)[number];

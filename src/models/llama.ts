@@ -11,9 +11,9 @@ import { Linear } from './vit.ts';
 import { rmsNorm } from '../ops/norm.ts';
 import { attentionOperand } from '../ops/attention.ts';
 import { ropeQKV, ropeInvFreq } from '../ops/rope.ts';
-import { add, siluMul, activationOf } from '../ops/elementwise.ts';
-import { gluGemv } from '../ops/gemv.ts';
-import { GEMV_MAX_M, foldsNorm, linear, matmulNode, type NormFold } from '../ops/matmul.ts';
+import { add, activationOf } from '../ops/elementwise.ts';
+import { swiGlu } from '../ops/gemv.ts';
+import { linear, matmulNode, type NormFold } from '../ops/matmul.ts';
 
 export class RMSNorm {
   readonly weight: Tensor; // [D]
@@ -27,14 +27,9 @@ export class RMSNorm {
   forward(g: Graph, x: Tensor): Tensor {
     return rmsNorm(g, x, this.weight, this.eps);
   }
-  /**
-   * For the linear layers that read the normalised x (`outputs` wide): x itself and the norm to fold into
-   * their kernels where they read whole rows (decode, and every step on SIMD-on-CPU devices), else the
-   * normalised x, computed once for all of them.
-   */
-  fold(g: Graph, x: Tensor, outputs: number): { x: Tensor; norm?: NormFold } {
-    if (foldsNorm(g, x.dim(0), outputs, x.dim(1))) return { x, norm: { weight: this.weight, eps: this.eps } };
-    return { x: this.forward(g, x) };
+  /** The norm for the layers that read its output to apply (the ops fold it into their kernels where they can). */
+  get fold(): NormFold {
+    return { weight: this.weight, eps: this.eps };
   }
 }
 
@@ -133,12 +128,9 @@ export class LlamaMLP {
     this.up_proj = new Linear(vb.pp('up_proj'), c.hidden_size, c.intermediate_size, c.mlp_bias);
     this.down_proj = new Linear(vb.pp('down_proj'), c.intermediate_size, c.hidden_size, c.mlp_bias);
   }
-  /** down(silu(gate(x)) · up(x)) + residual; in decode (few rows, no biases) gate, up and the product are one kernel. */
+  /** down(silu(gate(norm(x))) · up(norm(x))) + residual. */
   forward(g: Graph, x: Tensor, residual: Tensor, norm?: NormFold): Tensor {
-    const fused = x.dim(0) <= GEMV_MAX_M && !this.gate_proj.bias && !this.up_proj.bias;
-    const h = fused
-      ? gluGemv(g, x, this.gate_proj.weight, this.up_proj.weight, norm)
-      : siluMul(g, this.gate_proj.forward(g, x, { norm }), this.up_proj.forward(g, x, { norm }));
+    const h = swiGlu(g, x, this.gate_proj.weight, this.up_proj.weight, { gateBias: this.gate_proj.bias, upBias: this.up_proj.bias, norm });
     return this.down_proj.forward(g, h, { residual });
   }
 }
@@ -155,16 +147,14 @@ export class LlamaDecoderLayer {
     this.mlp = new LlamaMLP(vb.pp('mlp'), c);
   }
   forward(g: Graph, x: Tensor, cache: { k: Tensor; v: Tensor }, invFreq: Tensor, taps?: Taps, attnTap?: string): Tensor {
-    // Each RMSNorm is folded into the projections that read it where they take whole rows (see RMSNorm.fold).
-    const h = this.input_layernorm.fold(g, x, this.self_attn.qkv.weight.dim(0));
+    const norm = this.input_layernorm.fold;
     let r: Tensor;
     if (attnTap && taps?.wants(attnTap)) {
-      r = add(g, taps.tap(g, attnTap, this.self_attn.forward(g, h.x, cache, invFreq, undefined, h.norm)), x);
+      r = add(g, taps.tap(g, attnTap, this.self_attn.forward(g, x, cache, invFreq, undefined, norm)), x);
     } else {
-      r = this.self_attn.forward(g, h.x, cache, invFreq, x, h.norm);
+      r = this.self_attn.forward(g, x, cache, invFreq, x, norm);
     }
-    const h2 = this.post_attention_layernorm.fold(g, r, this.mlp.gate_proj.weight.dim(0));
-    return this.mlp.forward(g, h2.x, r, h2.norm);
+    return this.mlp.forward(g, r, r, this.post_attention_layernorm.fold);
   }
 }
 

@@ -25,6 +25,6 @@ export function familyOf(md: ModelDir): ModelFamily {
 
 /** Loads the model of a directory (opened already, or a path) with its family's loader. */
 export async function loadModelDir(gpu: Gpu, dir: string | ModelDir, opts: ModelLoadOptions = {}): Promise<VisionLanguageModel> {
-  const md = typeof dir === 'string' ? await ModelDir.open(dir, ['config.json']) : dir;
-  return familyOf(md).load(gpu, md.dir, { ...opts, config: md.required('config.json') });
+  const md = typeof dir === 'string' ? await ModelDir.open(dir, ['config.json', 'quantize_config.json']) : dir;
+  return familyOf(md).load(gpu, md.dir, { ...opts, config: md.required('config.json'), quantizeConfig: md.json('quantize_config.json') ?? null });
 }

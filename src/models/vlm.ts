@@ -12,6 +12,8 @@ import type { TextConfig } from './config.ts';
 import { KVCache, type LlamaModel } from './llama.ts';
 import { Taps } from './taps.ts';
 import { WeightStore, type ModelLoadOptions } from './weights.ts';
+import { ModelDir } from '../io/model-dir.ts';
+import { quantConfigOf } from '../io/quant.ts';
 import { Checkpoint } from '../io/checkpoint.ts';
 import { join } from 'node:path';
 import { embed, NOT_IMAGE } from '../ops/embedding.ts';
@@ -708,7 +710,10 @@ export async function loadCheckpointModel<C, M extends VisionLanguageModel>(
   const ckpt = await Checkpoint.open(dir, { root: opts.root, config: opts.config });
   try {
     const config = parse(ckpt.config, join(ckpt.dir, 'config.json'));
-    const model = build(new WeightStore(gpu, ckpt, opts.dtype), config, ckpt);
+    const quantizeConfig =
+      opts.quantizeConfig !== undefined ? opts.quantizeConfig : (await ModelDir.open(ckpt.dir, ['quantize_config.json'])).json('quantize_config.json');
+    const quantization = quantConfigOf(ckpt.config, quantizeConfig ?? undefined, ckpt.dir);
+    const model = build(new WeightStore(gpu, ckpt, opts.dtype, quantization, opts.nativeF16), config, ckpt);
     if (opts.kernels) {
       if (!(opts.kernels in TUNINGS)) throw new Error(`kernels must be "gpu" or "cpu", not ${JSON.stringify(opts.kernels)}`);
       model.tuning = TUNINGS[opts.kernels];

@@ -99,7 +99,7 @@ export function attention(g: Graph, q: Tensor, k: Tensor, v: Tensor, o: Attentio
 /**
  * Attention as the A operand of the projection that reads it (o_proj): the output [T, heads·d], or,
  * where split-KV is chosen and `mergeInConsumer`, its partials [T·heads·splits, d + 2] with the operand
- * that makes the decode gemv merge them as it reads (matmul.wgsl a_mode 3): one dispatch fewer.
+ * that makes the decode gemv merge them as it reads (shaders/gemv.wgsl, partials): one dispatch fewer.
  */
 export function attentionOperand(
   g: Graph,

@@ -36,9 +36,36 @@ export function gridRows(rows: number): [number, number] {
   return rows <= MAX_GROUPS ? [rows, 1] : [MAX_GROUPS, Math.ceil(rows / MAX_GROUPS)];
 }
 
-/** WGSL element type of a weight tensor. */
+/** WGSL element type of a weight tensor that a kernel reads as an array of f32 or f16 (norms). */
 export function wgslType(t: Tensor): 'f32' | 'f16' {
+  if (t.dtype !== 'f32' && t.dtype !== 'f16') throw new Error(`${t}: read as an array of floats, but stored as ${t.dtype}`);
   return t.dtype === 'f16' ? 'f16' : 'f32';
+}
+
+/**
+ * How a kernel reads a weight (shaders/weights/*.wgsl): the format file and, for q4 / q8, its override
+ * constants (bits, group length, whether zeros are stored).
+ */
+export function weightFormat(t: Tensor): { weight: string; constants: Record<string, number> } {
+  switch (t.dtype) {
+    case 'f32':
+    case 'f16':
+    case 'f16x2':
+    case 'bf16x2':
+      return { weight: t.dtype, constants: {} };
+    case 'q4':
+    case 'q8': {
+      if (!t.quant) throw new Error(`${t}: a quantized weight without its groups`);
+      return { weight: 'q', constants: { QBITS: t.dtype === 'q4' ? 4 : 8, QG: t.quant.group, QZ: t.quant.zeros ? 1 : 0 } };
+    }
+    default:
+      throw new Error(`${t}: ${t.dtype} is not a weight format`);
+  }
+}
+
+/** Whether two weights are read by one kernel alike (same format, groups and zeros). */
+export function sameFormat(a: Tensor, b: Tensor): boolean {
+  return a.dtype === b.dtype && a.quant?.group === b.quant?.group && a.quant?.zeros === b.quant?.zeros;
 }
 
 /** The row chunks of a tensor: a split weight's own, or one chunk covering an activation. */

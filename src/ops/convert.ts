@@ -1,9 +1,10 @@
-// Load-time dtype conversion on the GPU (shaders/convert.wgsl): BF16 → f32, F16 → f32 on devices
-// without shader-f16, and F32/BF16 → f16 on request. Runs once per weight chunk as its own submission.
+// Load-time dtype conversion on the GPU (shaders/convert.wgsl), where the caller asks for a width other
+// than the checkpoint's: 16-bit → f32, F32/BF16 → f16, F32/F16 → bf16. Runs once per weight chunk as its
+// own submission.
 import type { Gpu } from '../gpu/device.ts';
 import { uniforms, grid1d } from './common.ts';
 
-export type Conversion = 'bf16_to_f32' | 'f16_to_f32' | 'f32_to_f16' | 'bf16_to_f16';
+export type Conversion = 'bf16_to_f32' | 'f16_to_f32' | 'f32_to_f16' | 'bf16_to_f16' | 'f32_to_bf16' | 'f16_to_bf16';
 
 /** Converts `count` values of `raw` into a new buffer of the target dtype. */
 export async function convertWeights(gpu: Gpu, raw: GPUBuffer, count: number, entry: Conversion, label: string): Promise<GPUBuffer> {

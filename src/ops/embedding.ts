@@ -1,8 +1,8 @@
 // Token embedding gather with image features scattered into the <image> positions
 // (shaders/embedding.wgsl); a table split in row chunks is one dispatch per chunk.
 import type { Dispatch, Graph, Kernel } from '../graph/graph.ts';
-import { type Tensor, expectShape } from '../graph/tensor.ts';
-import { uniforms, chunksOf, wgslType } from './common.ts';
+import { type Tensor, WEIGHT_DTYPES, expectShape } from '../graph/tensor.ts';
+import { uniforms, chunksOf, weightFormat } from './common.ts';
 
 /** Marks a text token in the image-row map. */
 export const NOT_IMAGE = 0xffffffff;
@@ -16,9 +16,10 @@ const kernel: Kernel<{ hasImage: boolean }> = {
     const T = ids.dim(0);
     const D = table.dim(1);
     const hasImage = node.attrs.hasImage;
+    const format = weightFormat(table);
     return chunksOf(table, buf).map(
       (c, i): Dispatch => ({
-        pipeline: { shader: 'embedding', entry: 'embed', aliases: { WT: wgslType(table) } },
+        pipeline: { shader: 'embedding', entry: 'embed', weight: format.weight, constants: format.constants },
         bindings: [
           { binding: 1, buffer: buf(ids) },
           { binding: 2, buffer: hasImage ? buf(imgRow) : ctx.dummy },
@@ -40,7 +41,7 @@ const kernel: Kernel<{ hasImage: boolean }> = {
  */
 export function embed(g: Graph, ids: Tensor, table: Tensor, image?: { features: Tensor; rows: Tensor; newline?: Tensor }): Tensor {
   expectShape('embedding', 'ids', ids, [null], ['u32']);
-  expectShape('embedding', 'table', table, [null, null], ['f32', 'f16']);
+  expectShape('embedding', 'table', table, [null, null], WEIGHT_DTYPES);
   const T = ids.dim(0);
   const D = table.dim(1);
   const inputs = [ids, table];
@@ -63,11 +64,12 @@ const classPositionKernel: Kernel<null> = {
     const [T, D] = node.output.shape;
     return [
       {
-        pipeline: { shader: 'embedding', entry: 'class_position', aliases: { WT: 'f32' } },
+        // The module declares the table; this entry does not read it.
+        pipeline: { shader: 'embedding', entry: 'class_position', weight: 'f32' },
         bindings: [
           { binding: 1, buffer: buf(patches) },
           { binding: 2, buffer: buf(cls) },
-          { binding: 3, buffer: buf(pos) },
+          { binding: 7, buffer: buf(pos) },
           { binding: 5, buffer: buf(node.output) },
         ],
         uniforms: uniforms(T, D, 0, pos.dim(0)),

@@ -1,16 +1,18 @@
-// Linear layers: Y[M, N] = act(A · Wᵀ + bias) + residual with W as checkpoints store it ([N, K]).
-// Tiled matmul (shaders/matmul.wgsl, entry matmul) for prefill and encoders on GPUs, matrix-vector (entry
-// gemv, see gemv.ts) when M is small, and matmul_rows (no shared memory, operands read uniformly) for both
-// on SIMD-on-CPU drivers such as lavapipe (src/gpu/tuning.ts). A weight split in row chunks is one dispatch per chunk. The A operand may be
-// gathered on the fly (pixel shuffle for the projector, im2col for the patch embedding).
+// Linear layers: Y[M, N] = act(A · Wᵀ + bias) + residual with W as checkpoints store it ([N, K]), in any
+// weight format (f32, 16-bit, q4 / q8: dequantized inside the kernels, never materialised). Tiled matmul
+// (shaders/matmul.wgsl) for prefill and encoders on GPUs, matrix-vector (shaders/gemv.wgsl) when M is
+// small, and matmul_rows (shaders/matmul-rows.wgsl: no shared memory, operands read uniformly) for both
+// on SIMD-on-CPU drivers such as lavapipe (src/gpu/tuning.ts). A weight split in row chunks is one
+// dispatch per chunk. The A operand may be gathered on the fly (pixel shuffle for the projector, im2col
+// for the patch embedding) or, in the gemv, merged from split-KV attention partials.
 import type { BufferOf, Dispatch, Graph, Kernel, KernelContext, Node } from '../graph/graph.ts';
-import { type Tensor, expectShape } from '../graph/tensor.ts';
+import { type Tensor, WEIGHT_DTYPES, expectShape } from '../graph/tensor.ts';
 import { ACT, type Activation } from './elementwise.ts';
-import { uniforms, chunksOf, whole, wgslType, grid1d, f32 } from './common.ts';
+import { uniforms, chunksOf, whole, grid1d, f32, weightFormat } from './common.ts';
 import { rmsNorm } from './norm.ts';
 import type { MatmulTiles, RowsTiles } from '../gpu/tuning.ts';
 
-/** How matmul.wgsl reads A; see the header of that file. */
+/** How the linear kernels read A: shaders/a-operand.wgsl (tiled and rows), and attention partials in shaders/gemv.wgsl. */
 export type AOperand =
   | { mode: 'plain' }
   | { mode: 'pixel_shuffle'; s: number; E: number; gridW: number }
@@ -66,26 +68,42 @@ export interface MatmulAttrs {
 export type MatmulVariant = 'tiled' | 'gemv' | 'splitk' | 'rows';
 
 export const GEMV_MAX_M = 4;
-const A_MODE = { plain: 0, pixel_shuffle: 1, im2col: 2, attn_partials: 3 } as const;
+/** Output rows per gemv workgroup (32 lanes each): the override GROWS of shaders/gemv.wgsl. */
+export const GEMV_ROWS = 8;
+const A_MODE = { plain: 0, pixel_shuffle: 1, im2col: 2 } as const;
 
-/** The Params words of matmul.wgsl for the rows [row0, row0 + rows) of the weight. */
-export function params(at: MatmulAttrs, row0: number, rows: number): Uint32Array {
-  const a = at.a;
-  const modeWords =
-    a.mode === 'pixel_shuffle'
-      ? [A_MODE.pixel_shuffle, a.s, a.E, a.gridW, 0, 0, 0, 0]
-      : a.mode === 'im2col'
-        ? [A_MODE.im2col, 0, 0, a.gridW, a.C, a.H, a.W, a.P]
-        : a.mode === 'attn_partials'
-          ? [A_MODE.attn_partials, a.splits, a.d, a.heads, 0, 0, 0, 0]
-          : [A_MODE.plain, 0, 0, 0, 0, 0, 0, 0];
-  const head = [at.M, rows, at.K, row0, at.N, at.act, at.hasBias ? 1 : 0, at.hasRes ? 1 : 0];
-  return uniforms(...head, ...modeWords, at.resRows, at.kChunk, at.splits, at.norm ? 1 : 0, f32(at.norm?.eps ?? 0));
+/** LinearParams of linear.wgsl for the weight rows [row0, row0 + rows): the fields every entry reads. */
+function linearWords(at: MatmulAttrs, row0: number, rows: number): (number | ReturnType<typeof f32>)[] {
+  return [at.M, rows, at.K, row0, at.N, at.act, at.hasBias ? 1 : 0, at.hasRes ? 1 : 0, at.resRows, at.norm ? 1 : 0, f32(at.norm?.eps ?? 0), 0];
 }
 
-/** The type aliases of matmul.wgsl: weight, bias and folded-norm weight element types. */
-export function matmulAliases(w: Tensor | null, bias?: Tensor, normWeight?: Tensor): Record<string, string> {
-  return { WT: w ? wgslType(w) : 'f32', BT: bias ? wgslType(bias) : 'f32', NT: normWeight ? wgslType(normWeight) : 'f32' };
+/** AOperand of a-operand.wgsl (the tiled and rows entries). */
+function aWords(a: AOperand): number[] {
+  if (a.mode === 'pixel_shuffle') return [A_MODE.pixel_shuffle, a.s, a.E, a.gridW, 0, 0, 0, 0];
+  if (a.mode === 'im2col') return [A_MODE.im2col, 0, 0, a.gridW, a.C, a.H, a.W, a.P];
+  if (a.mode === 'attn_partials') throw new Error('matmul: attention partials are read by the gemv only');
+  return [A_MODE.plain, 0, 0, 0, 0, 0, 0, 0];
+}
+
+/** The uniforms of a linear entry over weight rows [row0, row0 + rows). */
+export function params(at: MatmulAttrs, row0: number, rows: number): Uint32Array {
+  const head = linearWords(at, row0, rows);
+  switch (at.variant) {
+    case 'gemv': {
+      const pa = at.a.mode === 'attn_partials' ? [1, at.a.heads, at.a.d, at.a.splits] : [0, 0, 0, 0];
+      return uniforms(...head, ...pa);
+    }
+    case 'rows':
+      return uniforms(...head, ...aWords(at.a));
+    default:
+      return uniforms(...head, ...aWords(at.a), at.kChunk, at.splits, 0, 0);
+  }
+}
+
+/** The pipeline of a linear entry reading weight `w`: shader, entry, weight format and override constants. */
+function linearPipeline(shader: string, entry: string, w: Tensor, constants: Record<string, number> = {}, enables?: string[]) {
+  const f = weightFormat(w);
+  return { shader, entry, weight: f.weight, constants: { ...f.constants, ...constants }, enables };
 }
 
 /** A node's folded RMSNorm weight (its last input), if it folds one. */
@@ -93,25 +111,26 @@ export function normWeightOf(node: Node<MatmulAttrs>): Tensor | undefined {
   return node.attrs.norm ? node.inputs[node.inputs.length - 1] : undefined;
 }
 
-/** The folded norm's weight bound at `binding`, or the dummy. */
-export function normBinding(node: Node<MatmulAttrs>, buf: BufferOf, ctx: KernelContext, binding: number) {
+/** The folded norm's weight, or the dummy, at the bindings that read it (11 as floats, 12 as vec4). */
+export function normBindings(node: Node<MatmulAttrs>, buf: BufferOf, ctx: KernelContext, bindings: number[]) {
   const nw = normWeightOf(node);
-  return { binding, buffer: nw ? whole('folded rmsnorm weight', nw, buf) : ctx.dummy };
+  const buffer = nw ? whole('folded rmsnorm weight', nw, buf) : ctx.dummy;
+  return bindings.map((binding) => ({ binding, buffer }));
 }
 
 /**
- * Whether a linear layer over M rows of a plain [M, K] input into N outputs folds an RMSNorm into its
- * kernel (see LinearOptions.norm): whether its 'auto' variant reads whole rows.
+ * Whether a linear layer over the M rows of a plain input folds an RMSNorm into its kernel (see
+ * LinearOptions.norm): whether its 'auto' variant reads whole rows of weight w.
  */
-export function foldsNorm(g: Graph, M: number, N: number, K: number): boolean {
-  const v = autoVariant(g, M, N, K, { mode: 'plain' });
+export function foldsNorm(g: Graph, M: number, w: Tensor): boolean {
+  const v = autoVariant(g, M, w.dim(0), w.dim(1), { mode: 'plain' }, w);
   return v === 'gemv' || v === 'rows';
 }
 
 /** The 'auto' variant: see LinearOptions.variant. */
-function autoVariant(g: Graph, M: number, N: number, K: number, a: AOperand): MatmulVariant {
+function autoVariant(g: Graph, M: number, N: number, K: number, a: AOperand, w?: Tensor): MatmulVariant {
   if (a.mode === 'attn_partials') return 'gemv';
-  if (g.tuning.target === 'cpu' && rowsFit(a, K)) return 'rows';
+  if (g.tuning.target === 'cpu' && rowsFit(a, K, w)) return 'rows';
   if (M <= GEMV_MAX_M && a.mode === 'plain') return 'gemv';
   const tiles = Math.ceil(M / (4 * g.tuning.tiled.TWY)) * Math.ceil(N / (4 * g.tuning.tiled.TWX));
   return tiles < SPLITK_BELOW_TILES && K >= 2 * SPLITK_MIN_CHUNK ? 'splitk' : 'tiled';
@@ -143,7 +162,7 @@ const splitKPartialKernel: Kernel<MatmulAttrs> = {
     const [x, w] = node.inputs;
     return chunksOf(w, buf).map(
       (c): Dispatch => ({
-        pipeline: { shader: 'matmul', entry: 'matmul_splitk', aliases: matmulAliases(w), constants: tiledConstants(at) },
+        pipeline: linearPipeline('matmul', 'matmul_splitk', w, tiledConstants(at)),
         bindings: [
           { binding: 1, buffer: buf(x) },
           { binding: 2, buffer: c.buffer },
@@ -166,7 +185,8 @@ const splitKReduceKernel: Kernel<MatmulAttrs> = {
     const res = at.hasRes ? rest.shift() : undefined;
     return [
       {
-        pipeline: { shader: 'matmul', entry: 'splitk_reduce', aliases: matmulAliases(null, bias) },
+        // The module declares the weight; this entry does not read it.
+        pipeline: { shader: 'matmul', entry: 'splitk_reduce', weight: 'f32' },
         bindings: [
           { binding: 3, buffer: bias ? whole('matmul bias', bias, buf) : ctx.dummy },
           { binding: 4, buffer: res ? buf(res) : ctx.dummy },
@@ -196,39 +216,37 @@ export const matmulKernel: Kernel<MatmulAttrs> = {
       { binding: 3, buffer: bias ? whole('matmul bias', bias, buf) : ctx.dummy },
       { binding: 4, buffer: res ? buf(res) : ctx.dummy },
     ];
-    if (at.variant === 'rows') return rowsDispatches(node, 'matmul_rows', [w], buf, ctx, biasRes, bias);
-    return chunksOf(w, buf).map((c): Dispatch => {
-      const gemv = at.variant === 'gemv';
-      return {
-        pipeline: {
-          shader: 'matmul',
-          entry: gemv ? 'gemv' : 'matmul',
-          aliases: matmulAliases(w, bias, normWeightOf(node)),
-          enables: gemv && ctx.subgroupReduce ? ['subgroups'] : undefined,
-          constants: gemv ? undefined : tiledConstants(at),
-        },
+    if (at.variant === 'rows') return rowsDispatches(node, 'matmul_rows', [w], buf, ctx, biasRes);
+    const gemv = at.variant === 'gemv';
+    return chunksOf(w, buf).map(
+      (c): Dispatch => ({
+        pipeline: gemv
+          ? linearPipeline('gemv', 'gemv', w, { GROWS: GEMV_ROWS }, ctx.subgroupReduce ? ['subgroups'] : undefined)
+          : linearPipeline('matmul', 'matmul', w, tiledConstants(at)),
         bindings: [
           { binding: 1, buffer: buf(x) },
           { binding: 2, buffer: c.buffer },
           ...biasRes,
           { binding: 5, buffer: buf(node.output) },
-          ...(gemv ? [normBinding(node, buf, ctx, 11)] : []),
+          ...(gemv ? [{ binding: 8, buffer: buf(x) }, ...normBindings(node, buf, ctx, [11, 12])] : []),
         ],
         uniforms: params(at, c.row0, c.rows),
-        workgroups: gemv ? [Math.ceil(c.rows / 8), 1, at.M] : tiledGrid(at, c.rows),
-      };
-    });
+        workgroups: gemv ? [Math.ceil(c.rows / GEMV_ROWS), 1, at.M] : tiledGrid(at, c.rows),
+      }),
+    );
   },
 };
 
 /**
- * Whether matmul_rows can read these operands as vec4: K and, for the gathered A modes, the run of
- * consecutive features (E for pixel shuffle; P and the image width for im2col) multiples of 4.
+ * Whether matmul_rows can read these operands eight elements at a time: K and, for the gathered A modes,
+ * the run of consecutive features (E for pixel shuffle; P for im2col) multiples of 8, the image width a
+ * multiple of 4 (vec4 reads of A), and a quantized weight's groups whole multiples of 8.
  */
-export function rowsFit(a: AOperand, K: number): boolean {
-  if (K % 4 !== 0 || a.mode === 'attn_partials') return false;
-  if (a.mode === 'pixel_shuffle') return a.E % 4 === 0;
-  if (a.mode === 'im2col') return a.P % 4 === 0 && a.W % 4 === 0;
+export function rowsFit(a: AOperand, K: number, w?: Tensor): boolean {
+  if (K % 8 !== 0 || a.mode === 'attn_partials') return false;
+  if (w?.quant && w.quant.group % 8 !== 0) return false;
+  if (a.mode === 'pixel_shuffle') return a.E % 8 === 0;
+  if (a.mode === 'im2col') return a.P % 8 === 0 && a.W % 4 === 0;
   return true;
 }
 
@@ -238,9 +256,9 @@ export function rowsTiles(tiles: RowsTiles, M: number): RowsTiles {
 }
 
 /**
- * The dispatches of a matmul_rows entry (matmul_rows, gemv_glu_rows) for `node` (A its first input): one
- * per weight chunk, the weights bound as vec4 at bindings 9 (and 10), A at 8, the output at 5, a folded
- * norm's weight at 12, plus `extra` bindings (a `bias` among them sets the bias type).
+ * The dispatches of a matmul-rows.wgsl entry (matmul_rows, gemv_glu_rows) for `node` (A its first input,
+ * bound at 8 as vec4): one per weight chunk, the weights at bindings 2 (and 7), the output at 5, a folded
+ * norm's weight at 12, plus `extra` bindings.
  */
 export function rowsDispatches(
   node: Node<MatmulAttrs>,
@@ -249,29 +267,18 @@ export function rowsDispatches(
   buf: BufferOf,
   ctx: KernelContext,
   extra: { binding: number; buffer: GPUBuffer }[] = [],
-  bias?: Tensor,
 ): Dispatch[] {
   const at = node.attrs;
   const tiles = at.rows;
   if (!tiles) throw new Error(`${entry}: the rows variant needs tile sizes`);
-  const chunks = weights.map((w) => chunksOf(w, buf));
-  const [first] = chunks;
-  if (chunks.some((cs) => cs.length !== first.length || cs.some((c, i) => c.row0 !== first[i].row0 || c.rows !== first[i].rows))) {
-    throw new Error(`${entry}: ${weights.join(' and ')} are split differently`);
-  }
-  const nw = normWeightOf(node);
-  return first.map((c, i): Dispatch => ({
-    pipeline: {
-      shader: 'matmul',
-      entry,
-      aliases: matmulAliases(weights[0], bias, nw),
-      constants: { RM: tiles.RM, RC: tiles.RC, RWG: tiles.RWG },
-    },
+  const chunks = sameChunks(entry, weights, buf);
+  return chunks[0].map((c, i): Dispatch => ({
+    pipeline: linearPipeline('matmul-rows', entry, weights[0], { RM: tiles.RM, RC: tiles.RC, RWG: tiles.RWG }),
     bindings: [
       { binding: 8, buffer: buf(node.inputs[0]) },
-      ...chunks.map((cs, wi) => ({ binding: 9 + wi, buffer: cs[i].buffer })),
+      ...chunks.map((cs, wi) => ({ binding: wi === 0 ? 2 : 7, buffer: cs[i].buffer })),
       { binding: 5, buffer: buf(node.output) },
-      normBinding(node, buf, ctx, 12),
+      ...normBindings(node, buf, ctx, [12]),
       ...extra,
     ],
     uniforms: params(at, c.row0, c.rows),
@@ -279,16 +286,26 @@ export function rowsDispatches(
   }));
 }
 
+/** The row chunks of weights that one kernel reads side by side (gate and up): they must be split alike. */
+export function sameChunks(op: string, weights: Tensor[], buf: BufferOf) {
+  const chunks = weights.map((w) => chunksOf(w, buf));
+  const [first] = chunks;
+  if (chunks.some((cs) => cs.length !== first.length || cs.some((c, i) => c.row0 !== first[i].row0 || c.rows !== first[i].rows))) {
+    throw new Error(`${op}: ${weights.join(' and ')} are split differently`);
+  }
+  return chunks;
+}
+
 /** Adds a matmul node whose A operand is `x` read as `a` describes, with logical shape [M, K]. */
 export function matmulNode(g: Graph, x: Tensor, w: Tensor, M: number, a: AOperand, opts: LinearOptions = {}): Tensor {
   const [N, K] = w.shape;
-  expectShape('linear', 'weight', w, [null, null], ['f32', 'f16']);
-  if (opts.bias) expectShape('linear', 'bias', opts.bias, [N], ['f32', 'f16']);
+  expectShape('linear', 'weight', w, [null, null], WEIGHT_DTYPES);
+  if (opts.bias) expectShape('linear', 'bias', opts.bias, [N], ['f32']);
   const resRows = opts.residualRows ?? 0;
   if (opts.residual) expectShape('linear', 'residual', opts.residual, [resRows || M, N], ['f32']);
   if (resRows && M % resRows !== 0) throw new Error(`linear: ${M} rows are not a whole number of ${resRows}-row residual repeats`);
   if (resRows && opts.variant === 'gemv') throw new Error('linear: the gemv variant does not repeat residuals');
-  const variant: MatmulVariant = opts.variant && opts.variant !== 'auto' ? opts.variant : autoVariant(g, M, N, K, a);
+  const variant: MatmulVariant = opts.variant && opts.variant !== 'auto' ? opts.variant : autoVariant(g, M, N, K, a, w);
   if (variant === 'gemv' && a.mode !== 'plain' && a.mode !== 'attn_partials') {
     throw new Error(`linear: the gemv variant reads a plain A operand or attention partials, not ${a.mode}`);
   }
@@ -303,9 +320,9 @@ export function matmulNode(g: Graph, x: Tensor, w: Tensor, M: number, a: AOperan
     if (a.mode !== 'plain') throw new Error(`linear: an RMSNorm cannot be folded into a ${a.mode} A operand`);
     return matmulNode(g, rmsNorm(g, x, opts.norm.weight, opts.norm.eps), w, M, a, { ...opts, norm: undefined, variant });
   }
-  if (opts.norm) expectShape('linear', 'folded rmsnorm weight', opts.norm.weight, [K], ['f32', 'f16']);
-  if (variant === 'rows' && !rowsFit(a, K)) {
-    throw new Error(`linear: the rows variant reads vec4s and needs K (${K})${a.mode === 'plain' ? '' : ` and the ${a.mode} runs`} to be multiples of 4`);
+  if (opts.norm) expectShape('linear', 'folded rmsnorm weight', opts.norm.weight, [K], ['f32']);
+  if (variant === 'rows' && !rowsFit(a, K, w)) {
+    throw new Error(`linear: the rows variant reads eight elements at a time and needs K (${K})${a.mode === 'plain' ? '' : ` and the ${a.mode} runs`}${w.quant ? ` and the group length (${w.quant.group})` : ''} to be multiples of 8`);
   }
   const splits = variant === 'splitk' ? Math.max(2, Math.min(SPLITK_MAX, Math.floor(K / SPLITK_MIN_CHUNK))) : 1;
   const kChunk = variant === 'splitk' ? Math.ceil(K / splits / 16) * 16 : K;

@@ -1,8 +1,8 @@
 // Patch embedding: a Conv2d with kernel = stride = P read straight from NCHW pixels (im2col folded into
-// the matmul's operand indexing, shaders/matmul.wgsl a_mode 2), with the conv bias and the learned
+// the matmul's operand indexing, shaders/a-operand.wgsl mode 2), with the conv bias and the learned
 // position embedding added in the same kernel's epilogue.
 import type { Graph } from '../graph/graph.ts';
-import { type Tensor, expectShape } from '../graph/tensor.ts';
+import { type Tensor, WEIGHT_DTYPES, expectShape } from '../graph/tensor.ts';
 import { matmulNode } from './matmul.ts';
 
 /**
@@ -13,12 +13,12 @@ export function patchEmbed(g: Graph, pixels: Tensor, weight: Tensor, bias?: Tens
   expectShape('patch embedding', 'pixels', pixels, [null, null, null, null], ['f32']);
   const [tiles, C, H, W] = pixels.shape;
   const [D, , P] = weight.shape;
-  expectShape('patch embedding', 'weight', weight, [D, C, P, P], ['f32', 'f16']);
+  expectShape('patch embedding', 'weight', weight, [D, C, P, P], WEIGHT_DTYPES);
   if (H % P !== 0 || W % P !== 0) throw new Error(`patch embedding: image ${H}×${W} is not a multiple of the patch size ${P}`);
   const n = (H / P) * (W / P);
   if (pos) expectShape('patch embedding', 'position embedding', pos, [n, D], ['f32']);
   // The conv weight [D, C, P, P] is the matmul weight [D, C·P·P].
-  const w2d = g.weight(weight.name, [D, C * P * P], weight.dtype, weight.chunks!);
+  const w2d = g.weight(weight.name, [D, C * P * P], weight.dtype, weight.chunks!, weight.quant);
   return matmulNode(g, pixels, w2d, tiles * n, { mode: 'im2col', C, H, W, P, gridW: W / P }, {
     bias,
     residual: pos,

@@ -9,7 +9,7 @@ import { Rng, encode, testGpu, assertClose } from '../helpers.ts';
 import { writeSafetensors } from '../../src/io/safetensors-write.ts';
 import { Checkpoint } from '../../src/io/checkpoint.ts';
 import { WeightStore } from '../../src/models/weights.ts';
-import type { SourceDType } from '../../src/io/upload.ts';
+import type { SourceDType } from '../../src/models/storage.ts';
 
 const K = 40;
 const PARTS: [string, number][] = [

@@ -8,7 +8,7 @@ import { pixelShuffleProject } from '../../src/ops/projector.ts';
 import { patchEmbed } from '../../src/ops/patch-embed.ts';
 import { gluGemv } from '../../src/ops/gemv.ts';
 import { act64, linear64, rmsNorm64 } from './reference.ts';
-import type { SourceDType } from '../../src/io/upload.ts';
+import type { SourceDType } from '../../src/models/storage.ts';
 import { TUNINGS } from '../../src/gpu/tuning.ts';
 
 const TOL: Record<SourceDType, { atol: number; rtol: number }> = {
@@ -30,10 +30,10 @@ describe('matmul', () => {
   for (const dtype of ['F32', 'F16', 'BF16'] as SourceDType[]) {
     for (const variant of ['tiled', 'gemv', 'splitk', 'rows'] as const) {
       const extra: [number, number, number][] =
-        variant === 'splitk' ? [[3, 70, 1500], [65, 5, 2100]] : variant === 'rows' ? [[1, 1, 4], [3, 5, 8], [9, 131, 44], [2, 300, 132], [1, 70, 1500]] : [];
+        variant === 'splitk' ? [[3, 70, 1500], [65, 5, 2100]] : variant === 'rows' ? [[1, 1, 8], [3, 5, 8], [9, 131, 48], [2, 300, 136], [1, 70, 1504]] : [];
       for (const [M, N, K] of [...shapes, ...extra]) {
         if (variant === 'gemv' && M > 4) continue;
-        if (variant === 'rows' && K % 4 !== 0) continue;
+        if (variant === 'rows' && K % 8 !== 0) continue;
         // matmul_rows runs with both devices' tiles (8×4 per 16 lanes for lavapipe, 4×4 per 64 otherwise).
         for (const tuning of variant === 'rows' ? [TUNINGS.cpu, TUNINGS.gpu] : [undefined])
         it(`${variant}${tuning ? ` (${tuning.target} tiles)` : ''} ${dtype} M=${M} N=${N} K=${K} with bias, gelu, residual`, async () => {
@@ -54,23 +54,25 @@ describe('matmul', () => {
     }
   }
 
-  for (const dtype of ['F32', 'BF16'] as SourceDType[]) {
-    it(`${dtype} weights narrowed to f16 on the GPU (dtype "f16") match the f16-rounded values`, async () => {
-      const gpu = await testGpu();
-      const rng = new Rng(99);
-      const [M, N, K] = [5, 37, 70];
-      for (const variant of ['tiled', 'gemv'] as const) {
-        const g = new Graph();
-        const xv = rng.array(M * K);
-        const w = await weight(gpu, g, 'w', [N, K], rng.array(N * K, 0.2), dtype, { dtype: 'f16' });
-        // Without shader-f16 the preference falls back to f32 storage (the same values, unrounded).
-        const want = gpu.has('shader-f16') ? 'f16' : 'f32';
-        if (w.t.dtype !== want) throw new Error(`expected ${want} storage, got ${w.t.dtype}`);
-        const x = g.input('x', [M, K], 'f32');
-        const [out] = await run(gpu, g, [linear(g, x, w.t, { variant: M > 4 && variant === 'gemv' ? 'tiled' : variant })], [[x, xv]]);
-        assertClose(out, linear64(xv, w.v, M, N, K), TOL.F16, `${dtype}→f16 ${variant}`);
-      }
-    });
+  // Narrowed or re-rounded on the GPU at load (dtype "f16" / "bf16"): the kernels see the rounded values.
+  for (const [dtype, to] of [['F32', 'f16'], ['BF16', 'f16'], ['F32', 'bf16'], ['F16', 'bf16']] as [SourceDType, 'f16' | 'bf16'][]) {
+    for (const nativeF16 of to === 'f16' ? [false, true] : [false]) {
+      it(`${dtype} weights stored as ${to}${nativeF16 ? ' (native shader-f16)' : ''} match the ${to}-rounded values`, async () => {
+        const gpu = await testGpu();
+        const rng = new Rng(99);
+        const [M, N, K] = [5, 37, 72];
+        for (const variant of ['tiled', 'gemv', 'rows'] as const) {
+          const g = new Graph();
+          const xv = rng.array(M * K);
+          const w = await weight(gpu, g, 'w', [N, K], rng.array(N * K, 0.2), dtype, { dtype: to, nativeF16 });
+          const want = to === 'bf16' ? 'bf16x2' : nativeF16 && gpu.has('shader-f16') ? 'f16' : 'f16x2';
+          if (w.t.dtype !== want) throw new Error(`expected ${want} storage, got ${w.t.dtype}`);
+          const x = g.input('x', [M, K], 'f32');
+          const [out] = await run(gpu, g, [linear(g, x, w.t, { variant: M > 4 && variant === 'gemv' ? 'tiled' : variant })], [[x, xv]]);
+          assertClose(out, linear64(xv, w.v, M, N, K), TOL.F16, `${dtype}→${to} ${variant}`);
+        }
+      });
+    }
   }
 
   it('splits a weight above maxStorageBufferBindingSize into chunks and matches', async () => {
@@ -110,7 +112,7 @@ describe('gemv_glu (fused SwiGLU for decode)', () => {
     for (const [M, N, K] of [
       [1, 5, 7],
       [3, 70, 129],
-      [2, 70, 132],
+      [2, 70, 136],
       [1, 300, 576],
     ]) {
       // The cpu tuning takes gemv_glu_rows where K % 4 == 0 (the gpu one always gemv_glu).
@@ -228,7 +230,7 @@ describe('RMSNorm folded into the linear layer (decode kernels)', () => {
   const eps = 1e-5;
   for (const dtype of ['F32', 'F16'] as SourceDType[]) {
     for (const [variant, tuning] of [['gemv', TUNINGS.gpu], ['rows', TUNINGS.cpu], ['rows', TUNINGS.gpu], ['tiled', TUNINGS.gpu]] as const) {
-      for (const [M, N, K] of [[1, 70, 132], [3, 5, 8], [2, 300, 576]] as [number, number, number][]) {
+      for (const [M, N, K] of [[1, 70, 136], [3, 5, 8], [2, 300, 576]] as [number, number, number][]) {
         it(`${variant} (${tuning.target} tiles) ${dtype} M=${M} N=${N} K=${K} with bias and residual`, async () => {
           const gpu = await testGpu();
           const rng = new Rng(M * 31 + N * 7 + K);

@@ -7,7 +7,7 @@ import { layerNorm, rmsNorm } from '../../src/ops/norm.ts';
 // takes the row's statistics itself (SIMD-on-CPU devices), for widths that are multiples of 4.
 const VARIANTS = ['workgroup', 'rows'] as const;
 const fits = (variant: (typeof VARIANTS)[number], D: number) => variant === 'workgroup' || D % 4 === 0;
-import type { SourceDType } from '../../src/io/upload.ts';
+import type { SourceDType } from '../../src/models/storage.ts';
 import { rmsNorm64, layerNorm64 } from './reference.ts';
 
 // The reference uses the weight values as the dtype rounds them (weight().v), so storage rounding is
