@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { GpuOptions } from './gpu/device.ts';
+import { WEIGHT_DTYPE_NAMES, type WeightDType } from './models/weight-dtype.ts';
 import type { StepProgress } from './models/vlm.ts';
 
 const USAGE = `webgpu-vlm — vision-language models on WebGPU
@@ -54,7 +55,11 @@ Options:
   --top-p P              nucleus sampling
   --seed N               sampling seed (default 0)
   --stop TEXT            stop when the reply contains TEXT; repeatable
-  --dtype auto|f32|f16   weight storage (default auto)
+  --dtype auto|f32|f16|bf16|q8|q4
+                         weight storage: auto (default) keeps the checkpoint's width; q8 / q4 quantize the
+                         linear layers at load (embeddings and LM head q8); AWQ / GPTQ models load as published
+  --native-f16           read 16-bit weights with shader-f16 where the adapter has it (on NVIDIA: Dawn's
+                         vulkan_enable_f16_on_nvidia toggle) instead of as u32 pairs
   --image-splitting on|off  Idefics3/SmolVLM: split large images into tiles (default: the processor's, on);
                          off encodes each image as one tile, much faster on a CPU adapter
   --image-size N         Idefics3/SmolVLM: resize the longest edge to N before splitting (size.longest_edge)
@@ -79,7 +84,7 @@ Options:
   --timeout S            limit per request in seconds, queue wait included (default 600; 0: none); 504 past it
   --allow-files DIR      let requests name images inside DIR by file:// URL (default: refused)
   --max-body BYTES       largest request body (default 20971520 = 20 MiB); larger ones get 413
-  --dtype auto|f32|f16   weight storage (default auto)
+  --dtype auto|f32|f16|bf16|q8|q4, --native-f16   weight storage, as for run
   --kernels gpu|cpu      kernel set (default: the one the adapter suits; cpu = for lavapipe-like drivers)
   --image-splitting on|off, --image-size N   as for run
 ${gpuHelp(23)}
@@ -210,6 +215,7 @@ async function diff(argv: string[]): Promise<number> {
 /** The options `run` and `serve` load a model with (weight storage, kernel set, image splitting), and the adapter's. */
 const MODEL_OPTIONS = {
   dtype: { type: 'string' },
+  'native-f16': { type: 'boolean' },
   kernels: { type: 'string' },
   'image-splitting': { type: 'string' },
   'image-size': { type: 'string' },
@@ -219,15 +225,21 @@ const MODEL_OPTIONS = {
 /** MODEL_OPTIONS' values checked, as loadModel takes them (`--image-size`: each command parses its integers). */
 function modelOptions(
   cmd: string,
-  values: { dtype?: string; kernels?: string; 'image-splitting'?: string; adapter?: string; power?: string; verbose?: boolean },
-): GpuOptions & { dtype: 'auto' | 'f32' | 'f16'; kernels?: 'gpu' | 'cpu'; imageSplitting?: boolean } {
-  const dtype = values.dtype ?? 'auto';
-  if (dtype !== 'auto' && dtype !== 'f32' && dtype !== 'f16') fail(`${cmd}: --dtype expects auto, f32 or f16, got "${dtype}"`);
+  values: { dtype?: string; 'native-f16'?: boolean; kernels?: string; 'image-splitting'?: string; adapter?: string; power?: string; verbose?: boolean },
+): GpuOptions & { dtype: WeightDType; kernels?: 'gpu' | 'cpu'; imageSplitting?: boolean } {
+  const dtype = (values.dtype ?? 'auto') as WeightDType;
+  if (!(WEIGHT_DTYPE_NAMES as readonly string[]).includes(dtype)) fail(`${cmd}: --dtype expects ${WEIGHT_DTYPE_NAMES.join(', ')}, got "${values.dtype}"`);
   const kernels = values.kernels;
   if (kernels !== undefined && kernels !== 'gpu' && kernels !== 'cpu') fail(`${cmd}: --kernels expects gpu or cpu, got "${kernels}"`);
   const splitting = values['image-splitting'];
   if (splitting !== undefined && splitting !== 'on' && splitting !== 'off') fail(`${cmd}: --image-splitting expects on or off, got "${splitting}"`);
-  return { ...gpuOptions(cmd, values), dtype, kernels, imageSplitting: splitting === undefined ? undefined : splitting === 'on' };
+  return {
+    ...gpuOptions(cmd, values),
+    dtype,
+    nativeF16: values['native-f16'],
+    kernels,
+    imageSplitting: splitting === undefined ? undefined : splitting === 'on',
+  };
 }
 
 function numberOpt(name: string, v: string | undefined, check: (n: number) => boolean, what: string): number | undefined {
@@ -325,7 +337,7 @@ async function run(argv: string[]): Promise<number> {
     } else {
       process.stdout.write('\n');
       process.stderr.write(
-        `load ${(t.loadMs / 1000).toFixed(2)} s, image encode ${t.imageEncodeMs.toFixed(1)} ms, TTFT ${t.ttftMs.toFixed(1)} ms, ` +
+        `load ${(t.loadMs / 1000).toFixed(2)} s (weights ${(t.weightBytes / 2 ** 20).toFixed(1)} MiB on the GPU), image encode ${t.imageEncodeMs.toFixed(1)} ms, TTFT ${t.ttftMs.toFixed(1)} ms, ` +
           `prefill ${t.prefillTokensPerSecond.toFixed(1)} tok/s (${t.promptTokens} tokens), decode ${t.decodeTokensPerSecond.toFixed(1)} tok/s ` +
           `(${t.newTokens} tokens, ${r.finishReason})\n`,
       );

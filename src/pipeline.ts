@@ -25,8 +25,12 @@ import {
 import { generateTokens } from './generate.ts';
 
 /** `adapter`, `powerPreference` and `quiet` choose and open the GPU as in Gpu.create() (unless `gpu` is given). */
-export interface LoadModelOptions extends ImageProcessorOverrides, Pick<GpuOptions, 'adapter' | 'powerPreference' | 'quiet'> {
-  /** Storage of float weights: 'auto' (default: as stored where the device reads it, BF16 → f32), 'f32' or 'f16'. */
+export interface LoadModelOptions extends ImageProcessorOverrides, Pick<GpuOptions, 'adapter' | 'powerPreference' | 'quiet' | 'nativeF16'> {
+  /**
+   * Storage of float weights: 'auto' (default: the checkpoint's own width, F16 and BF16 as 16 bits),
+   * 'f32', 'f16', 'bf16', or quantized at load: 'q8', 'q4' (linear layers; embeddings and LM head q8).
+   * AWQ and GPTQ checkpoints load as published whatever this says of their packed layers.
+   */
   dtype?: WeightDType;
   onProgress?: (p: LoadProgress) => void;
   /** Hub revision to look up in the local cache (default "main"). */
@@ -74,6 +78,8 @@ export interface GenerateRequest extends ImageProcessorOverrides {
 
 export interface Timings {
   loadMs: number;
+  /** GPU bytes of the model's weights, as stored (see LoadModelOptions.dtype). */
+  weightBytes: number;
   /** Host image preprocessing (decode, resize, split, normalise). */
   preprocessMs: number;
   /** Device time of the vision tower and projector (GPU timestamps; 0 without images). */
@@ -200,9 +206,9 @@ export class VisionLanguagePipeline {
     const chatTemplate = chatTemplateOf(md);
     const imageConfig = withOverrides(parseAnyImageProcessorConfig(md.required('preprocessor_config.json'), md.path('preprocessor_config.json')), opts);
     const generationEos = eosOf(md);
-    const gpu = opts.gpu ?? (await Gpu.create({ adapter: opts.adapter, powerPreference: opts.powerPreference, quiet: opts.quiet }));
+    const gpu = opts.gpu ?? (await Gpu.create({ adapter: opts.adapter, powerPreference: opts.powerPreference, quiet: opts.quiet, nativeF16: opts.nativeF16 }));
     try {
-      const model = await loadModelDir(gpu, md, { dtype: opts.dtype, onProgress: opts.onProgress, root, kernels: opts.kernels });
+      const model = await loadModelDir(gpu, md, { dtype: opts.dtype, nativeF16: opts.nativeF16, onProgress: opts.onProgress, root, kernels: opts.kernels });
       try {
         model.limits = limits;
         const expandPrompt = family.prompt(md, model);
@@ -346,6 +352,7 @@ export class VisionLanguagePipeline {
         finishReason,
         timings: {
           loadMs: this.loadMs,
+          weightBytes: this.model.store.gpuBytes,
           preprocessMs,
           imageEncodeMs,
           queueMs,

@@ -38,6 +38,12 @@ export interface GpuOptions {
    * of a decode step, bench/host.bench.ts). For graphs that already ran validated; errors then go unseen.
    */
   skipValidation?: boolean;
+  /**
+   * Read 16-bit weights as native f16 (shader-f16) rather than as u32 pairs, where the adapter has the
+   * feature; on NVIDIA, Dawn offers shader-f16 only with its vulkan_enable_f16_on_nvidia toggle, which this
+   * also sets. An opt-in: see the README's formats table for what it measured.
+   */
+  nativeF16?: boolean;
   /** Leave subgroup operations unused even where offered (also WEBGPU_VLM_NO_SUBGROUPS=1). */
   noSubgroups?: boolean;
   /**
@@ -123,7 +129,9 @@ const NO_ADAPTER_HELP = `WebGPU: Dawn found no adapter.
   On a machine with a GPU, install its Vulkan driver (Linux), or use macOS (Metal) / Windows (D3D12).`;
 
 function dawnInstance(options: GpuOptions): GPU {
-  return create([...(options.dawnFlags ?? []), ...(options.skipValidation ? ['enable-dawn-features=skip_validation'] : [])]);
+  // Dawn takes its enabled features as one comma-joined flag.
+  const features = [...(options.skipValidation ? ['skip_validation'] : []), ...(options.nativeF16 ? ['vulkan_enable_f16_on_nvidia'] : [])];
+  return create([...(options.dawnFlags ?? []), ...(features.length ? [`enable-dawn-features=${features.join(',')}`] : [])]);
 }
 
 /** The adapter `options` ask for: by `adapter` among listAdapters(), else the one Dawn prefers for `powerPreference`. */

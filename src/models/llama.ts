@@ -170,7 +170,7 @@ export class LlamaModel {
     readonly config: TextConfig,
   ) {
     const c = config;
-    this.embed_tokens = vb.get('embed_tokens.weight', [c.vocab_size, c.hidden_size]);
+    this.embed_tokens = vb.get('embed_tokens.weight', [c.vocab_size, c.hidden_size], { role: 'table' });
     this.layers = Array.from({ length: c.num_hidden_layers }, (_, i) => new LlamaDecoderLayer(vb.pp('layers').pp(i), c));
     this.norm = new RMSNorm(vb.pp('norm'), c.hidden_size, c.rms_norm_eps);
     const gpu = vb.store.gpu;

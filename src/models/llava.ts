@@ -87,7 +87,7 @@ export class Llava extends VisionLanguageModel {
     this.multi_modal_projector = new LlavaMultiModalProjector(vb.pp(names.projector), config);
     this.text = new LlamaModel(vb.pp(names.text), config.text_config);
     const t = config.text_config;
-    this.lm_head = config.tie_word_embeddings ? this.text.embed_tokens : vb.pp(names.head).get('weight', [t.vocab_size, t.hidden_size]);
+    this.lm_head = config.tie_word_embeddings ? this.text.embed_tokens : vb.pp(names.head).get('weight', [t.vocab_size, t.hidden_size], { role: 'table' });
     this.imageTokenId = config.image_token_index;
     this.tileShape = [v.num_channels, v.image_size, v.image_size];
     this.featuresPerTile = this.vision_tower.patches + (config.vision_feature_select_strategy === 'full' ? 1 : 0);

@@ -14,7 +14,7 @@ export class Idefics3Connector {
     readonly scale_factor: number,
   ) {
     const inDim = visionWidth * scale_factor * scale_factor;
-    this.modality_projection = { proj: { weight: vb.pp('modality_projection.proj').get('weight', [textWidth, inDim]) } };
+    this.modality_projection = { proj: { weight: vb.pp('modality_projection.proj').get('weight', [textWidth, inDim], { role: 'linear' }) } };
   }
   /** x: [tiles·patches, D_vision] → [tiles·patches/s², D_text]. */
   forward(g: Graph, x: Tensor, tiles: number): Tensor {

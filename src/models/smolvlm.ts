@@ -35,7 +35,7 @@ export class SmolVLM extends VisionLanguageModel {
     this.vision_model = new SiglipVisionTransformer(vb.pp('model.vision_model'), v);
     this.connector = new Idefics3Connector(vb.pp('model.connector'), v.hidden_size, t.hidden_size, config.scale_factor);
     this.text = new LlamaModel(vb.pp('model.text_model'), t);
-    this.lm_head = config.tie_word_embeddings ? this.text.embed_tokens : vb.get('lm_head.weight', [t.vocab_size, t.hidden_size]);
+    this.lm_head = config.tie_word_embeddings ? this.text.embed_tokens : vb.get('lm_head.weight', [t.vocab_size, t.hidden_size], { role: 'table' });
     this.imageTokenId = config.image_token_id;
     this.tileShape = [v.num_channels, v.image_size, v.image_size];
     this.featuresPerTile = imageSeqLen(config);

@@ -18,9 +18,8 @@ import { toFloat32 } from '../io/decode.ts';
 
 export type SourceDType = 'F32' | 'F16' | 'BF16';
 
-export type WeightDType = 'auto' | 'f32' | 'f16' | 'bf16' | 'q8' | 'q4';
-
-export const WEIGHT_DTYPE_NAMES: readonly WeightDType[] = ['auto', 'f32', 'f16', 'bf16', 'q8', 'q4'];
+export { WEIGHT_DTYPE_NAMES, type WeightDType } from './weight-dtype.ts';
+import type { WeightDType } from './weight-dtype.ts';
 
 /** Group length of the q8 / q4 quantization at load. */
 export const LOAD_QUANT_GROUP = 32;

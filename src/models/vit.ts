@@ -19,7 +19,7 @@ export class Linear {
   readonly weight: Tensor; // [out, in]
   readonly bias?: Tensor; // [out]
   constructor(vb: VarBuilder, inDim: number, outDim: number, bias: boolean) {
-    this.weight = vb.get('weight', [outDim, inDim]);
+    this.weight = vb.get('weight', [outDim, inDim], { role: 'linear' });
     if (bias) this.bias = vb.get('bias', [outDim]);
   }
   forward(g: Graph, x: Tensor, opts: { act?: Activation; residual?: Tensor; norm?: NormFold } = {}): Tensor {
