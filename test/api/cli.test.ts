@@ -109,7 +109,7 @@ describe('webgpu-vlm run', () => {
       [['run', '--model', SMOL], /--prompt TEXT is required/],
       [['run', '--model', SMOL, '--prompt', 'x', '--max-new-tokens', 'many'], /--max-new-tokens expects a positive integer, got "many"/],
       [['run', '--model', SMOL, '--prompt', 'x', '--top-p', '2'], /--top-p expects a number in \(0, 1\], got "2"/],
-      [['run', '--model', SMOL, '--prompt', 'x', '--dtype', 'int4'], /--dtype expects auto, f32 or f16, got "int4"/],
+      [['run', '--model', SMOL, '--prompt', 'x', '--dtype', 'int4'], /--dtype expects auto, f32, f16, bf16, q8, q4, got "int4"/],
       [['run', '--model', SMOL, '--prompt', 'x', '--kernels', 'tpu'], /--kernels expects gpu or cpu, got "tpu"/],
       [['run', '--model', SMOL, '--prompt', 'x', '--stop', ''], /--stop expects non-empty text/],
       [['run', '--model', SMOL, '--prompt', 'x', '--image-splitting', 'maybe'], /--image-splitting expects on or off, got "maybe"/],
