@@ -49,6 +49,8 @@ export class ReplyText {
   /** Set when a window failed to extend its context's text: decode the whole reply from then on. */
   private whole: boolean;
   private readonly longestStop: number;
+  /** The last longestStop − 1 characters of `text`: where a stop string ending in new text can begin. */
+  private recent = '';
 
   constructor(
     private readonly tok: Detokenizer,
@@ -81,11 +83,11 @@ export class ReplyText {
           held = this.cleanup ? this.cleanup.peek('') : '';
         }
         // No stop string lies within prev (it was searched when it was emitted): search from where one that
-        // ends in the new text could start.
-        const from = Math.max(0, prev.length - Math.max(0, this.longestStop - 1));
-        const at = this.firstStop(prev.slice(from) + chunk + held);
+        // ends in the new text could start, the end of prev kept in `recent`.
+        const at = this.firstStop(this.recent + chunk + held);
         if (at < 0) return this.emit(chunk);
-        return this.cut(prev, from + at <= prev.length ? prev.slice(0, from + at) : prev + (chunk + held).slice(0, from + at - prev.length));
+        const from = prev.length - this.recent.length;
+        return this.cut(prev, at <= this.recent.length ? prev.slice(0, from + at) : prev + (chunk + held).slice(0, at - this.recent.length));
       }
       this.whole = true;
     }
@@ -98,6 +100,8 @@ export class ReplyText {
 
   private emit(chunk: string): { text: string; stop: boolean } {
     this.text += chunk;
+    // Sliced from a short string: slicing `text` itself would flatten the whole reply every token.
+    if (this.longestStop > 1) this.recent = (this.recent + chunk).slice(-(this.longestStop - 1));
     return { text: chunk, stop: false };
   }
 
