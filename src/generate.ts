@@ -8,6 +8,7 @@
 import { createHash } from 'node:crypto';
 import type { ChunkLimits, ImageBatch, StepProgress, VisionLanguageModel } from './models/vlm.ts';
 import { MAX_CANDIDATES, type Candidates } from './ops/sample.ts';
+import { SeededRandom } from './random.ts';
 
 export interface SamplingOptions {
   /** 0 or undefined: greedy. */
@@ -54,33 +55,6 @@ export interface TokenStep {
   logits?: Float32Array;
   /** Milliseconds from the call to this token being known. */
   ms: number;
-}
-
-/** Seeded generator (xorshift128+ folded to 53 bits) so that sampling is reproducible. */
-export class SeededRandom {
-  private a: bigint;
-  private b: bigint;
-  constructor(seed: number) {
-    let s = BigInt.asUintN(64, BigInt(Math.floor(seed)) * 0x9e3779b97f4a7c15n + 0x632be59bd9b4e019n);
-    const mix = () => {
-      s = BigInt.asUintN(64, s + 0x9e3779b97f4a7c15n);
-      let z = s;
-      z = BigInt.asUintN(64, (z ^ (z >> 30n)) * 0xbf58476d1ce4e5b9n);
-      z = BigInt.asUintN(64, (z ^ (z >> 27n)) * 0x94d049bb133111ebn);
-      return z ^ (z >> 31n);
-    };
-    this.a = mix();
-    this.b = mix();
-  }
-  /** Uniform in [0, 1). */
-  next(): number {
-    let x = this.a;
-    const y = this.b;
-    this.a = y;
-    x = BigInt.asUintN(64, x ^ (x << 23n));
-    this.b = x ^ y ^ (x >> 17n) ^ (y >> 26n);
-    return Number(BigInt.asUintN(64, this.b + y) >> 11n) / 2 ** 53;
-  }
 }
 
 /**

@@ -3,7 +3,8 @@
 // sharded index, a config.json); generateCase derives one case from (seed, case number).
 import { ITEM_SIZE } from '../../src/io/dtype.ts';
 import type { StDType } from '../../src/io/safetensors.ts';
-import { Rng, caseSeed } from './rng.ts';
+import type { SeededRandom } from '../../src/random.ts';
+import { caseRandom } from './rng.ts';
 import { INDEX_FILE, SHARDS, type Ctx, type Target } from './targets.ts';
 
 // ---------------------------------------------------------------------------------------------------
@@ -108,12 +109,12 @@ const DEPTHS: readonly (readonly [number, number])[] = [
   [3, 2], [3, 10], [3, 100], [4, 1000], [4, 5000], [4, 20000], [1, 100000], [0.5, 300000],
 ];
 
-function numLiteral(rng: Rng): Raw {
-  if (rng.bool(0.25)) return new Raw(String(rng.pick([rng.u32(), rng.u32() * 2 ** 21 + rng.int(2 ** 21), -rng.u32(), rng.float() * 1e6])));
+function numLiteral(rng: SeededRandom): Raw {
+  if (rng.bool(0.25)) return new Raw(String(rng.pick([rng.u32(), rng.u32() * 2 ** 21 + rng.int(2 ** 21), -rng.u32(), rng.next() * 1e6])));
   return new Raw(rng.pick(NUM_LITERALS));
 }
 
-function deepNest(rng: Rng, maxDepth = 300000): { value: Raw; desc: string } {
+function deepNest(rng: SeededRandom, maxDepth = 300000): { value: Raw; desc: string } {
   const depth = rng.weighted(DEPTHS.filter(([, d]) => d <= maxDepth));
   const kind = rng.int(5);
   let text: string;
@@ -144,14 +145,14 @@ function deepNest(rng: Rng, maxDepth = 300000): { value: Raw; desc: string } {
   return { value: new Raw(text), desc: `deep ${what} x${depth}` };
 }
 
-function longString(rng: Rng): { value: Raw; desc: string } {
+function longString(rng: SeededRandom): { value: Raw; desc: string } {
   const n = rng.pick([256, 4096, 65536, 500000, 2000000]);
   const kind = rng.int(5);
   const unit = ['a', '\\u0000', '€', '\\ud800', '\\"'][kind];
   return { value: new Raw('"' + unit.repeat(Math.ceil(n / unit.length)) + '"'), desc: `long string ${JSON.stringify(unit)} x${n}` };
 }
 
-function evilScalar(rng: Rng): { value: unknown; desc: string } {
+function evilScalar(rng: SeededRandom): { value: unknown; desc: string } {
   switch (rng.weighted<number>([[6, 0], [1, 1], [4, 2], [1, 3], [1, 4]])) {
     case 0: {
       const r = numLiteral(rng);
@@ -174,7 +175,7 @@ function evilScalar(rng: Rng): { value: unknown; desc: string } {
   }
 }
 
-function evilValue(rng: Rng, maxDepth = 300000): { value: unknown; desc: string } {
+function evilValue(rng: SeededRandom, maxDepth = 300000): { value: unknown; desc: string } {
   switch (rng.weighted<number>([[10, 0], [3, 1], [2, 2], [1, 3], [1, 4]])) {
     case 0:
       return evilScalar(rng);
@@ -227,7 +228,7 @@ const INTERESTING_BYTES = [0x00, 0xff, 0x7f, 0x80, 0xc0, 0x22, 0x5c, 0x7b, 0x7d,
  * One byte-level mutation of `buf`. `hdrEnd` is where the structured part ends (the safetensors header,
  * or the whole text); positions are biased towards it. `st` enables the u64 length-prefix mutation.
  */
-function byteMutation(rng: Rng, buf: Uint8Array, hdrEnd: number, st: boolean, cap: number): { buf: Uint8Array; desc: string } {
+function byteMutation(rng: SeededRandom, buf: Uint8Array, hdrEnd: number, st: boolean, cap: number): { buf: Uint8Array; desc: string } {
   const len = buf.byteLength;
   const he = Math.max(1, Math.min(hdrEnd, len));
   const pos = () => (len === 0 ? 0 : rng.bool(0.7) ? rng.int(he) : rng.int(len));
@@ -340,7 +341,7 @@ const NUMBER_TOKEN = /-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/g;
 const STRING_TOKEN = /"(?:[^"\\]|\\.)*"/g;
 
 /** Textual edits of serialized JSON: replace a number or string token, break the syntax. */
-function textMutation(rng: Rng, text: string): { text: string; desc: string } {
+function textMutation(rng: SeededRandom, text: string): { text: string; desc: string } {
   const kind = rng.weighted<string>([[4, 'number'], [2, 'string'], [1, 'syntax'], [1, 'ws']]);
   const tokens = (re: RegExp) => {
     const out: [number, number][] = [];
@@ -402,7 +403,7 @@ function offsetsOf(e: Obj | undefined): [number, number] | undefined {
 }
 
 /** One structural edit of a parsed safetensors header. Returns the (possibly replaced) root and a description. */
-function headerMutation(rng: Rng, root: unknown, dataLength: number): { root: unknown; desc: string } {
+function headerMutation(rng: SeededRandom, root: unknown, dataLength: number): { root: unknown; desc: string } {
   if (!isObj(root)) {
     const v = evilValue(rng);
     return { root: v.value, desc: `root = ${v.desc}` };
@@ -693,7 +694,7 @@ function headerMutation(rng: Rng, root: unknown, dataLength: number): { root: un
   }
 }
 
-function mutateSafetensors(rng: Rng, ctx: Ctx): Mutated {
+function mutateSafetensors(rng: SeededRandom, ctx: Ctx): Mutated {
   const seed = rng.pick(ctx.stSeeds);
   const ops: string[] = [];
   const structural = rng.bool(0.65) ? rng.weighted<number>([[6, 1], [3, 2], [1, 3]]) : 0;
@@ -741,7 +742,7 @@ const EVIL_SHARDS = [
   '%2e%2e/x', SHARDS[0].toUpperCase(), '🙂.safetensors', 'sub/x.safetensors',
 ];
 
-function indexMutation(rng: Rng, root: unknown, tensors: string[]): { root: unknown; desc: string } {
+function indexMutation(rng: SeededRandom, root: unknown, tensors: string[]): { root: unknown; desc: string } {
   if (!isObj(root)) {
     const v = evilValue(rng);
     return { root: v.value, desc: `root = ${v.desc}` };
@@ -872,7 +873,7 @@ function indexMutation(rng: Rng, root: unknown, tensors: string[]): { root: unkn
   }
 }
 
-function mutateIndex(rng: Rng, ctx: Ctx): Mutated {
+function mutateIndex(rng: SeededRandom, ctx: Ctx): Mutated {
   return mutateJsonText(rng, ctx.indexText, ctx.cap, (r, root) => indexMutation(r, root, ctx.indexTensors), 'generated 2-shard index');
 }
 
@@ -882,7 +883,7 @@ const NUMERIC_CONFIG_KEYS = [
   'scale_factor', 'image_token_id', 'image_token_index', 'vision_feature_layer', 'bos_token_id', 'eos_token_id',
 ];
 
-function configMutation(rng: Rng, root: unknown): { root: unknown; desc: string } {
+function configMutation(rng: SeededRandom, root: unknown): { root: unknown; desc: string } {
   if (!isObj(root)) {
     const v = evilValue(rng);
     return { root: v.value, desc: `root = ${v.desc}` };
@@ -1022,10 +1023,10 @@ function configMutation(rng: Rng, root: unknown): { root: unknown; desc: string 
 
 /** Shared driver for JSON text targets: structural edits, then textual/byte edits. */
 function mutateJsonText(
-  rng: Rng,
+  rng: SeededRandom,
   seedText: string,
   cap: number,
-  structuralOp: (rng: Rng, root: unknown) => { root: unknown; desc: string },
+  structuralOp: (rng: SeededRandom, root: unknown) => { root: unknown; desc: string },
   seedName: string,
 ): Mutated {
   const ops: string[] = [];
@@ -1055,7 +1056,7 @@ function mutateJsonText(
   return { bytes, seed: seedName, ops };
 }
 
-function mutateConfig(rng: Rng, ctx: Ctx): Mutated {
+function mutateConfig(rng: SeededRandom, ctx: Ctx): Mutated {
   const seed = rng.pick(ctx.configSeeds);
   const m = mutateJsonText(rng, seed.text, ctx.cap, configMutation, seed.name);
   m.parser = rng.bool(0.9) ? seed.parser : seed.parser === 'llava' ? 'idefics3' : 'llava';
@@ -1064,7 +1065,7 @@ function mutateConfig(rng: Rng, ctx: Ctx): Mutated {
 }
 
 export function generateCase(ctx: Ctx, target: Target, seed: number, caseNo: number): Mutated {
-  const rng = new Rng(caseSeed(seed, caseNo));
+  const rng = caseRandom(seed, caseNo);
   if (target === 'safetensors') return mutateSafetensors(rng, ctx);
   if (target === 'index') return mutateIndex(rng, ctx);
   return mutateConfig(rng, ctx);

@@ -13,7 +13,8 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { Graph, Rng, run, testGpu } from '../helpers.ts';
 import { argmax, candidatesOf, MAX_CANDIDATES, topK, type Candidates } from '../../src/ops/sample.ts';
-import { argmaxHost, generateTokens, greedy, MASS_TOLERANCE, sampleCandidates, sampleToken, SeededRandom, type SamplingOptions } from '../../src/generate.ts';
+import { argmaxHost, generateTokens, greedy, MASS_TOLERANCE, sampleCandidates, sampleToken, type SamplingOptions } from '../../src/generate.ts';
+import { SeededRandom } from '../../src/random.ts';
 import { SmolVLM } from '../../src/models/smolvlm.ts';
 import { FIXTURES, openReference } from '../reference.ts';
 import { argmax64, topK64 } from './reference.ts';
@@ -431,6 +432,7 @@ describe('sampleCandidates', () => {
 
   it('draws what sampleToken draws on the row, seed for seed, where the candidates decide (top-k within them, top-p with top-k, top-p alone)', async () => {
     const rng = new Rng(31);
+    const varied: string[] = [];
     for (const V of [1000, 49281]) {
       for (const [o, scale] of [
         [{ temperature: 1, topK: 1 }, 2],
@@ -446,9 +448,11 @@ describe('sampleCandidates', () => {
         const { fromCandidates, fromRow } = both(x, c, o, 300, V);
         assert.ok(fromCandidates.every((t) => t !== null), `V=${V} ${JSON.stringify(o)}: the candidates declined ${fromCandidates.filter((t) => t === null).length} draws`);
         assert.deepEqual(fromCandidates, fromRow, `V=${V} ${JSON.stringify(o)}`);
-        assert.ok(new Set(fromRow).size > (o.topK === 1 ? 0 : 1), 'the draws vary');
+        if (new Set(fromRow).size > 1) varied.push(`V=${V} ${JSON.stringify(o)}`);
       }
     }
+    // Agreement on draws that never vary would show little: most cases draw several tokens.
+    assert.ok(varied.length >= 10, `only ${varied.length} cases drew more than one token: ${varied.join('; ')}`);
   });
 
   it('declines, without drawing, where the candidates cannot decide: temperature alone, top-k beyond them, a nucleus wider than them', async () => {
