@@ -30,6 +30,7 @@ import type { WeightDType } from '../src/io/upload.ts';
 import { llamaTensors, writeSparseCheckpoint } from './make-checkpoint.ts';
 import { copyBandwidth } from './roofline.ts';
 import { readJsonObject } from '../src/io/model-dir.ts';
+import { repoPath } from './paths.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -131,7 +132,7 @@ try {
   const out = {
     date: new Date().toISOString(),
     adapter: gpu.info.description || gpu.info.device,
-    config: configFile,
+    config: repoPath(configFile),
     layers,
     hidden: text.hidden_size,
     intermediate: text.intermediate_size,

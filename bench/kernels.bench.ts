@@ -21,6 +21,7 @@ import { Rng } from '../test/data.ts';
 import { makeCases } from './cases.ts';
 import { rooflineSvg, writeRoofline, copyBandwidth } from './roofline.ts';
 import { readJsonObject } from '../src/io/model-dir.ts';
+import { repoPath } from './paths.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -152,7 +153,7 @@ try {
       revision: gitRevision(),
       adapter: { vendor: gpu.info.vendor, architecture: gpu.info.architecture, device: gpu.info.device, description: gpu.info.description },
       features: [...gpu.features].sort(),
-      config: configFile,
+      config: repoPath(configFile),
       quick: !!args.quick,
       roofline: { bandwidthGBps: bandwidth, computeGFLOPs: compute },
       rows,

@@ -37,6 +37,7 @@ import { encodeModel } from './onnx.ts';
 import { makeCases, asNumbers, type HostTensor, type PeerSide } from '../cases.ts';
 import { loadOrt, PeerUnavailable, PEER_UNAVAILABLE, ORT_VERSION, type Ort, type OrtSession, type OrtTensor } from './ort.ts';
 import { readJsonObject } from '../../src/io/model-dir.ts';
+import { repoPath } from '../paths.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -297,7 +298,7 @@ try {
         linear: args.gemm ? 'Gemm transB=1' : 'MatMul with transposed initializer',
         note: "ORT uses its own statically linked Dawn and does not report its adapter; it asks for a high-performance adapter on Vulkan, as we do",
       },
-      config: configFile,
+      config: repoPath(configFile),
       quick: !!args.quick,
       timing: { iterations, timeMs: time, rounds, kernel: timer ? 'gpu-timestamp' : null },
       rows,
