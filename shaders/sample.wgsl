@@ -92,6 +92,28 @@ fn choose(shift: u32, up: bool) {
   }
 }
 
+/**
+ * One digit (8 bits at `shift`) of the radix select: the histogram of that digit over what is still
+ * selected, then thread 0 narrows the selection to the digit where it reaches `need`. Over the keys
+ * (largest first; the first pass also finds the largest key), or `by_index` over the indices (smallest
+ * first) of the keys equal to `kth`.
+ */
+fn radix_digit(t: u32, base: u32, shift: u32, by_index: bool, kth: u32) {
+  for (var d = t; d < 256u; d += WG) { atomicStore(&hist[d], 0u); }
+  workgroupBarrier();
+  let pre = prefix;
+  let msk = mask;
+  for (var i = t; i < p.V; i += WG) {
+    let k = key(logits[base + i]);
+    if (!by_index && shift == 24u) { atomicMax(&top, k); }
+    let v = select(k, i, by_index);
+    if ((v & msk) == pre && (!by_index || k == kth)) { atomicAdd(&hist[(v >> shift) & 0xffu], 1u); }
+  }
+  workgroupBarrier();
+  if (t == 0u) { choose(shift, by_index); }
+  workgroupBarrier();
+}
+
 /** Whether (ka, ia) comes before (kb, ib): the larger key, then the lower index. */
 fn before(ka: u32, ia: u32, kb: u32, ib: u32) -> bool {
   return ka > kb || (ka == kb && ia < ib);
@@ -110,20 +132,7 @@ fn top_k(@builtin(local_invocation_id) lid: vec3u) {
     atomicStore(&taken, 0u);
   }
   // The K-th largest key, a digit at a time from the top.
-  for (var shift = 24; shift >= 0; shift -= 8) {
-    for (var d = t; d < 256u; d += WG) { atomicStore(&hist[d], 0u); }
-    workgroupBarrier();
-    let pre = prefix;
-    let msk = mask;
-    for (var i = t; i < p.V; i += WG) {
-      let k = key(logits[base + i]);
-      if (shift == 24) { atomicMax(&top, k); }
-      if ((k & msk) == pre) { atomicAdd(&hist[(k >> u32(shift)) & 0xffu], 1u); }
-    }
-    workgroupBarrier();
-    if (t == 0u) { choose(u32(shift), false); }
-    workgroupBarrier();
-  }
+  for (var shift = 24; shift >= 0; shift -= 8) { radix_digit(t, base, u32(shift), false, 0u); }
   let kth = prefix;
   // Tied beyond K: the `need` lowest indices among the keys equal to the K-th, a digit at a time.
   var last = 0xffffffffu;
@@ -132,18 +141,7 @@ fn top_k(@builtin(local_invocation_id) lid: vec3u) {
       prefix = 0u;
       mask = 0u;
     }
-    for (var shift = 24; shift >= 0; shift -= 8) {
-      for (var d = t; d < 256u; d += WG) { atomicStore(&hist[d], 0u); }
-      workgroupBarrier();
-      let pre = prefix;
-      let msk = mask;
-      for (var i = t; i < p.V; i += WG) {
-        if (key(logits[base + i]) == kth && (i & msk) == pre) { atomicAdd(&hist[(i >> u32(shift)) & 0xffu], 1u); }
-      }
-      workgroupBarrier();
-      if (t == 0u) { choose(u32(shift), true); }
-      workgroupBarrier();
-    }
+    for (var shift = 24; shift >= 0; shift -= 8) { radix_digit(t, base, u32(shift), true, kth); }
     last = prefix;
   }
   // Gather the selected (any order) and the softmax mass at the temperature.

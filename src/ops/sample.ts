@@ -9,24 +9,34 @@ import { uniforms } from './common.ts';
 export const SAMPLE_WG = 256;
 export const MAX_CANDIDATES = SAMPLE_WG;
 
-const argmaxKernel: Kernel<null> = {
-  name: 'argmax',
-  encode(node, buf) {
-    const [x] = node.inputs;
-    const [R, V] = x.shape;
-    return [
-      {
-        pipeline: { shader: 'sample', entry: 'argmax', constants: { WG: SAMPLE_WG } },
-        bindings: [
-          { binding: 1, buffer: buf(x) },
-          { binding: 2, buffer: buf(node.output) },
-        ],
-        uniforms: uniforms(R - 1, V, 0),
-        workgroups: [1],
-      },
-    ];
-  },
-};
+/**
+ * A kernel of shaders/sample.wgsl over the last row of its first input, [R, V]: the output at binding 2,
+ * a second input (top_k's temperature) at binding 3; `k` candidates (0 for argmax).
+ */
+function sampleKernel<A>(entry: 'argmax' | 'top_k', k: (attrs: A) => number): Kernel<A> {
+  return {
+    name: entry,
+    encode(node, buf) {
+      const [x, temperature] = node.inputs;
+      const [R, V] = x.shape;
+      return [
+        {
+          pipeline: { shader: 'sample', entry, constants: { WG: SAMPLE_WG } },
+          bindings: [
+            { binding: 1, buffer: buf(x) },
+            { binding: 2, buffer: buf(node.output) },
+            ...(temperature ? [{ binding: 3, buffer: buf(temperature) }] : []),
+          ],
+          uniforms: uniforms(R - 1, V, k(node.attrs)),
+          workgroups: [1],
+        },
+      ];
+    },
+  };
+}
+
+const argmaxKernel = sampleKernel<null>('argmax', () => 0);
+const topKKernel = sampleKernel<{ k: number }>('top_k', (a) => a.k);
 
 /**
  * logits: [R, V]; returns [1] u32, the argmax of row R − 1: the lowest index of the largest logit, a NaN
@@ -36,26 +46,6 @@ export function argmax(g: Graph, logits: Tensor): Tensor {
   expectShape('argmax', 'logits', logits, [null, null], ['f32']);
   return g.add(argmaxKernel, [logits], { shape: [1], dtype: 'u32' }, null);
 }
-
-const topKKernel: Kernel<{ k: number }> = {
-  name: 'top_k',
-  encode(node, buf) {
-    const [x, temperature] = node.inputs;
-    const [R, V] = x.shape;
-    return [
-      {
-        pipeline: { shader: 'sample', entry: 'top_k', constants: { WG: SAMPLE_WG } },
-        bindings: [
-          { binding: 1, buffer: buf(x) },
-          { binding: 2, buffer: buf(node.output) },
-          { binding: 3, buffer: buf(temperature) },
-        ],
-        uniforms: uniforms(R - 1, V, node.attrs.k),
-        workgroups: [1],
-      },
-    ];
-  },
-};
 
 /**
  * logits: [R, V], temperature: [1] f32; returns [2k + 1] u32 (read it with candidatesOf): the k largest

@@ -30,6 +30,19 @@ async function gpuArgmax(x: Float32Array, R: number, V: number): Promise<number>
   return out[0];
 }
 
+/** Runs `f` on the tiny SmolVLM with its reference prompt ids and pixels, then frees them. */
+async function withTinySmolVLM(f: (model: SmolVLM, ids: number[], pixels: Float32Array) => Promise<void>): Promise<void> {
+  const dir = join(FIXTURES, 'smolvlm-tiny');
+  const model = await SmolVLM.load(await testGpu(), dir);
+  const ref = await openReference(join(dir, 'reference.safetensors'));
+  try {
+    await f(model, [...(await ref.i32('input_ids'))], (await ref.f32('pixel_values')).data);
+  } finally {
+    model.dispose();
+    await ref.close();
+  }
+}
+
 /**
  * R rows of N(0, 4) logits; rows before the last hold a larger maximum elsewhere, so that reading the
  * wrong row gives a different answer.
@@ -388,14 +401,8 @@ describe('sampleToken', () => {
     assert.equal(sampleToken(x, { temperature: 0 }, rng), 2);
   });
 
-  it('on the tiny SmolVLM, sampling with top-k 1 or a tiny top-p generates the greedy tokens', async () => {
-    const gpu = await testGpu();
-    const dir = join(FIXTURES, 'smolvlm-tiny');
-    const model = await SmolVLM.load(gpu, dir);
-    const ref = await openReference(join(dir, 'reference.safetensors'));
-    try {
-      const ids = [...(await ref.i32('input_ids'))];
-      const pixels = (await ref.f32('pixel_values')).data;
+  it('on the tiny SmolVLM, sampling with top-k 1 or a tiny top-p generates the greedy tokens', () =>
+    withTinySmolVLM(async (model, ids, pixels) => {
       const tokens = async (it: AsyncIterable<{ token: number }>) => {
         const out: number[] = [];
         for await (const s of it) out.push(s.token);
@@ -407,11 +414,7 @@ describe('sampleToken', () => {
       for (const o of [{ temperature: 1, topK: 1 }, { temperature: 3, topP: 1e-9, seed: 5 }]) {
         assert.deepEqual(await tokens(generateTokens(model, ids, pixels, { ...base, ...o })), want, JSON.stringify(o));
       }
-    } finally {
-      model.dispose();
-      await ref.close();
-    }
-  });
+    }));
 });
 
 describe('sampleCandidates', () => {
@@ -479,14 +482,8 @@ describe('sampleCandidates', () => {
 });
 
 describe('sampling on the tiny SmolVLM', () => {
-  it('reads the logits row only where the candidates cannot decide, and draws the same tokens as reading it', async () => {
-    const gpu = await testGpu();
-    const dir = join(FIXTURES, 'smolvlm-tiny');
-    const model = await SmolVLM.load(gpu, dir);
-    const ref = await openReference(join(dir, 'reference.safetensors'));
-    try {
-      const ids = [...(await ref.i32('input_ids'))];
-      const pixels = (await ref.f32('pixel_values')).data;
+  it('reads the logits row only where the candidates cannot decide, and draws the same tokens as reading it', () =>
+    withTinySmolVLM(async (model, ids, pixels) => {
       // Count the steps that read their logits row.
       let rowReads = 0;
       const forward = model.forward.bind(model);
@@ -511,9 +508,5 @@ describe('sampling on the tiny SmolVLM', () => {
         // withLogits reads every row and samples it on the host: the same draws.
         assert.deepEqual(got, await tokens({ ...o, withLogits: true }), JSON.stringify(o));
       }
-    } finally {
-      model.dispose();
-      await ref.close();
-    }
-  });
+    }));
 });
