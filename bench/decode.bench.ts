@@ -11,7 +11,7 @@
 // --layers keeps the first N layers (to try the bench on a small device); --context is the KV length the
 // timed steps start from.
 import { parseArgs } from 'node:util';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,6 +29,8 @@ import { argmax } from '../src/ops/sample.ts';
 import type { WeightDType } from '../src/models/storage.ts';
 import { llamaTensors, writeSparseCheckpoint } from './make-checkpoint.ts';
 import { copyBandwidth } from './roofline.ts';
+import { readJsonObject } from '../src/io/model-dir.ts';
+import { repoPath } from './paths.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -52,7 +54,7 @@ const positive = (name: string, v: string | undefined, dflt: number): number => 
   return n;
 };
 const configFile = args.config ?? fileURLToPath(new URL('./configs/llava-1.5-7b.json', import.meta.url));
-const json = JSON.parse(readFileSync(configFile, 'utf8'));
+const json = await readJsonObject(configFile);
 const full = parseLlavaConfig(json, configFile).text_config;
 const layers = positive('layers', args.layers, full.num_hidden_layers);
 if (layers > full.num_hidden_layers) throw new Error(`--layers ${layers}: ${configFile} has ${full.num_hidden_layers}`);
@@ -130,7 +132,7 @@ try {
   const out = {
     date: new Date().toISOString(),
     adapter: gpu.info.description || gpu.info.device,
-    config: configFile,
+    config: repoPath(configFile),
     layers,
     hidden: text.hidden_size,
     intermediate: text.intermediate_size,

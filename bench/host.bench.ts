@@ -6,13 +6,14 @@
 //
 //   npm run bench:host [-- --steps N] [--json FILE]
 import { parseArgs } from 'node:util';
-import { mkdtempSync, readFileSync, rmSync, copyFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, copyFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Gpu } from '../src/gpu/device.ts';
 import { SmolVLM } from '../src/models/smolvlm.ts';
 import { parseIdefics3Config } from '../src/models/config.ts';
 import { HF_DIR, idefics3Tensors, writeSparseCheckpoint } from './make-checkpoint.ts';
+import { readJsonObject } from '../src/io/model-dir.ts';
 
 const { values: args } = parseArgs({ options: { steps: { type: 'string' }, json: { type: 'string' } } });
 const steps = Number(args.steps ?? 500);
@@ -24,7 +25,7 @@ try {
   // The null backend caps its memory near 512 MiB, below the 256M model's weights, so the vocabulary is
   // cut to 8,192 rows: every layer, shape of the step and dispatch is as in the real model; only the
   // embedding and LM-head tables are smaller, and their host cost does not depend on their size.
-  const json = JSON.parse(readFileSync(join(HF_DIR, 'config.json'), 'utf8'));
+  const json = (await readJsonObject(join(HF_DIR, 'config.json'))) as { vocab_size: number; text_config: { vocab_size: number } };
   json.vocab_size = json.text_config.vocab_size = VOCAB;
   writeFileSync(join(dir, 'config.json'), JSON.stringify(json));
   const cfg = parseIdefics3Config(json, 'config.json');

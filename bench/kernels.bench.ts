@@ -8,7 +8,7 @@
 //   npm run bench [-- --quick] [--json FILE] [--filter REGEX] [--iterations N] [--time MS]
 // With --json FILE.json, the roofline plot goes to FILE.roofline.svg and FILE.roofline.png.
 import { parseArgs } from 'node:util';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { execSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Bench } from 'tinybench';
@@ -20,6 +20,8 @@ import { parseIdefics3Config } from '../src/models/config.ts';
 import { Rng } from '../test/data.ts';
 import { makeCases } from './cases.ts';
 import { rooflineSvg, writeRoofline, copyBandwidth } from './roofline.ts';
+import { readJsonObject } from '../src/io/model-dir.ts';
+import { repoPath } from './paths.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -39,7 +41,7 @@ if (args.help) {
 
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
 const configFile = args.quick ? here('../test/fixtures/smolvlm-tiny/config.json') : here('../test/fixtures/hf/SmolVLM-256M-Instruct/config.json');
-const cfg = parseIdefics3Config(JSON.parse(readFileSync(configFile, 'utf8')), configFile);
+const cfg = parseIdefics3Config(await readJsonObject(configFile), configFile);
 
 /** The rows (shared with the peer bench): validated against float64 before they are timed. */
 const cases = makeCases(cfg, { quick: !!args.quick, gemm: false });
@@ -151,7 +153,7 @@ try {
       revision: gitRevision(),
       adapter: { vendor: gpu.info.vendor, architecture: gpu.info.architecture, device: gpu.info.device, description: gpu.info.description },
       features: [...gpu.features].sort(),
-      config: configFile,
+      config: repoPath(configFile),
       quick: !!args.quick,
       roofline: { bandwidthGBps: bandwidth, computeGFLOPs: compute },
       rows,

@@ -9,7 +9,7 @@
 //
 //   npx tsx bench/llava-next.bench.ts [--layers N] [--tokens N] [--dtype auto|f16|f32] [--size WxH] [--json FILE]
 import { parseArgs } from 'node:util';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,6 +22,7 @@ import { imageLayout } from '../src/models/family.ts';
 import { parseAnyImageProcessorConfig, preprocessImage } from '../src/image/preprocess.ts';
 import type { WeightDType } from '../src/models/storage.ts';
 import { llavaTensors, writeSparseCheckpoint } from './make-checkpoint.ts';
+import { readJsonObject } from '../src/io/model-dir.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -34,14 +35,14 @@ const { values: args } = parseArgs({
   strict: true,
 });
 const configFile = fileURLToPath(new URL('./configs/llava-v1.6-mistral-7b.json', import.meta.url));
-const published = JSON.parse(readFileSync(configFile, 'utf8'));
+const published = await readJsonObject(configFile);
 const full = parseLlavaNextConfig(published, configFile);
 const layers = Number(args.layers ?? full.text_config.num_hidden_layers);
 if (!(Number.isInteger(layers) && layers >= 1 && layers <= full.text_config.num_hidden_layers)) throw new Error(`--layers must be 1..${full.text_config.num_hidden_layers}`);
 const tokens = Number(args.tokens ?? 4);
 const dtype = (args.dtype ?? 'auto') as WeightDType;
 const [W, H] = (args.size ?? '672x672').split('x').map(Number);
-const config = { ...published, text_config: { ...published.text_config, num_hidden_layers: layers } };
+const config = { ...published, text_config: { ...(published.text_config as Record<string, unknown>), num_hidden_layers: layers } };
 
 // The published processor settings (LlavaNextImageProcessor: CLIP's, 336 crops, the same pinpoints).
 const processorConfig = {

@@ -8,13 +8,14 @@
 // The tensor list is written from the Idefics3 checkpoint layout (transformers' state-dict names), with
 // every size taken from config.json.
 import { parseArgs } from 'node:util';
-import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { encodeSafetensorsHeader, type TensorSpec } from '../src/io/safetensors-write.ts';
 import { parseIdefics3Config, type Idefics3Config, type LlavaConfig, type TextConfig } from '../src/models/config.ts';
+import { readJsonObject } from '../src/io/model-dir.ts';
 
 export const HF_DIR = fileURLToPath(new URL('../test/fixtures/hf/SmolVLM-256M-Instruct/', import.meta.url));
 
@@ -181,7 +182,7 @@ async function writeFile(path: string, specs: Spec[], seedOf: (s: Spec) => numbe
 /** Writes the checkpoint folders; returns their paths. */
 export async function makeCheckpoint(out: string, shards = 2, log: (s: string) => void = (s) => process.stderr.write(`${s}\n`)) {
   const configFile = join(HF_DIR, 'config.json');
-  const cfg = parseIdefics3Config(JSON.parse(readFileSync(configFile, 'utf8')), configFile);
+  const cfg = parseIdefics3Config(await readJsonObject(configFile), configFile);
   const specs = idefics3Tensors(cfg);
   const single = join(out, 'single');
   const sharded = join(out, 'sharded');

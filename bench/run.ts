@@ -7,11 +7,12 @@
 // Without onnxruntime (offline, --no-peers) the kernel table stands alone and says why.
 import { parseArgs } from 'node:util';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PEER_UNAVAILABLE } from './peers/ort.ts';
+import { readJsonObject } from '../src/io/model-dir.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -58,14 +59,14 @@ const script = (path: string, json: string) =>
 try {
   const kernelJson = args.json ?? join(tmp, 'kernels.json');
   if (script('./kernels.bench.ts', kernelJson) !== 0) throw new Error('the kernel bench failed (see above)');
-  const kernels = JSON.parse(readFileSync(kernelJson, 'utf8'));
+  const kernels = await readJsonObject(kernelJson);
   let peers: { peer: unknown; rows: PeerRow[] } | null = null;
   let why = '--no-peers';
   if (!args['no-peers']) {
     console.log('\n--- the same rows through onnxruntime-node (WebGPU EP) ---');
     const peerJson = join(tmp, 'peers.json');
     const status = script('./peers/ort.bench.ts', peerJson);
-    if (status === 0) peers = JSON.parse(readFileSync(peerJson, 'utf8'));
+    if (status === 0) peers = (await readJsonObject(peerJson)) as { peer: unknown; rows: PeerRow[] };
     else if (status === PEER_UNAVAILABLE) why = 'onnxruntime-node unavailable (see above)';
     else throw new Error(`the peer bench failed with status ${status} (see above)`);
   }

@@ -16,6 +16,7 @@ import { execSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import OpenAI, { APIError, APIUserAbortError } from 'openai';
 import { ChatServer, type RequestLog } from '../src/server/server.ts';
+import { SeededRandom } from '../src/random.ts';
 
 const { values: args } = parseArgs({
   options: { clients: { type: 'string' }, requests: { type: 'string' }, seconds: { type: 'string' }, json: { type: 'string' }, turns: { type: 'string' } },
@@ -32,15 +33,10 @@ const DIR = fileURLToPath(new URL('../test/fixtures/smolvlm-tiny', import.meta.u
 const MODEL = 'smolvlm-tiny';
 const IMAGE_URI = `data:image/png;base64,${readFileSync(`${DIR}/image.png`).toString('base64')}`;
 
-/** Seeded, so that every run sends the same mix (xorshift32). */
+/** Seeded, so that every run sends the same mix. */
 function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>> 0) / 2 ** 32;
-  };
+  const r = new SeededRandom(seed);
+  return () => r.next();
 }
 
 function percentile(xs: number[], p: number): number | null {

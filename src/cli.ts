@@ -3,7 +3,7 @@
 // OpenAI-style chat requests over HTTP (src/server/); `diff` checks a model against a reference file; `info`
 // lists the adapters. Dawn, sharp and the tokenizer are imported by
 // the command that needs them, after its options are checked: --help, --version and a usage error answer at once.
-import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { GpuOptions } from './gpu/device.ts';
 import { WEIGHT_DTYPE_NAMES, type WeightDType } from './models/weight-dtype.ts';
@@ -416,9 +416,10 @@ async function info(argv: string[]): Promise<number> {
   return 0;
 }
 
-function version(): string {
-  // ../package.json from src/ and from dist/ alike.
-  return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+async function version(): Promise<string> {
+  // ../package.json from src/ and from dist/ alike, through the one JSON reader (a small module).
+  const { readJsonObject } = await import('./io/model-dir.ts');
+  return String((await readJsonObject(fileURLToPath(new URL('../package.json', import.meta.url)))).version);
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -439,7 +440,7 @@ export async function main(argv: string[]): Promise<number> {
         console.log(USAGE);
         return 0;
       case '--version':
-        console.log(version());
+        console.log(await version());
         return 0;
       case undefined:
         fail('a command is required: run, serve, diff or info');

@@ -1,10 +1,10 @@
-// The main job: runs a tiny SmolVLM fixture (shipped in test/fixtures) end to end on whatever WebGPU
+// The main job: runs a model directory holding a reference.safetensors end to end on whatever WebGPU
 // adapter exists — image + prompt from its reference file, greedy generation with the KV cache — and
 // prints the adapter, the generated ids and text, the max |Δlogit| against the third-party reference,
-// and timings. `npm run demo -- --model DIR` runs another model directory holding a reference.safetensors.
+// and timings. `npm run demo` names the tiny SmolVLM (test/fixtures/smolvlm-tiny, random weights) in
+// package.json; `npm run demo -- --model DIR` runs another directory.
 import { parseArgs } from 'node:util';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Gpu } from './gpu/device.ts';
 import { loadModelDir } from './models/registry.ts';
 import { SafetensorsFile } from './io/safetensors.ts';
@@ -13,23 +13,26 @@ import { TextTokenizer } from './text/tokenizer.ts';
 import { greedy } from './generate.ts';
 import { progressBar } from './progress.ts';
 
-const EMBEDDED = fileURLToPath(new URL('../test/fixtures/smolvlm-tiny', import.meta.url));
-
 const { values } = parseArgs({
   options: { model: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
   strict: true,
 });
+const USAGE = 'npm run demo [-- --model DIR]\n\nRuns DIR (npm run demo: test/fixtures/smolvlm-tiny) on the image and prompt of DIR/reference.safetensors.';
 if (values.help) {
-  console.log('npm run demo [-- --model DIR]\n\nRuns DIR (default: the embedded tiny SmolVLM) on the image and prompt of DIR/reference.safetensors.');
+  console.log(USAGE);
   process.exit(0);
 }
-const dir = values.model ?? EMBEDDED;
+if (!values.model) {
+  console.error(`demo: --model DIR is required\n${USAGE}`);
+  process.exit(2);
+}
+const dir = values.model;
 
 const t0 = performance.now();
 const gpu = await Gpu.create();
 try {
   console.log(gpu.describe());
-  console.log(`model: ${dir}${values.model ? '' : ' (embedded tiny SmolVLM, random weights)'}`);
+  console.log(`model: ${dir}`);
   const model = await loadModelDir(gpu, dir, { onProgress: progressBar('loading') });
   const tLoad = performance.now();
   const tok = await TextTokenizer.load(dir);

@@ -11,6 +11,7 @@ import type { LoadProgress } from './models/weights.ts';
 import type { WeightDType } from './models/storage.ts';
 import type { Target } from './gpu/tuning.ts';
 import { TextTokenizer } from './text/tokenizer.ts';
+import { ReplyText } from './text/stream.ts';
 import { chatTemplateOf, renderChat, type ChatMessage } from './text/chat.ts';
 import { imageTokensOf } from './text/prompt.ts';
 import {
@@ -272,7 +273,8 @@ export class VisionLanguagePipeline {
       let ids: number[] = [];
       let preprocessMs = 0;
       const tokens: number[] = [];
-      let emitted = '';
+      // The reply's text a token at a time, holding back an incomplete UTF-8 sequence, cut at a stop string.
+      const reply = new ReplyText(this.tokenizer, req.stop ?? []);
       let imageEncodeMs = 0;
       let tAsk = 0;
       let tGen = 0;
@@ -281,7 +283,6 @@ export class VisionLanguagePipeline {
       let prefillMs = 0;
       let ttft = 0;
       let finishReason: GenerateResult['finishReason'] = 'length';
-      const stops = req.stop ?? [];
       try {
         signal.throwIfAborted();
         let pixels: ImageBatch | null;
@@ -318,23 +319,14 @@ export class VisionLanguagePipeline {
             break;
           }
           tokens.push(step.token);
-          // Decode everything so far and emit what is new, holding back an incomplete UTF-8 sequence.
-          // An EOS token ends the loop above before it is pushed here, so `tokens` holds reply tokens only.
-          const full = this.tokenizer.decode(tokens, true);
-          const stopAt = stops.map((s) => full.indexOf(s)).filter((i) => i >= 0);
-          if (stopAt.length) {
-            const cut = full.slice(0, Math.min(...stopAt));
-            if (cut.length > emitted.length) emit({ token: step.token, text: cut.slice(emitted.length) });
-            emitted = cut;
+          // An EOS token ends the loop above before it is pushed here, so the reply holds reply tokens only.
+          const added = reply.push(step.token);
+          if (added.stop) {
+            if (added.text) emit({ token: step.token, text: added.text });
             finishReason = 'stop';
             break;
           }
-          if (!full.endsWith('\uFFFD') && full.length >= emitted.length && full.startsWith(emitted)) {
-            emit({ token: step.token, text: full.slice(emitted.length) });
-            emitted = full;
-          } else {
-            emit({ token: step.token, text: '' });
-          }
+          emit({ token: step.token, text: added.text });
         }
       } catch (e) {
         // An abort ends the reply where it is (generateTokens and acquire throw the signal's reason, after
@@ -345,7 +337,7 @@ export class VisionLanguagePipeline {
       const tEnd = performance.now();
       if (tAsk > 0 && tGen === 0) queueMs = tEnd - tAsk; // aborted while waiting for the model
       const decodeMs = tEnd - tGen - prefillMs;
-      const text = finishReason === 'stop' ? emitted : this.tokenizer.decode(finishReason === 'eos' ? tokens.slice(0, -1) : tokens, true);
+      const text = finishReason === 'stop' ? reply.text : this.tokenizer.decode(finishReason === 'eos' ? tokens.slice(0, -1) : tokens, true);
       return {
         text,
         tokens,

@@ -17,28 +17,8 @@ function f16Of(h: number): number {
   return getFloat16(f16View, 0, true);
 }
 
-/** Deterministic generator (mulberry32) with a normal sampler. */
-export class Rng {
-  private s: number;
-  constructor(seed: number) {
-    this.s = seed >>> 0;
-  }
-  next(): number {
-    let t = (this.s = (this.s + 0x6d2b79f5) >>> 0);
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-  normal(): number {
-    const u = Math.max(this.next(), 1e-12);
-    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * this.next());
-  }
-  array(n: number, scale = 1): Float32Array {
-    const a = new Float32Array(n);
-    for (let i = 0; i < n; i++) a[i] = this.normal() * scale;
-    return a;
-  }
-}
+/** The tests' and benches' seeded data come from the one generator (normal(), array()); bench/cases.ts and the tests know it as Rng. */
+export { SeededRandom as Rng } from '../src/random.ts';
 
 /** Stored bytes of `values` in a checkpoint dtype, and the values as that dtype rounds them. */
 export function encode(values: Float32Array, dtype: SourceDType): { bytes: Uint8Array; rounded: Float64Array } {

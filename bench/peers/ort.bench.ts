@@ -23,7 +23,7 @@
 // onnxruntime-node is installed on first use into bench/peers/.deps (see ./ort.ts). When it cannot be
 // installed or loaded, or its WebGPU EP cannot start, the bench says why and exits with status 3.
 import { parseArgs } from 'node:util';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { execSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Bench } from 'tinybench';
@@ -36,6 +36,8 @@ import { Rng } from '../../test/data.ts';
 import { encodeModel } from './onnx.ts';
 import { makeCases, asNumbers, type HostTensor, type PeerSide } from '../cases.ts';
 import { loadOrt, PeerUnavailable, PEER_UNAVAILABLE, ORT_VERSION, type Ort, type OrtSession, type OrtTensor } from './ort.ts';
+import { readJsonObject } from '../../src/io/model-dir.ts';
+import { repoPath } from '../paths.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -61,7 +63,7 @@ if (args.help) {
 
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
 const configFile = args.quick ? here('../../test/fixtures/smolvlm-tiny/config.json') : here('../../test/fixtures/hf/SmolVLM-256M-Instruct/config.json');
-const cfg = parseIdefics3Config(JSON.parse(readFileSync(configFile, 'utf8')), configFile);
+const cfg = parseIdefics3Config(await readJsonObject(configFile), configFile);
 const ortValidation = args['ort-validation'] ?? 'basic';
 if (!['disabled', 'wgpuOnly', 'basic', 'full'].includes(ortValidation)) throw new Error(`--ort-validation ${ortValidation}: expected disabled, wgpuOnly, basic or full`);
 
@@ -296,7 +298,7 @@ try {
         linear: args.gemm ? 'Gemm transB=1' : 'MatMul with transposed initializer',
         note: "ORT uses its own statically linked Dawn and does not report its adapter; it asks for a high-performance adapter on Vulkan, as we do",
       },
-      config: configFile,
+      config: repoPath(configFile),
       quick: !!args.quick,
       timing: { iterations, timeMs: time, rounds, kernel: timer ? 'gpu-timestamp' : null },
       rows,

@@ -1,40 +1,57 @@
-// GPU timing from timestamp queries: the compute pass of a step writes a timestamp at its start and
-// end; the difference is the device time of every dispatch in it, without host or queue overhead.
+// GPU timing from timestamp queries: each measured compute pass writes a timestamp at its start and
+// end; the difference is the device time of every dispatch in it, without host or queue overhead. The
+// one timer of the runtime (Executable.runProfiled, a section per pass) and of the benches (one pass).
 import type { Gpu } from './device.ts';
 
 export class GpuTimer {
   private readonly querySet: GPUQuerySet;
-  private readonly resolve: GPUBuffer;
+  private readonly resolveBuffer: GPUBuffer;
   private readonly staging: GPUBuffer;
+  private readonly bytes: number;
 
-  constructor(private readonly gpu: Gpu) {
+  /** A timer for `passes` compute passes of one submission. */
+  constructor(
+    private readonly gpu: Gpu,
+    readonly passes = 1,
+  ) {
     if (!gpu.has('timestamp-query')) throw new Error('GpuTimer: this adapter does not offer timestamp-query');
-    this.querySet = gpu.device.createQuerySet({ type: 'timestamp', count: 2 });
-    this.resolve = gpu.pool.create(16, GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC, 'timestamps');
-    this.staging = gpu.pool.create(16, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, 'timestamps readback');
+    this.bytes = passes * 16;
+    this.querySet = gpu.device.createQuerySet({ type: 'timestamp', count: passes * 2 });
+    this.resolveBuffer = gpu.pool.create(this.bytes, GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC, 'timestamps');
+    this.staging = gpu.pool.create(this.bytes, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, 'timestamps readback');
   }
 
-  /** The pass descriptor's timestampWrites for the pass to measure. */
-  get writes(): GPUComputePassTimestampWrites {
-    return { querySet: this.querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 };
+  /** The pass descriptor's timestampWrites for measured pass `i`. */
+  writes(i = 0): GPUComputePassTimestampWrites {
+    return { querySet: this.querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 };
+  }
+
+  /** Encodes the copy of the timestamps for read(), after the measured passes. */
+  resolve(enc: GPUCommandEncoder): void {
+    enc.resolveQuerySet(this.querySet, 0, this.passes * 2, this.resolveBuffer, 0);
+    enc.copyBufferToBuffer(this.resolveBuffer, 0, this.staging, 0, this.bytes);
+  }
+
+  /** The device time of each pass in ns, once the submission holding resolve() has been made. */
+  async read(): Promise<number[]> {
+    await this.staging.mapAsync(GPUMapMode.READ);
+    const t = new BigUint64Array(this.staging.getMappedRange(0, this.bytes).slice(0));
+    this.staging.unmap();
+    return Array.from({ length: this.passes }, (_, i) => Number(t[2 * i + 1] - t[2 * i]));
   }
 
   /** Runs `submit` (which must encode one pass with `writes`) and returns its device time in ns. */
   async time(submit: (writes: GPUComputePassTimestampWrites) => void): Promise<number> {
-    submit(this.writes);
+    submit(this.writes(0));
     const enc = this.gpu.device.createCommandEncoder();
-    enc.resolveQuerySet(this.querySet, 0, 2, this.resolve, 0);
-    enc.copyBufferToBuffer(this.resolve, 0, this.staging, 0, 16);
+    this.resolve(enc);
     this.gpu.device.queue.submit([enc.finish()]);
-    await this.staging.mapAsync(GPUMapMode.READ);
-    const t = new BigUint64Array(this.staging.getMappedRange(0, 16).slice(0));
-    this.staging.unmap();
-    return Number(t[1] - t[0]);
+    return (await this.read())[0];
   }
 
   destroy(): void {
     this.querySet.destroy();
-    this.gpu.pool.destroy(this.resolve);
+    this.gpu.pool.destroy(this.resolveBuffer);
     this.gpu.pool.destroy(this.staging);
   }
 }

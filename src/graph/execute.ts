@@ -8,6 +8,7 @@ import type { Dispatch, Graph, Step, KernelContext } from './graph.ts';
 import { planGraph, type PlanLayout, type PlanOptions } from './plan.ts';
 import type { Tensor } from './tensor.ts';
 import type { PipelineKey } from '../gpu/pipelines.ts';
+import { GpuTimer } from '../gpu/timing.ts';
 
 const UNIFORM_SLOT = 256;
 
@@ -154,30 +155,22 @@ export class Executable {
       return new Map([['all', performance.now() - t0]]);
     }
     this.writeUniforms(step);
-    const n = sections.length * 2;
-    const querySet = this.gpu.device.createQuerySet({ type: 'timestamp', count: n });
-    const resolve = this.gpu.pool.create(n * 8, GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC, 'timestamps');
-    const staging = this.gpu.pool.create(n * 8, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, 'timestamps readback');
+    const timer = new GpuTimer(this.gpu, sections.length);
     try {
       const enc = this.gpu.device.createCommandEncoder();
       sections.forEach((s, i) => {
-        const pass = enc.beginComputePass({ timestampWrites: { querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 } });
+        const pass = enc.beginComputePass({ timestampWrites: timer.writes(i) });
         this.encode(pass, s.items);
         pass.end();
       });
-      enc.resolveQuerySet(querySet, 0, n, resolve, 0);
-      enc.copyBufferToBuffer(resolve, 0, staging, 0, n * 8);
+      timer.resolve(enc);
       this.gpu.device.queue.submit([enc.finish()]);
-      await staging.mapAsync(GPUMapMode.READ);
-      const t = new BigUint64Array(staging.getMappedRange(0, n * 8).slice(0));
-      staging.unmap();
+      const ns = await timer.read();
       const out = new Map<string, number>();
-      sections.forEach((s, i) => out.set(s.name, (out.get(s.name) ?? 0) + Number(t[2 * i + 1] - t[2 * i]) / 1e6));
+      sections.forEach((s, i) => out.set(s.name, (out.get(s.name) ?? 0) + ns[i] / 1e6));
       return out;
     } finally {
-      querySet.destroy();
-      this.gpu.pool.destroy(resolve);
-      this.gpu.pool.destroy(staging);
+      timer.destroy();
     }
   }
 

@@ -11,6 +11,7 @@ import * as fsp from 'node:fs/promises';
 import * as nodePath from 'node:path';
 import { LoadError, SafetensorsFile } from './safetensors.ts';
 import type { OpenOptions, TensorInfo } from './safetensors.ts';
+import { readJsonObject } from './model-dir.ts';
 
 export const SINGLE_FILE = 'model.safetensors';
 export const INDEX_FILE = 'model.safetensors.index.json';
@@ -47,24 +48,6 @@ async function exists(p: string): Promise<boolean> {
     if ((e as NodeJS.ErrnoException)?.code === 'ENOENT') return false;
     throw new LoadError(p, `cannot stat (${errMsg(e)})`, { cause: e });
   }
-}
-
-async function readJsonObject(file: string, what: string): Promise<Record<string, unknown>> {
-  let text: string;
-  try {
-    text = await fsp.readFile(file, 'utf8');
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException)?.code;
-    throw new LoadError(file, code === 'ENOENT' ? `${what} is missing` : `cannot read ${what} (${errMsg(e)})`, { cause: e });
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw new LoadError(file, `${what} is not valid JSON (${errMsg(e)})`, { cause: e });
-  }
-  if (!isPlainObject(json)) throw new LoadError(file, `${what} must be a JSON object, got ${describe(json)}`);
-  return json;
 }
 
 export class Checkpoint {
@@ -105,7 +88,7 @@ export class Checkpoint {
       }
       realDir = realRoot;
     }
-    const config = opts?.config ?? (await readJsonObject(nodePath.join(absDir, CONFIG_FILE), CONFIG_FILE));
+    const config = opts?.config ?? (await readJsonObject(nodePath.join(absDir, CONFIG_FILE)));
 
     const single = nodePath.join(absDir, SINGLE_FILE);
     const index = nodePath.join(absDir, INDEX_FILE);
@@ -143,7 +126,7 @@ export class Checkpoint {
     shards: Map<string, SafetensorsFile>,
     opts?: OpenOptions,
   ): Promise<Map<string, TensorInfo>> {
-    const idx = await readJsonObject(index, INDEX_FILE);
+    const idx = await readJsonObject(index);
     if (idx.metadata !== undefined && !isPlainObject(idx.metadata)) {
       throw new LoadError(index, `"metadata" must be an object if present, got ${describe(idx.metadata)}`);
     }

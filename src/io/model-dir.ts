@@ -2,9 +2,9 @@
 // each read and parsed once, by one reader, when the directory is opened; the loaders of the runtime
 // take what they need from it.
 import { existsSync } from 'node:fs';
-import { stat } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import { readJsonObject } from './json.ts';
+import { readFile, stat } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { jsonText } from './json.ts';
 import { LoadError } from './safetensors.ts';
 
 export const MODEL_DIR_FILES = [
@@ -19,6 +19,36 @@ export const MODEL_DIR_FILES = [
 ] as const;
 
 export type ModelDirFile = (typeof MODEL_DIR_FILES)[number];
+
+/**
+ * Reads a JSON file that must hold an object: the one JSON reader of the loaders (ModelDir's files, a
+ * checkpoint's config.json and index). Errors are LoadErrors naming the file: missing (with `optional`,
+ * undefined instead), unreadable, not JSON, or not an object.
+ */
+export async function readJsonObject(file: string, optional: true): Promise<Record<string, unknown> | undefined>;
+export async function readJsonObject(file: string, optional?: false): Promise<Record<string, unknown>>;
+export async function readJsonObject(file: string, optional = false): Promise<Record<string, unknown> | undefined> {
+  const name = basename(file);
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException)?.code;
+    if (optional && code === 'ENOENT') return undefined;
+    throw new LoadError(file, code === 'ENOENT' ? `${name} is missing` : `cannot read ${name} (${(e as Error).message})`, { cause: e });
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new LoadError(file, `${name} is not valid JSON (${(e as Error).message})`, { cause: e });
+  }
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) {
+    const what = json === null ? 'null' : Array.isArray(json) ? 'an array' : `${typeof json} ${jsonText(json, 60)}`;
+    throw new LoadError(file, `${name} must be a JSON object, got ${what}`);
+  }
+  return json as Record<string, unknown>;
+}
 
 export class ModelDir {
   private constructor(

@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { embed, NOT_IMAGE } from '../ops/embedding.ts';
 import { sliceRows } from '../ops/elementwise.ts';
 import { linear } from '../ops/matmul.ts';
-import { argmax } from '../ops/sample.ts';
+import { argmax, candidatesOf, MAX_CANDIDATES, topK, type Candidates } from '../ops/sample.ts';
 
 export interface StepPlan {
   exe: Executable;
@@ -28,6 +28,8 @@ export interface StepPlan {
   imageRows?: Tensor;
   logits: Tensor;
   token: Tensor;
+  /** With a temperature: its input, and the sampling candidates of the last row (topK). */
+  sampler?: { temperature: Tensor; candidates: Tensor };
   /** The requested intermediates this model produces (others are not in the map). */
   taps: Map<string, Tensor>;
 }
@@ -112,6 +114,11 @@ export interface StepOptions extends ForwardOptions {
   pos?: number;
   /** KV-cache positions to reserve beyond the step (the tokens still to be generated). */
   reserve?: number;
+  /**
+   * Sampling temperature (> 0): the step also picks the largest logits of its last row and the row's
+   * softmax mass at this temperature, for candidates().
+   */
+  temperature?: number;
   /** Called with the device milliseconds of each section (vision, decoder) once the step has run. */
   profile?: (times: Map<string, number>) => void;
   /**
@@ -142,6 +149,8 @@ export interface ForwardResult {
   /** The logits: the last row, or every row under logits 'all'. */
   logits(): Promise<Float32Array>;
   token(): Promise<number>;
+  /** The last row's sampling candidates (a step run with a temperature). */
+  candidates(): Promise<Candidates>;
 }
 
 /**
@@ -313,7 +322,7 @@ export abstract class VisionLanguageModel {
    * The decoder over T tokens: embeddings (with image features scattered into the <image> rows), the
    * layers over the KV cache, and the logits of the last row (or all rows) with their argmax.
    */
-  private decoder(g: Graph, T: number, image: { features: Tensor } | undefined, mode: 'all' | 'last', taps: Taps) {
+  private decoder(g: Graph, T: number, image: { features: Tensor } | undefined, mode: 'all' | 'last', taps: Taps, sample = false) {
     g.section('decoder');
     const ids = g.input('input_ids', [T], 'u32');
     const imageRows = image && g.input('image_rows', [T], 'u32');
@@ -321,11 +330,16 @@ export abstract class VisionLanguageModel {
     const h = this.text.forward(g, x, this.cache!, taps);
     const last = mode === 'all' ? h : sliceRows(g, h, T - 1, 1);
     const logits = taps.tap(g, 'logits', linear(g, last, this.lm_head));
-    return { ids, imageRows, logits, token: argmax(g, logits) };
+    let sampler: StepPlan['sampler'];
+    if (sample) {
+      const temperature = g.input('temperature', [1], 'f32');
+      sampler = { temperature, candidates: topK(g, logits, temperature, MAX_CANDIDATES) };
+    }
+    return { ids, imageRows, logits, token: argmax(g, logits), sampler };
   }
 
   /** The step as one graph: T tokens with `tiles` image tiles (0 = text only), vision encoder included. */
-  private oneGraph(T: number, tiles: number, mode: 'all' | 'last', taps: Taps) {
+  private oneGraph(T: number, tiles: number, mode: 'all' | 'last', taps: Taps, sample = false) {
     const g = new Graph(this.tuning);
     let pixels: Tensor | undefined;
     let features: Tensor | undefined;
@@ -334,14 +348,14 @@ export abstract class VisionLanguageModel {
       pixels = g.input('pixel_values', [tiles, ...this.tileShape], 'f32');
       features = this.encodeImages(g, pixels, taps);
     }
-    return { g, pixels, ...this.decoder(g, T, features && { features }, mode, taps) };
+    return { g, pixels, ...this.decoder(g, T, features && { features }, mode, taps, sample) };
   }
 
   /** A prefill chunk of T tokens reading image features (rows [featureRows, D]) that the vision groups wrote. */
-  private prefillGraph(T: number, featureRows: number, buffer: GPUBuffer, mode: 'all' | 'last', taps: Taps) {
+  private prefillGraph(T: number, featureRows: number, buffer: GPUBuffer, mode: 'all' | 'last', taps: Taps, sample = false) {
     const g = new Graph(this.tuning);
     const features = featureRows > 0 ? g.state('image_features', [featureRows, this.textConfig.hidden_size], 'f32', buffer) : undefined;
-    return { g, pixels: undefined, ...this.decoder(g, T, features && { features }, mode, taps) };
+    return { g, pixels: undefined, ...this.decoder(g, T, features && { features }, mode, taps, sample) };
   }
 
   /** The vision encoder on a group of `tiles` tiles. */
@@ -424,8 +438,8 @@ export abstract class VisionLanguageModel {
     return cachedPlan(this.plans, key, async () => {
       const taps = new Taps(new Set(tapNames));
       const b = build(taps);
-      const exe = await Executable.compile(this.gpu, b.g, [b.token, b.logits], { keep: [...taps.tensors.values()] });
-      return { exe, ids: b.ids, pixels: b.pixels, imageRows: b.imageRows, logits: b.logits, token: b.token, taps: taps.tensors };
+      const exe = await Executable.compile(this.gpu, b.g, stepOutputs(b), { keep: [...taps.tensors.values()] });
+      return { exe, ids: b.ids, pixels: b.pixels, imageRows: b.imageRows, logits: b.logits, token: b.token, sampler: b.sampler, taps: taps.tensors };
     });
   }
 
@@ -531,9 +545,12 @@ export abstract class VisionLanguageModel {
     // Progress needs submissions to report: a step with a progress callback runs at least its vision
     // encoder and its prefill apart.
     const split = this.split(T, tiles, mode, tapNames, limits, !opts.onProgress);
+    const sample = opts.temperature !== undefined;
+    if (sample && !(opts.temperature! > 0)) throw new RangeError(`forward: temperature must be > 0, got ${opts.temperature}`);
     if (split === 'one graph') {
-      const plan = await this.compilePlan(`one|${T}|${tiles}|${mode}|${tapNames.join(',')}`, (t) => this.oneGraph(T, tiles, mode, t), tapNames);
+      const plan = await this.compilePlan(`one|${T}|${tiles}|${mode}|${tapNames.join(',')}|${sample}`, (t) => this.oneGraph(T, tiles, mode, t, sample), tapNames);
       plan.exe.write(plan.ids, Uint32Array.from(ids));
+      if (plan.sampler) plan.exe.write(plan.sampler.temperature, Float32Array.of(opts.temperature!));
       if (tiles > 0) {
         plan.exe.write(plan.pixels!, pixels!);
         plan.exe.write(plan.imageRows!, rows);
@@ -597,8 +614,10 @@ export abstract class VisionLanguageModel {
     const logitRows: Float32Array[] = [];
     for (let first = 0; first < T; first += split.tokens) {
       const n = Math.min(split.tokens, T - first);
-      plan = await this.compilePlan(`chunk|${n}|${featureRows}|${mode}|${tapNames.join(',')}`, (t) => this.prefillGraph(n, featureRows, buffer, mode, t), tapNames);
+      const sample = opts.temperature !== undefined && first + n === T; // the last chunk's row is sampled
+      plan = await this.compilePlan(`chunk|${n}|${featureRows}|${mode}|${tapNames.join(',')}|${sample}`, (t) => this.prefillGraph(n, featureRows, buffer, mode, t, sample), tapNames);
       plan.exe.write(plan.ids, ids.subarray(first, first + n));
+      if (plan.sampler) plan.exe.write(plan.sampler.temperature, Float32Array.of(opts.temperature!));
       if (plan.imageRows) plan.exe.write(plan.imageRows, rows.subarray(first, first + n));
       await run(plan.exe, { pos: pos + first });
       if (plan.taps.size) await gather(plan.exe, plan.taps);
@@ -625,6 +644,7 @@ export abstract class VisionLanguageModel {
       },
       logits: async () => (mode === 'all' ? concat(logitRows) : ((await last.exe.read(last.logits)) as Float32Array)),
       token: async () => (await last.exe.read(last.token))[0],
+      candidates: () => readCandidates(last),
     };
   }
 
@@ -637,8 +657,9 @@ export abstract class VisionLanguageModel {
   async preparePipelines(): Promise<number> {
     const T = this.featuresPerTile + 16; // a prompt with one image: the prefill kernel variants
     this.ensureCapacity(T + 1);
-    const keys = [this.oneGraph(T, 1, 'last', new Taps()), this.oneGraph(1, 0, 'last', new Taps())].flatMap((b) =>
-      Executable.pipelinesOf(this.gpu, b.g, [b.token, b.logits]),
+    // The decode step once greedy and once sampling (top_k).
+    const keys = [this.oneGraph(T, 1, 'last', new Taps()), this.oneGraph(1, 0, 'last', new Taps()), this.oneGraph(1, 0, 'last', new Taps(), true)].flatMap((b) =>
+      Executable.pipelinesOf(this.gpu, b.g, stepOutputs(b)),
     );
     return this.gpu.pipelines.prepare(keys);
   }
@@ -731,6 +752,17 @@ export async function loadCheckpointModel<C, M extends VisionLanguageModel>(
   }
 }
 
+/** What a step plan computes: the argmax, the logits, and the sampling candidates when it samples. */
+function stepOutputs(b: { token: Tensor; logits: Tensor; sampler?: StepPlan['sampler'] }): Tensor[] {
+  return [b.token, b.logits, ...(b.sampler ? [b.sampler.candidates] : [])];
+}
+
+/** The sampling candidates of a plan's last row of logits ([rows, vocab]). */
+async function readCandidates(plan: StepPlan): Promise<Candidates> {
+  if (!plan.sampler) throw new Error('candidates: the step ran without a temperature');
+  return candidatesOf((await plan.exe.read(plan.sampler.candidates)) as Uint32Array, plan.logits.shape[1]);
+}
+
 /** The result of a step that ran as one plan. */
 function planResult(plan: StepPlan, split: ForwardResult['split']): ForwardResult {
   const order = plan.exe.layout.order;
@@ -745,6 +777,7 @@ function planResult(plan: StepPlan, split: ForwardResult['split']): ForwardResul
     },
     logits: async () => (await plan.exe.read(plan.logits)) as Float32Array,
     token: async () => (await plan.exe.read(plan.token))[0],
+    candidates: () => readCandidates(plan),
   };
 }
 

@@ -2,8 +2,9 @@
 // @huggingface/tokenizers (the tokenizer of transformers.js).
 import { ModelDir } from '../io/model-dir.ts';
 import { Tokenizer } from '@huggingface/tokenizers';
+import type { Detokenizer } from './stream.ts';
 
-export class TextTokenizer {
+export class TextTokenizer implements Detokenizer {
   // Private, so that the emitted declarations do not name the library's types: its own .d.ts files do not
   // compile under a consumer's NodeNext resolution without skipLibCheck (extensionless relative imports).
   private constructor(
@@ -26,10 +27,26 @@ export class TextTokenizer {
     return this.tokenizer.encode(text).ids;
   }
 
-  /** The text of `ids`; none is '' (the library rejects an empty list, which a reply ending at once is). */
-  decode(ids: number[], skipSpecial = false): string {
+  /**
+   * The text of `ids`; none is '' (the library rejects an empty list, which a reply ending at once is).
+   * cleanUpSpaces: apply clean_up_tokenization_spaces or not (default: as the config says).
+   */
+  decode(ids: number[], skipSpecial = false, cleanUpSpaces?: boolean): string {
     if (ids.length === 0) return '';
-    return this.tokenizer.decode(ids, { skip_special_tokens: skipSpecial });
+    return this.tokenizer.decode(ids, { skip_special_tokens: skipSpecial, clean_up_tokenization_spaces: cleanUpSpaces });
+  }
+
+  /** Whether decode() cleans up spaces by default (tokenizer_config's clean_up_tokenization_spaces; the library's default is true). */
+  get cleansUpSpaces(): boolean {
+    return Boolean(this.config.clean_up_tokenization_spaces ?? true);
+  }
+
+  /**
+   * Whether a reply can be decoded a window at a time (ReplyText): not with a BPE end-of-word suffix, for
+   * which the library trims the whole decoded text.
+   */
+  get decodesByWindow(): boolean {
+    return !this.tokenizer.decoder?.end_of_word_suffix;
   }
 
   /** A special token's text from tokenizer_config.json (a string or an AddedToken object), if set. */

@@ -5,18 +5,19 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FIXTURES } from '../reference.ts';
+import { readJsonObject } from '../../src/io/model-dir.ts';
 
 // The command from its sources (tsx compiles them as they load); test/package/ runs the built one as installed.
 const BIN = ['--import', 'tsx', fileURLToPath(new URL('../../src/cli.ts', import.meta.url))];
 const cli = (...args: string[]) => spawnSync(process.execPath, [...BIN, ...args], { encoding: 'utf8', timeout: 300_000 });
 const SMOL = join(FIXTURES, 'smolvlm-tiny');
 const LLAVA = join(FIXTURES, 'llava-tiny');
-const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+const VERSION = ((await readJsonObject(fileURLToPath(new URL('../../package.json', import.meta.url)))) as { version: string }).version;
 // What Dawn prints on lavapipe while it discovers adapters; the command hides it unless --verbose, where its
 // stderr is a terminal or a pipe. Node gives a child socket pairs, so `piped` puts a real pipe (bash's process
 // substitution) between the command's stderr and the test.

@@ -1,5 +1,6 @@
-// `npm run demo` (src/demo.ts): exit 0 on the embedded fixture; exit 1 when a logit is NaN, even where the
-// greedy tokens still equal the reference's (a NaN is never the argmax, so only the logit check can see it).
+// `npm run demo` (src/demo.ts): exit 0 on the tiny SmolVLM fixture that package.json names, exit 2
+// without a model, exit 1 when a logit is NaN, which the logit check counts as an infinite error (and
+// which greedy decoding picks, as torch.argmax does).
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -10,9 +11,12 @@ import { fileURLToPath } from 'node:url';
 import { FIXTURES, openReference } from '../reference.ts';
 import { SafetensorsFile } from '../../src/io/safetensors.ts';
 import { writeSafetensors } from '../../src/io/safetensors-write.ts';
+import { readJsonObject } from '../../src/io/model-dir.ts';
 
 const DEMO = fileURLToPath(new URL('../../src/demo.ts', import.meta.url));
 const demo = (...args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', DEMO, ...args], { encoding: 'utf8', timeout: 300_000 });
+/** What `npm run demo` runs (package.json). */
+const NPM_DEMO = ((await readJsonObject(fileURLToPath(new URL('../../package.json', import.meta.url)))) as { scripts: { demo: string } }).scripts.demo;
 
 describe('the demo', () => {
   let tmp: string;
@@ -21,20 +25,27 @@ describe('the demo', () => {
   });
   after(() => rmSync(tmp, { recursive: true, force: true }));
 
-  it('exits 0 on the embedded tiny SmolVLM', () => {
-    const r = demo();
+  it('npm run demo runs the tiny SmolVLM fixture, and exits 0', () => {
+    assert.equal(NPM_DEMO, 'tsx src/demo.ts --model test/fixtures/smolvlm-tiny');
+    const r = demo('--model', join(FIXTURES, 'smolvlm-tiny'));
     assert.equal(r.status, 0, r.stdout + r.stderr);
     assert.match(r.stdout, /greedy ids vs reference: identical/);
     assert.match(r.stdout, /max \|Δlogit\| vs reference \(all \d+ positions\): \d\.\d\de-\d+\n/);
   });
 
-  it('exits 1 when a logit is NaN, though the greedy tokens are unchanged', async () => {
+  it('without --model, exits 2 with its usage', () => {
+    const r = demo();
+    assert.equal(r.status, 2, r.stdout + r.stderr);
+    assert.match(r.stderr, /--model DIR is required/);
+  });
+
+  it('exits 1 when a logit is NaN, counting the NaNs; the NaN token is the argmax', async () => {
     const src = join(FIXTURES, 'smolvlm-tiny');
     const dir = join(tmp, 'nan-logit');
     cpSync(src, dir, { recursive: true });
-    // A NaN row of lm_head for a token the reference never generates: that token's logit is NaN everywhere.
-    // The last such token: the argmax kernel's invocation that reads it has read a number before it, and
-    // skips the NaN (a NaN read first would be kept, and win; torch.argmax picks a NaN, so neither is right).
+    // A NaN row of lm_head for a token the reference never generates: that token's logit is NaN everywhere,
+    // so every greedy step picks it (a NaN counts above every number). The last such token: the argmax
+    // kernel's invocation that reads it has read numbers before it (the rule once depended on that).
     const ref = await openReference(join(src, 'reference.safetensors'));
     const generated = new Set(await ref.i32('greedy_ids'));
     await ref.close();
@@ -52,7 +63,8 @@ describe('the demo', () => {
     writeSafetensors(join(dir, 'model.safetensors'), tensors, { format: 'pt' });
     const r = demo('--model', dir);
     assert.equal(r.status, 1, r.stdout + r.stderr);
-    assert.match(r.stdout, /greedy ids vs reference: identical/);
+    assert.match(r.stdout, new RegExp(`generated: (${row} )+\n`));
+    assert.match(r.stdout, /greedy ids vs reference: DIFFERENT/);
     assert.match(r.stdout, /max \|Δlogit\| vs reference \(all (\d+) positions\): Infinity \(\1 NaN\)/);
   });
 });

@@ -3,7 +3,7 @@
 // checked, and over-long requests refused.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { testGpu } from '../helpers.ts';
@@ -13,6 +13,7 @@ import { writeSafetensors } from '../../src/io/safetensors-write.ts';
 import { loadModelDir } from '../../src/models/registry.ts';
 import { SmolVLM } from '../../src/models/smolvlm.ts';
 import { greedy } from '../../src/generate.ts';
+import { readJsonObject } from '../../src/io/model-dir.ts';
 
 const SRC = join(FIXTURES, 'smolvlm-tiny');
 let tmp: string;
@@ -66,7 +67,7 @@ describe('bad checkpoints and configs', () => {
   it('names an unsupported model_type and the supported ones', async () => {
     const dir = join(tmp, 'qwen');
     cpSync(SRC, dir, { recursive: true });
-    const cfg = JSON.parse(readFileSync(join(SRC, 'config.json'), 'utf8'));
+    const cfg = await readJsonObject(join(SRC, 'config.json'));
     writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...cfg, model_type: 'qwen2_vl' }));
     await assert.rejects(loadModelDir(await testGpu(), dir), /model_type "qwen2_vl" is not supported; supported: idefics3 .*, llava/);
   });
@@ -74,7 +75,7 @@ describe('bad checkpoints and configs', () => {
   it('rejects an unsupported config value with the file and key', async () => {
     const dir = join(tmp, 'rope');
     cpSync(SRC, dir, { recursive: true });
-    const cfg = JSON.parse(readFileSync(join(SRC, 'config.json'), 'utf8'));
+    const cfg = (await readJsonObject(join(SRC, 'config.json'))) as { text_config: Record<string, unknown> };
     cfg.text_config.rope_scaling = { type: 'linear', factor: 2 };
     writeFileSync(join(dir, 'config.json'), JSON.stringify(cfg));
     await assert.rejects(SmolVLM.load(await testGpu(), dir), /config\.json text_config: rope_scaling .* is not supported/);

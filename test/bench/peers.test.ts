@@ -6,14 +6,15 @@
 import { it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { readJsonObject } from '../../src/io/model-dir.ts';
 
 const PEER_UNAVAILABLE = 3; // bench/peers/ort.ts (not imported, so this file loads nothing native)
 
-it('bench:peers --quick validates both sides, times every row and writes JSON', (t) => {
+it('bench:peers --quick validates both sides, times every row and writes JSON', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'peers-'));
   try {
     const json = join(dir, 'peers.json');
@@ -26,7 +27,11 @@ it('bench:peers --quick validates both sides, times every row and writes JSON', 
       return;
     }
     assert.equal(r.status, 0, r.stdout + r.stderr);
-    const out = JSON.parse(readFileSync(json, 'utf8'));
+    const out = (await readJsonObject(json)) as {
+      peer: { executionProvider: string };
+      revision: string;
+      rows: { name: string; oursMs: number; oursKernelMs: number | null; ortMs: number; ortError?: string; ortValid: boolean; ratio: number | null }[];
+    };
     assert.equal(out.peer.executionProvider, 'webgpu');
     assert.match(out.revision, /^[0-9a-f]+$|^unknown$/);
     assert.ok(out.rows.length >= 20, `${out.rows.length} rows`);
@@ -37,7 +42,7 @@ it('bench:peers --quick validates both sides, times every row and writes JSON', 
       // ORT ran every graph wholly on its WebGPU EP (CPU fallback is disabled) and was timed.
       assert.ok(row.ortMs > 0 && Number.isFinite(row.ortMs), `${row.name}: ORT ${row.ortMs} ${row.ortError ?? ''}`);
       if (row.ortValid) {
-        assert.ok(row.ratio > 0, `${row.name}: ratio ${row.ratio}`);
+        assert.ok(row.ratio !== null && row.ratio > 0, `${row.name}: ratio ${row.ratio}`);
       } else {
         // onnxruntime 1.30's WebGPU flash attention (prefill, sequence ≥ 32) returns wrong values on
         // lavapipe; anything else failing validation is a bug in our ONNX graphs.

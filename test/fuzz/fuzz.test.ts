@@ -3,7 +3,8 @@
 // per-case time bound and with bounded heap growth. `npm run fuzz -- --cases N` runs longer campaigns.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ALL_TARGETS, formatSummary, replayCase, runFuzz } from './fuzz.ts';
+import { formatSummary, replayCase, runFuzz } from './fuzz.ts';
+import { ALL_TARGETS } from './targets.ts';
 
 const SEED = 20251126;
 

@@ -5,7 +5,7 @@
 // transformers' formula; prefix reuse; and clear errors on bad configs, checkpoints and prompts.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, cpSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -16,6 +16,7 @@ import { greedy } from '../../src/generate.ts';
 import { loadModel, type VisionLanguagePipeline } from '../../src/pipeline.ts';
 import { SafetensorsFile } from '../../src/io/safetensors.ts';
 import { writeSafetensors } from '../../src/io/safetensors-write.ts';
+import { readJsonObject } from '../../src/io/model-dir.ts';
 
 // The fixture README's tolerance for f32 weights and f32 compute.
 const TOL = 1e-4;
@@ -150,7 +151,7 @@ describe("Mistral's sliding window", () => {
   it('a window of 16: the cache-decoded logits equal full recomputes, and differ from attending to everything', async () => {
     const dir = join(tmp, 'window16');
     cpSync(SRC, dir, { recursive: true });
-    const config = JSON.parse(readFileSync(join(SRC, 'config.json'), 'utf8'));
+    const config = (await readJsonObject(join(SRC, 'config.json'))) as { text_config: Record<string, unknown> };
     config.text_config.sliding_window = 16;
     writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
     const gpu = await testGpu();
@@ -185,7 +186,7 @@ describe('bad LLaVA-NeXT inputs', () => {
   async function variant(name: string, editConfig: (c: Record<string, unknown>) => void, drop?: RegExp): Promise<string> {
     const dir = join(tmp, name);
     cpSync(SRC, dir, { recursive: true });
-    const config = JSON.parse(readFileSync(join(SRC, 'config.json'), 'utf8'));
+    const config = await readJsonObject(join(SRC, 'config.json'));
     editConfig(config);
     writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
     if (drop) {

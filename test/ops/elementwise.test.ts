@@ -1,14 +1,15 @@
 // Elementwise kernels (shaders/elementwise.wgsl, shaders/activation.wgsl) against float64 CPU references:
-// add, mul, scale, silu(gate)·up, the four activations, and the row copy into a state tensor (KV append).
+// add, silu(gate)·up, the four activations, and the row slice.
 import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
 import { Graph, Rng, assertClose, run, testGpu } from '../helpers.ts';
-import { ACT, activation, add, copyRows, mul, scale, siluMul, type Activation } from '../../src/ops/elementwise.ts';
+import { ACT, activation, add, siluMul, sliceRows, type Activation } from '../../src/ops/elementwise.ts';
 import { act64 } from './reference.ts';
 
 // 1, 257 (one past a 256-invocation workgroup), 1000, and 70000 (274 workgroups).
 const SIZES = [1, 257, 1000, 70000];
 
-// add / mul / scale are single correctly rounded f32 operations: relative error <= 2^-24 ≈ 6e-8.
+// add is a single correctly rounded f32 operation: relative error <= 2^-24 ≈ 6e-8.
 const EXACT = { atol: 0, rtol: 6e-8 };
 // Activations: exp in f32 has relative error ~|arg|·2^-24 (≤ ~17·6e-8 ≈ 1e-6 for |x| <= 10), and the
 // erf approximation has |error| < 1.2e-7, i.e. an absolute error of up to 0.5·|x|·1.2e-7 ≈ 6e-7 in
@@ -30,9 +31,9 @@ function map64(n: number, f: (i: number) => number): Float64Array {
   return y;
 }
 
-describe('elementwise binary and scale', () => {
+describe('elementwise binary', () => {
   for (const n of SIZES) {
-    it(`add, mul, scale, siluMul over ${n} elements`, async () => {
+    it(`add, siluMul over ${n} elements`, async () => {
       const gpu = await testGpu();
       const rng = new Rng(n);
       const g = new Graph();
@@ -42,16 +43,12 @@ describe('elementwise binary and scale', () => {
       const bv = inputs(rng, n);
       const a = g.input('a', shape, 'f32');
       const b = g.input('b', shape, 'f32');
-      const alpha = -0.3125 * Math.PI; // not exact in f32: the kernel reads it as an f32 uniform
-      const outs = [add(g, a, b), mul(g, a, b), scale(g, a, alpha), siluMul(g, a, b)];
-      const [sum, prod, scaled, swiglu] = await run(gpu, g, outs, [
+      const outs = [add(g, a, b), siluMul(g, a, b)];
+      const [sum, swiglu] = await run(gpu, g, outs, [
         [a, av],
         [b, bv],
       ]);
       assertClose(sum, map64(n, (i) => av[i] + bv[i]), EXACT, `add n=${n}`);
-      assertClose(prod, map64(n, (i) => av[i] * bv[i]), EXACT, `mul n=${n}`);
-      const alpha32 = Math.fround(alpha);
-      assertClose(scaled, map64(n, (i) => av[i] * alpha32), EXACT, `scale n=${n}`);
       assertClose(swiglu, map64(n, (i) => act64(av[i], ACT.silu) * bv[i]), ACT_TOL, `siluMul n=${n}`);
     });
   }
@@ -86,58 +83,28 @@ describe('activation', () => {
   });
 });
 
-describe('copyRows into a state tensor', () => {
-  // [state rows S, row width W, source rows n, step.pos]: the source lands at rows pos .. pos + n.
-  for (const [S, W, n, pos] of [
-    [1, 1, 1, 0],
-    [20, 7, 3, 5],
-    [10, 64, 1, 9],
-    [8, 300, 8, 0],
-    [300, 257, 40, 123],
+describe('sliceRows', () => {
+  // [rows R, width W, first row, count]: odd widths take the f32 path, multiples of 4 the vec4 one.
+  for (const [R, W, start, count] of [
+    [1, 1, 0, 1],
+    [20, 7, 5, 3],
+    [10, 64, 9, 1],
+    [8, 300, 0, 8],
+    [300, 257, 123, 40],
   ] as [number, number, number, number][]) {
-    it(`state [${S}, ${W}] ← ${n} rows at pos ${pos}`, async () => {
+    it(`rows ${start}..${start + count} of [${R}, ${W}]`, async () => {
       const gpu = await testGpu();
-      const rng = new Rng(S * 31 + W * 7 + n);
-      const buffer = gpu.pool.create(S * W * 4); // WebGPU zero-fills new buffers
-      try {
-        const g = new Graph();
-        const state = g.state('cache', [S, W], 'f32', buffer);
-        const srcv = rng.array(n * W);
-        const src = g.input('src', [n, W], 'f32');
-        await run(gpu, g, [copyRows(g, src, state, (p) => p)], [[src, srcv]], { pos });
-        const got = await gpu.pool.readF32(buffer, S * W);
-        const want = new Float64Array(S * W); // zeros outside the written rows
-        for (let i = 0; i < n * W; i++) want[pos * W + i] = srcv[i];
-        assertClose(got, want, { atol: 0 }, `copyRows pos ${pos}`);
-      } finally {
-        gpu.pool.destroy(buffer);
-      }
+      const rng = new Rng(R * 31 + W * 7 + count);
+      const g = new Graph();
+      const xv = rng.array(R * W);
+      const x = g.input('x', [R, W], 'f32');
+      const [got] = await run(gpu, g, [sliceRows(g, x, start, count)], [[x, xv]]);
+      assertClose(got, Float64Array.from(xv.subarray(start * W, (start + count) * W)), { atol: 0 }, `sliceRows ${start}+${count}`);
     });
   }
 
-  it('appends across two executions (prefill then decode) without touching earlier rows', async () => {
-    const gpu = await testGpu();
-    const rng = new Rng(99);
-    const [S, W] = [16, 33];
-    const buffer = gpu.pool.create(S * W * 4);
-    try {
-      const want = new Float64Array(S * W);
-      // Prefill of 5 rows at pos 0, then one decode row at pos 5, then one at pos 6.
-      for (const [n, pos] of [
-        [5, 0],
-        [1, 5],
-        [1, 6],
-      ]) {
-        const g = new Graph();
-        const state = g.state('cache', [S, W], 'f32', buffer);
-        const srcv = rng.array(n * W);
-        const src = g.input('src', [n, W], 'f32');
-        await run(gpu, g, [copyRows(g, src, state, (p) => p)], [[src, srcv]], { pos });
-        for (let i = 0; i < n * W; i++) want[pos * W + i] = srcv[i];
-        assertClose(await gpu.pool.readF32(buffer, S * W), want, { atol: 0 }, `append at pos ${pos}`);
-      }
-    } finally {
-      gpu.pool.destroy(buffer);
-    }
+  it('refuses rows past the end', () => {
+    const g = new Graph();
+    assert.throws(() => sliceRows(g, g.input('x', [4, 8], 'f32'), 3, 2), /rows 3\.\.5 of a 4-row tensor/);
   });
 });

@@ -155,11 +155,30 @@ export function rope64(x: Float32Array, inv: Float32Array, T: number, heads: num
   return { y, tol };
 }
 
+/** torch.argmax of the last row: the lowest index of the maximum, a NaN above every number (the first NaN). */
 export function argmax64(x: Float32Array, R: number, V: number): number {
   const base = (R - 1) * V;
   let best = 0;
-  for (let i = 1; i < V; i++) if (x[base + i] > x[base + best]) best = i;
+  for (let i = 1; i < V && !Number.isNaN(x[base + best]); i++) if (Number.isNaN(x[base + i]) || x[base + i] > x[base + best]) best = i;
   return best;
+}
+
+/**
+ * The k largest of the last row in order (ties to the lowest index, NaN first, −0 equal to +0), and the
+ * row's softmax mass at temperature T in float64, Σ exp((l − max) / T) (NaN unless the max is finite).
+ */
+export function topK64(x: Float32Array, R: number, V: number, k: number, T: number): { ids: number[]; mass: number } {
+  const row = x.subarray((R - 1) * V, R * V);
+  const rank = (i: number) => (Number.isNaN(row[i]) ? Infinity : row[i]);
+  const ids = Array.from(row.keys()).sort((a, b) => {
+    const [ra, rb] = [rank(a), rank(b)];
+    if (Number.isNaN(row[a]) !== Number.isNaN(row[b])) return Number.isNaN(row[a]) ? -1 : 1;
+    return ra === rb ? a - b : rb > ra ? 1 : -1;
+  });
+  const m = row[ids[0]];
+  let mass = 0;
+  for (const v of row) mass += Math.exp((v - m) / T);
+  return { ids: ids.slice(0, k), mass: Number.isFinite(m) ? mass : NaN };
 }
 
 export function softmax64(x: Float32Array, rows: number, D: number): Float64Array {

@@ -5,17 +5,18 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync, type SpawnSyncOptions } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FIXTURES } from '../reference.ts';
+import { readJsonObject } from '../../src/io/model-dir.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const require = createRequire(import.meta.url);
 const TSC = require.resolve('typescript/bin/tsc');
-const PKG = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { name: string; version: string };
+const PKG = (await readJsonObject(join(ROOT, 'package.json'))) as { name: string; version: string };
 const NODE_TYPES = (require('@types/node/package.json') as { version: string }).version;
 
 // npm run from `npm test` hands its children npm_* variables describing the outer project (its prefix, package

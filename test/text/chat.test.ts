@@ -3,13 +3,14 @@
 // hand from the SmolVLM template's semantics, not produced by our code.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile, mkdir, readFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadChatTemplate, renderChat } from '../../src/text/chat.ts';
 import type { ChatMessage } from '../../src/text/chat.ts';
 import { SafetensorsFile } from '../../src/io/safetensors.ts';
+import { readJsonObject } from '../../src/io/model-dir.ts';
 
 const FIXTURES = fileURLToPath(new URL('../fixtures/', import.meta.url));
 const TINY = join(FIXTURES, 'smolvlm-tiny');
@@ -53,7 +54,7 @@ describe('loadChatTemplate', () => {
 
   it('reads the real SmolVLM template from chat_template.json', async () => {
     assert.equal(await loadChatTemplate(REAL), SMOLVLM_TEMPLATE);
-    const fromJson = JSON.parse(await readFile(join(REAL, 'chat_template.json'), 'utf8')) as { chat_template: string };
+    const fromJson = (await readJsonObject(join(REAL, 'chat_template.json'))) as { chat_template: string };
     assert.equal(await loadChatTemplate(REAL), fromJson.chat_template);
   });
 
@@ -105,7 +106,7 @@ describe('loadChatTemplate', () => {
 
   it('reports invalid JSON with the file name', async () => {
     const d = await dir('bad-json', { 'chat_template.json': '{not json' });
-    await assert.rejects(loadChatTemplate(d), /chat_template\.json: not valid JSON/);
+    await assert.rejects(loadChatTemplate(d), /chat_template\.json is not valid JSON/);
   });
 });
 

@@ -4,7 +4,7 @@
 // the third-party reference.safetensors, never from running our code.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile, mkdir, readFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,6 +19,7 @@ import {
 } from '../../src/text/prompt.ts';
 import { SafetensorsFile } from '../../src/io/safetensors.ts';
 import { toInt32 } from '../../src/io/decode.ts';
+import { readJsonObject } from '../../src/io/model-dir.ts';
 
 const FIXTURES = fileURLToPath(new URL('../fixtures/', import.meta.url));
 const TINY = join(FIXTURES, 'smolvlm-tiny');
@@ -236,8 +237,8 @@ describe('real SmolVLM-256M-Instruct tokenizer and prompt', () => {
   let gen: { eos_token_id: number };
   before(async () => {
     tok = await TextTokenizer.load(REAL);
-    config = JSON.parse(await readFile(join(REAL, 'config.json'), 'utf8')) as typeof config;
-    gen = JSON.parse(await readFile(join(REAL, 'generation_config.json'), 'utf8')) as typeof gen;
+    config = (await readJsonObject(join(REAL, 'config.json'))) as typeof config;
+    gen = (await readJsonObject(join(REAL, 'generation_config.json'))) as typeof gen;
   });
 
   it('loads with the model vocabulary and special tokens', () => {
