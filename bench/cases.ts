@@ -21,7 +21,8 @@ import { embed, classPosition, NEWLINE_ROW, NOT_IMAGE } from '../src/ops/embeddi
 import { gluGemv } from '../src/ops/gemv.ts';
 import { argmax } from '../src/ops/sample.ts';
 import type { SourceDType } from '../src/models/storage.ts';
-import { Rng, assertClose, encode, weight } from '../test/data.ts';
+import { Rng, assertClose, encode, quantWeight, weight } from '../test/data.ts';
+import { f16Value, type QuantSpec } from '../src/io/quant.ts';
 import { linear64, rmsNorm64, layerNorm64, softmax64, act64, rope64, attention64, embed64, argmax64 } from '../test/ops/reference.ts';
 import { DT, type OnnxModel, type OnnxInitializer } from './peers/onnx.ts';
 
@@ -204,6 +205,59 @@ export function makeCases(cfg: Idefics3Config, o: CaseOptions): PeerCase[] {
       },
     };
   }
+
+  /**
+   * A linear layer over a compact weight: BF16 as stored (u32 pairs), or q8 / q4 (groups of 32, symmetric,
+   * as at load) or AWQ-like q4 (groups of 128 with zeros; 64 where 128 does not divide K). The q4 rows of groups of 32 have onnxruntime's
+   * MatMulNBits (4 bits, blocks of 32, the same codes and zero point 8, f32 scales) as their peer.
+   */
+  function compactLinearCase(name: string, M: number, K: number, N: number, fmt: 'BF16' | 'q8' | 'q4' | 'AWQ q4', variant?: 'tiled' | 'gemv' | 'rows'): PeerCase {
+    const spec: QuantSpec | undefined =
+      fmt === 'q8' ? { bits: 8, group: 32, zeros: false } : fmt === 'q4' ? { bits: 4, group: 32, zeros: false } : fmt === 'AWQ q4' ? { bits: 4, group: K % 128 === 0 ? 128 : 64, zeros: true } : undefined;
+    const groups = spec ? (N * K) / spec.group : 0;
+    const wBytes = spec ? (N * K * spec.bits) / 8 + 2 * groups + (spec.zeros ? (groups * spec.bits) / 8 : 0) : 2 * N * K;
+    return {
+      name: `${name} ${M}×${K}·${N}×${K}ᵀ ${fmt}${spec ? ` g${spec.group}` : ''}`,
+      kernel: variant ?? (M <= 4 ? 'gemv' : 'matmul'),
+      flops: 2 * M * N * K,
+      bytes: 4 * M * K + wBytes + 4 * M * N,
+      async setup(gpu, g, rng) {
+        const label = this.name;
+        const xv = rng.array(M * K);
+        const qw = spec ? quantWeight(gpu, g, 'w', N, K, rng, spec, 1 / Math.sqrt(K) / (1 << (spec.bits - 2))) : undefined;
+        const w = qw ?? (await weight(gpu, g, 'w', [N, K], rng.array(N * K, 1 / Math.sqrt(K)), 'BF16'));
+        const x = g.input('x', [M, K], 'f32');
+        const ref = lazy(() => linear64(xv, w.v, M, N, K));
+        let peer: PeerSide | undefined;
+        if (fmt === 'q4' && !variant && qw) {
+          // MatMulNBits: B [N, K/32, 16] bytes, value 2i in the low nibble of byte i (our codes' bytes as they are).
+          const q = qw.q;
+          const scales = Float32Array.from(q.scales, f16Value);
+          peer = {
+            graph: 'MatMulNBits(x, B [N, K/32, 16] u8, scales [N·K/32] f32), bits 4, block 32, zero point 8',
+            model: {
+              nodes: [{ op: 'MatMulNBits', domain: 'com.microsoft', inputs: ['x', 'B', 'scales'], outputs: ['y'], attrs: { K, N, bits: 4, block_size: 32 } }],
+              inputs: [{ name: 'x', shape: [M, K] }],
+              outputs: [{ name: 'y', shape: [M, N] }],
+              initializers: [
+                { name: 'B', shape: [N, K / 32, 16], type: DT.UINT8, data: new Uint8Array(q.values.buffer, q.values.byteOffset, q.values.byteLength) },
+                { name: 'scales', shape: [(N * K) / 32], data: scales },
+              ],
+              opsets: { '': 17, 'com.microsoft': 1 },
+            },
+            feeds: { x: f32(xv, [M, K]) },
+            output: 'y',
+            check: (y) => maxAbs(y, ref(), TOL, `ORT ${label}`),
+          };
+        }
+        return { outputs: [linear(g, x, w.t, { variant })], inputs: [[x, xv]], check: ([y]) => maxAbs(y, ref(), TOL, label), peer };
+      },
+    };
+  }
+
+  /** The compact formats' rows at one shape. */
+  const compactRows = (name: string, K: number, N: number) =>
+    (['BF16', 'q8', 'q4', 'AWQ q4'] as const).map((fmt) => compactLinearCase(name, 1, K, N, fmt));
 
   return [
     {
@@ -752,6 +806,12 @@ export function makeCases(cfg: Idefics3Config, o: CaseOptions): PeerCase[] {
     linearCase('decode lm_head', 1, tc.hidden_size, tc.vocab_size, 'F32'),
     linearCase('decode lm_head', 1, tc.hidden_size, tc.vocab_size, 'F16'),
     linearCase('decode lm_head (tiled, reference variant)', 1, tc.hidden_size, tc.vocab_size, 'F32', 'none', 'tiled'),
+    ...compactRows('decode gate_proj', tc.hidden_size, tc.intermediate_size),
+    ...compactRows('decode lm_head', tc.hidden_size, tc.vocab_size),
+    // LLaVA-1.5-7B's decoder (hidden 4096, intermediate 11008): the shapes a 7B decode step reads.
+    ...(o.quick ? [] : [linearCase('decode LLaVA-7B gate_proj', 1, 4096, 11008, 'F32'), ...compactRows('decode LLaVA-7B gate_proj', 4096, 11008)]),
+    compactLinearCase('prefill gate_proj', prefillT, tc.hidden_size, tc.intermediate_size, 'q4'),
+    compactLinearCase('prefill gate_proj', prefillT, tc.hidden_size, tc.intermediate_size, 'BF16'),
     ...(['F32', 'F16'] as SourceDType[]).map(
       (dtype): PeerCase => ({
         // Ours only: the fused kernel has no single ONNX op to compare with (the peer's rows cover the matmuls).

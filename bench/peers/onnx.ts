@@ -80,7 +80,7 @@ class Writer {
 }
 
 /** onnx.TensorProto.DataType values used here. */
-export const DT = { FLOAT: 1, INT32: 6, INT64: 7, FLOAT16: 10 } as const;
+export const DT = { FLOAT: 1, UINT8: 2, INT32: 6, INT64: 7, FLOAT16: 10 } as const;
 export type ElemType = (typeof DT)[keyof typeof DT];
 
 export type Attr = number | { float: number } | { ints: number[] } | { string: string };
@@ -102,8 +102,8 @@ export interface OnnxValue {
 }
 
 export interface OnnxInitializer extends OnnxValue {
-  /** Float32Array for FLOAT, BigInt64Array for INT64, Int32Array for INT32, Uint16Array (bits) for FLOAT16. */
-  data: Float32Array | BigInt64Array | Int32Array | Uint16Array;
+  /** Float32Array for FLOAT, BigInt64Array for INT64, Int32Array for INT32, Uint16Array (bits) for FLOAT16, Uint8Array for UINT8. */
+  data: Float32Array | BigInt64Array | Int32Array | Uint16Array | Uint8Array;
 }
 
 export interface OnnxModel {

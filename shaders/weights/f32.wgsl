@@ -1,17 +1,20 @@
-// Weight format f32: one float per element, W[n, k] at n·K + k. (See weights/README in q.wgsl's header
-// for the functions every format defines.)
+// Weight format f32: one float per element, W[n, k] at n·K + k, bound as vec4s so that the rows kernels'
+// loads are one 16-byte load per lane (buffers are sized in 16-byte multiples). The functions every
+// format defines are described in q.wgsl's header.
 struct W8 { lo: vec4f, hi: vec4f }
 fn w_group(K: u32) -> u32 { return K; }
 //#per-binding
-@group(0) @binding($B) var<storage, read> $W: array<f32>;
-fn $W_at(n: u32, k: u32, K: u32, R: u32) -> f32 { return $W[n * K + k]; }
-fn $W_at4(n: u32, k4: u32, K: u32, R: u32) -> vec4f {
-  let i = n * K + 4u * k4;
-  return vec4f($W[i], $W[i + 1u], $W[i + 2u], $W[i + 3u]);
+@group(0) @binding($B) var<storage, read> $W: array<vec4f>;
+fn $W_at(n: u32, k: u32, K: u32, R: u32) -> f32 {
+  let e = n * K + k;
+  return $W[e >> 2u][e & 3u];
 }
+/** Needs K % 4 == 0. */
+fn $W_at4(n: u32, k4: u32, K: u32, R: u32) -> vec4f { return $W[(n * K) / 4u + k4]; }
+/** Needs K % 8 == 0. */
 fn $W_raw8(n: u32, k8: u32, K: u32) -> W8 {
-  let i = n * K + 8u * k8;
-  return W8(vec4f($W[i], $W[i + 1u], $W[i + 2u], $W[i + 3u]), vec4f($W[i + 4u], $W[i + 5u], $W[i + 6u], $W[i + 7u]));
+  let i = (n * K) / 4u + 2u * k8;
+  return W8($W[i], $W[i + 1u]);
 }
 fn $W_scale(n: u32, g: u32, K: u32, R: u32) -> f32 { return 1.0; }
 fn $W_zero(n: u32, g: u32, K: u32, R: u32) -> f32 { return 0.0; }

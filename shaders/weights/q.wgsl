@@ -23,14 +23,15 @@ fn q_codes4(word: u32, e: u32) -> vec4f {
   return vec4f((vec4u(word >> ((e % per) * QBITS)) >> (Q_SHIFTS * QBITS)) & vec4u((1u << QBITS) - 1u));
 }
 //#per-binding
-@group(0) @binding($B) var<storage, read> $W: array<u32>;
+@group(0) @binding($B) var<storage, read> $W: array<vec4<u32>>;
+fn $W_word(i: u32) -> u32 { return $W[i >> 2u][i & 3u]; }
 fn $W_code(e: u32) -> u32 {
   let per = 32u / QBITS;
-  return ($W[e / per] >> ((e % per) * QBITS)) & ((1u << QBITS) - 1u);
+  return ($W_word(e / per) >> ((e % per) * QBITS)) & ((1u << QBITS) - 1u);
 }
 fn $W_scale(n: u32, g: u32, K: u32, R: u32) -> f32 {
   let i = n * (K / QG) + g;
-  return unpack2x16float($W[R * (K / (32u / QBITS)) + (i >> 1u)])[i & 1u];
+  return unpack2x16float($W_word(R * (K / (32u / QBITS)) + (i >> 1u)))[i & 1u];
 }
 fn $W_zero(n: u32, g: u32, K: u32, R: u32) -> f32 {
   if (QZ == 0u) { return f32(1u << (QBITS - 1u)); }
@@ -38,7 +39,7 @@ fn $W_zero(n: u32, g: u32, K: u32, R: u32) -> f32 {
   let groups = K / QG;
   let base = R * (K / per) + (R * groups + 1u) / 2u;
   let i = n * groups + g;
-  return f32(($W[base + i / per] >> ((i % per) * QBITS)) & ((1u << QBITS) - 1u));
+  return f32(($W_word(base + i / per) >> ((i % per) * QBITS)) & ((1u << QBITS) - 1u));
 }
 fn $W_at(n: u32, k: u32, K: u32, R: u32) -> f32 {
   let g = k / QG;
@@ -47,10 +48,16 @@ fn $W_at(n: u32, k: u32, K: u32, R: u32) -> f32 {
 fn $W_at4(n: u32, k4: u32, K: u32, R: u32) -> vec4f {
   let e = n * K + 4u * k4;
   let g = (4u * k4) / QG;
-  return (q_codes4($W[e / (32u / QBITS)], e) - $W_zero(n, g, K, R)) * $W_scale(n, g, K, R);
+  return (q_codes4($W_word(e / (32u / QBITS)), e) - $W_zero(n, g, K, R)) * $W_scale(n, g, K, R);
 }
+/** The eight codes from 8·k8: one word of q4, two of q8 (half of a vec4, one load). */
 fn $W_raw8(n: u32, k8: u32, K: u32) -> W8 {
-  let per = 32u / QBITS;
   let e = n * K + 8u * k8;
-  return W8(q_codes4($W[e / per], e), q_codes4($W[(e + 4u) / per], e + 4u));
+  if (QBITS == 4u) {
+    let word = $W_word(e / 8u);
+    return W8(q_codes4(word, 0u), q_codes4(word, 4u));
+  }
+  let v = $W[e / 16u];
+  let h = select(v.xy, v.zw, (e & 8u) != 0u);
+  return W8(q_codes4(h.x, 0u), q_codes4(h.y, 0u));
 }
