@@ -29,6 +29,14 @@ export interface PlaneWindow {
   fill: readonly number[];
 }
 
+/** An image the kernels would hold as a plane larger than one storage binding: preprocess it on the host. */
+export class PlaneSizeError extends GpuError {
+  constructor(width: number, height: number, maxBinding: number) {
+    super(`image plane: ${width}×${height} pixels take ${width * height * 4} bytes, over this device's maxStorageBufferBindingSize (${maxBinding}); preprocess such images on the host`);
+    this.name = 'PlaneSizeError';
+  }
+}
+
 /** Resample flags: premultiply the straight-alpha samples read; unpremultiply the samples written (4 channels). */
 export const PREMULTIPLY = 1;
 export const UNPREMULTIPLY = 2;
@@ -99,9 +107,7 @@ export class ImageEncoder {
    */
   plane(width: number, height: number, data?: Uint8Array): Plane {
     const bytes = width * height * 4;
-    if (bytes > this.gpu.maxBinding) {
-      throw new GpuError(`image plane: ${width}×${height} pixels take ${bytes} bytes, over this device's maxStorageBufferBindingSize (${this.gpu.maxBinding}); preprocess such images on the host`);
-    }
+    if (bytes > this.gpu.maxBinding) throw new PlaneSizeError(width, height, this.gpu.maxBinding);
     if (data && data.length !== bytes) throw new GpuError(`image plane: ${data.length} bytes for ${width}×${height} pixels of 4`);
     const buffer = this.gpu.pool.acquire(Math.min(sizeClass(bytes), this.gpu.maxBinding), 'image plane');
     if (data) this.gpu.device.queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.byteLength);
