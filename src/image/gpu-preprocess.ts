@@ -146,7 +146,7 @@ export class DeviceImage implements ImageGeometry, DeviceTiles {
     const enc = await ImageEncoder.create(gpu);
     const planes: Plane[] = [];
     try {
-      const source = enc.plane(img.width, img.height, fourPerPixel(img));
+      const source = await enc.upload(img);
       planes.push(source);
       const { frames, overWhite, geometry } = processorFrames(DeviceFrame.of(source, img.channels), cfg, check, deviceOps(enc, planes));
       enc.submit();
@@ -192,19 +192,6 @@ export class DeviceImage implements ImageGeometry, DeviceTiles {
     for (const p of this.planes) this.enc.release(p);
     this.enc.gpu.pool.destroy(this.levels);
   }
-}
-
-/**
- * The pixels with four bytes each, as planes hold them (RGB gets an unused fourth). On the host: a pass over the
- * bytes costs less than reading three-byte pixels in every kernel (on llvmpipe, several times less).
- */
-function fourPerPixel(img: Pixels): Uint8Array {
-  if (img.channels === 4) return img.data;
-  const n = img.width * img.height;
-  const out = new Uint32Array(n);
-  const d = img.data;
-  for (let i = 0, p = 0; i < n; i++, p += 3) out[i] = d[p] | (d[p + 1] << 8) | (d[p + 2] << 16);
-  return new Uint8Array(out.buffer);
 }
 
 /** A key for the tiles an image gives under a config: SHA-256 of its decoded pixels, their shape and the config. */

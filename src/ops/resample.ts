@@ -11,12 +11,14 @@ export const WG = 64;
 
 /**
  * An 8-bit image on the device: width×height pixels, row-major, one u32 a pixel (channel c in bits 8c; an RGB image
- * leaves the fourth unused).
+ * leaves the fourth unused), rows `pitch` pixels apart: the width rounded up to a multiple of 4, so that the
+ * kernels can read and write four pixels as a vec4.
  */
 export interface Plane {
   buffer: GPUBuffer;
   width: number;
   height: number;
+  pitch: number;
 }
 
 /** The width×height window of a plane whose top-left corner is at (x0, y0); outside the plane, `fill` (a level per channel). */
@@ -41,8 +43,8 @@ export class PlaneSizeError extends GpuError {
 export const PREMULTIPLY = 1;
 export const UNPREMULTIPLY = 2;
 
-type Entry = 'resample_h' | 'resample_v' | 'pixel_values';
-const ENTRIES: Entry[] = ['resample_h', 'resample_v', 'pixel_values'];
+type Entry = 'resample_h' | 'resample_h4' | 'resample_v' | 'resample_v4' | 'pixel_values';
+const ENTRIES: Entry[] = ['resample_h', 'resample_h4', 'resample_v', 'resample_v4', 'pixel_values'];
 
 /** The pipelines this file uses, with the bindings each reads (for PipelineCache.prepare). */
 export const IMAGE_PIPELINES = ENTRIES.map((entry) => ({ pipeline: { shader: 'resample', entry, constants: { WG } }, bindings: [1, 2, 3] }));
@@ -75,12 +77,46 @@ export function sizeClass(bytes: number): number {
   return Math.ceil(bytes / step) * step;
 }
 
-/** The Window struct's eight words. */
+/** Whether a window lies within its plane (nothing to fill). */
+function inside(w: PlaneWindow): boolean {
+  return w.x0 >= 0 && w.y0 >= 0 && w.x0 + w.width <= w.plane.width && w.y0 + w.height <= w.plane.height;
+}
+
+/** The Window struct's twelve words. */
 function windowWords(w: PlaneWindow): number[] {
   const fill = [0, 1, 2, 3].reduce((a, c) => a | ((w.fill[c] ?? 0) << (8 * c)), 0) >>> 0;
-  const inside = w.x0 >= 0 && w.y0 >= 0 && w.x0 + w.width <= w.plane.width && w.y0 + w.height <= w.plane.height;
   // x0 and y0 are i32s in the shader: their two's complement bits.
-  return [w.plane.width, w.plane.height, fill, w.x0 >>> 0, w.y0 >>> 0, w.width, w.height, inside ? 1 : 0];
+  return [w.plane.width, w.plane.height, w.plane.pitch, fill, w.x0 >>> 0, w.y0 >>> 0, w.width, w.height, inside(w) ? 1 : 0, 0, 0, 0];
+}
+
+/** The taps' rows for resample_h: start, count, then `stride` weights. */
+function tapRows(taps: Taps): { table: Int32Array; row: number } {
+  const row = taps.stride + 2;
+  const table = new Int32Array(taps.start.length * row);
+  for (let i = 0; i < taps.start.length; i++) {
+    table[i * row] = taps.start[i];
+    table[i * row + 1] = taps.count[i];
+    table.set(taps.weights.subarray(i * taps.stride, (i + 1) * taps.stride), i * row + 2);
+  }
+  return { table, row };
+}
+
+/**
+ * The taps' rows for resample_h4: (start rounded down to a multiple of 4, groups of four, 0, 0), then the weights of
+ * pixels start .. start + 4·groups − 1, zero outside the filter's own taps; rows a multiple of 4 long.
+ */
+function tapRowsByFour(taps: Taps): { table: Int32Array; row: number } {
+  const row = 4 + 4 * Math.ceil((taps.stride + 3) / 4);
+  const table = new Int32Array(taps.start.length * row);
+  for (let i = 0; i < taps.start.length; i++) {
+    const start = taps.start[i];
+    const n = taps.count[i];
+    const first = start & ~3;
+    table[i * row] = first;
+    table[i * row + 1] = n === 0 ? 0 : Math.ceil((start + n - first) / 4);
+    for (let j = 0; j < n; j++) table[i * row + 4 + start - first + j] = taps.weights[i * taps.stride + j];
+  }
+  return { table, row };
 }
 
 /**
@@ -89,6 +125,10 @@ function windowWords(w: PlaneWindow): number[] {
  */
 export class ImageEncoder {
   private readonly items: Recorded[] = [];
+  /** Whether resizes take the by-four entries where they can (tests turn it off to check the per-pixel ones). */
+  byFour = true;
+  /** Uploads to copy ahead of the pass. */
+  private readonly copies: { staging: GPUBuffer; plane: Plane; bytes: number }[] = [];
 
   private constructor(
     readonly gpu: Gpu,
@@ -101,17 +141,51 @@ export class ImageEncoder {
   }
 
   /**
-   * A plane of width×height pixels; with `data` (4 bytes a pixel), holding those pixels. Its buffer comes from the
-   * GPU's pool, in a size class (see sizeClass), and goes back with release(): on lavapipe the first use of a new
-   * 16 MiB buffer costs more than all the kernels of a 512² image.
+   * A plane of width×height pixels. Its buffer comes from the GPU's pool, in a size class (see sizeClass), and goes
+   * back with release(): on lavapipe the first use of a new 16 MiB buffer costs more than all the kernels of a 512²
+   * image.
    */
-  plane(width: number, height: number, data?: Uint8Array): Plane {
-    const bytes = width * height * 4;
+  plane(width: number, height: number): Plane {
+    const pitch = Math.ceil(width / 4) * 4;
+    const bytes = pitch * height * 4;
     if (bytes > this.gpu.maxBinding) throw new PlaneSizeError(width, height, this.gpu.maxBinding);
-    if (data && data.length !== bytes) throw new GpuError(`image plane: ${data.length} bytes for ${width}×${height} pixels of 4`);
-    const buffer = this.gpu.pool.acquire(Math.min(sizeClass(bytes), this.gpu.maxBinding), 'image plane');
-    if (data) this.gpu.device.queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.byteLength);
-    return { buffer, width, height };
+    return { buffer: this.gpu.pool.acquire(Math.min(sizeClass(bytes), this.gpu.maxBinding), 'image plane'), width, height, pitch };
+  }
+
+  /**
+   * A plane holding 8-bit interleaved RGB or RGBA pixels (RGB gets an unused fourth byte): written by the host
+   * straight into a pooled mappable buffer, then copied ahead of the pass at submit(). Reused memory, one pass over
+   * the bytes: a fresh host array and writeBuffer's own staging cost several times that on lavapipe.
+   */
+  async upload(img: { data: Uint8Array; width: number; height: number; channels: 3 | 4 }): Promise<Plane> {
+    const { data, width, height, channels } = img;
+    if (data.length !== width * height * channels) throw new GpuError(`image upload: ${data.length} bytes for ${width}×${height}×${channels}`);
+    const plane = this.plane(width, height);
+    const bytes = plane.pitch * height * 4;
+    const staging = this.gpu.pool.acquire(sizeClass(bytes), 'image upload', GPUBufferUsage.MAP_WRITE | GPUBufferUsage.COPY_SRC);
+    try {
+      await staging.mapAsync(GPUMapMode.WRITE, 0, bytes);
+    } catch (e) {
+      this.gpu.pool.release(staging);
+      this.release(plane);
+      this.gpu.checkAlive();
+      throw e;
+    }
+    const range = staging.getMappedRange(0, bytes);
+    const pitch = plane.pitch;
+    if (channels === 4) {
+      const out = new Uint8Array(range);
+      for (let y = 0; y < height; y++) out.set(data.subarray(y * width * 4, (y + 1) * width * 4), y * pitch * 4);
+    } else {
+      // Little-endian words, as WebGPU buffers are: R in the low byte.
+      const out = new Uint32Array(range);
+      for (let y = 0, p = 0; y < height; y++) {
+        for (let i = y * pitch, end = i + width; i < end; i++, p += 3) out[i] = data[p] | (data[p + 1] << 8) | (data[p + 2] << 16);
+      }
+    }
+    staging.unmap();
+    this.copies.push({ staging, plane, bytes });
+    return plane;
   }
 
   /** Gives a plane's buffer back to the pool (after the work queued on it). */
@@ -126,20 +200,17 @@ export class ImageEncoder {
   resample(axis: 'h' | 'v', src: PlaneWindow, dst: Plane, taps: Taps, flags: number): void {
     const [w, h] = axis === 'h' ? [taps.start.length, src.height] : [src.width, taps.start.length];
     if (dst.width !== w || dst.height !== h) throw new GpuError(`resample_${axis}: output plane is ${dst.width}×${dst.height}, expected ${w}×${h}`);
-    const row = taps.stride + 2;
-    const table = new Int32Array(taps.start.length * row);
-    for (let i = 0; i < taps.start.length; i++) {
-      table[i * row] = taps.start[i];
-      table[i * row + 1] = taps.count[i];
-      table.set(taps.weights.subarray(i * taps.stride, (i + 1) * taps.stride), i * row + 2);
-    }
+    // By fours where the window lies in its plane from a multiple of 4 (rows are, by their pitch).
+    const fours = this.byFour && inside(src) && src.x0 % 4 === 0;
+    const { table, row } = fours && axis === 'h' ? tapRowsByFour(taps) : tapRows(taps);
+    const entry: Entry = axis === 'h' ? (fours ? 'resample_h4' : 'resample_h') : fours ? 'resample_v4' : 'resample_v';
     this.items.push({
-      entry: axis === 'h' ? 'resample_h' : 'resample_v',
-      words: uniforms(...windowWords(src), w, h, flags, row),
+      entry,
+      words: uniforms(...windowWords(src), w, h, dst.pitch, flags, row),
       src: src.plane.buffer,
       table,
       dst: dst.buffer,
-      grid: axis === 'h' ? [w, Math.ceil(h / WG)] : [Math.ceil(w / WG), h],
+      grid: axis === 'h' ? [w, Math.ceil(h / WG)] : [Math.ceil(w / (fours ? 4 * WG : WG)), h],
     });
   }
 
@@ -165,12 +236,24 @@ export class ImageEncoder {
     return this.items.length;
   }
 
-  /** Encodes what was recorded into one compute pass (timed when `timestampWrites` is given) and submits it. */
+  /**
+   * Encodes what was recorded, the uploads' copies then one compute pass (timed when `timestampWrites` is given), and
+   * submits it.
+   */
   submit(timestampWrites?: GPUComputePassTimestampWrites): void {
     const items = this.items.splice(0);
-    if (!items.length) return;
+    const copies = this.copies.splice(0);
     const gpu = this.gpu;
     gpu.checkAlive();
+    if (!items.length) {
+      if (copies.length) {
+        const enc = gpu.device.createCommandEncoder();
+        for (const c of copies) enc.copyBufferToBuffer(c.staging, 0, c.plane.buffer, 0, c.bytes);
+        gpu.device.queue.submit([enc.finish()]);
+        for (const c of copies) gpu.pool.release(c.staging);
+      }
+      return;
+    }
     const data = new Uint32Array((items.length * UNIFORM_SLOT) / 4);
     items.forEach((it, i) => data.set(it.words, (i * UNIFORM_SLOT) / 4));
     const u = gpu.pool.upload(data, 'image kernel uniforms', GPUBufferUsage.UNIFORM);
@@ -187,6 +270,7 @@ export class ImageEncoder {
     const t = gpu.pool.upload(all, 'resample taps');
     try {
       const enc = gpu.device.createCommandEncoder();
+      for (const c of copies) enc.copyBufferToBuffer(c.staging, 0, c.plane.buffer, 0, c.bytes);
       const pass = enc.beginComputePass(timestampWrites ? { timestampWrites } : undefined);
       items.forEach((it, i) => {
         const pipeline = this.pipelines.get(it.entry)!;
@@ -208,9 +292,10 @@ export class ImageEncoder {
       pass.end();
       gpu.device.queue.submit([enc.finish()]);
     } finally {
-      // Freed once the queued work no longer needs them.
+      // Freed once the queued work no longer needs them; staging buffers back to the pool (mapAsync waits for the copy).
       gpu.pool.destroy(u);
       gpu.pool.destroy(t);
+      for (const c of copies) gpu.pool.release(c.staging);
     }
   }
 }

@@ -71,8 +71,12 @@ function resample64(src: Parameters<typeof at>[0], axis: 'h' | 'v', w: number, h
   return out;
 }
 
+/** A plane's pixels, 4 bytes each, without the padding of its rows. */
 async function readBytes(gpu: Gpu, p: Plane): Promise<Uint8Array> {
-  return new Uint8Array(await gpu.pool.read(p.buffer, p.width * p.height * 4));
+  const all = new Uint8Array(await gpu.pool.read(p.buffer, p.pitch * p.height * 4));
+  const out = new Uint8Array(p.width * p.height * 4);
+  for (let y = 0; y < p.height; y++) out.set(all.subarray(y * p.pitch * 4, (y * p.pitch + p.width) * 4), y * p.width * 4);
+  return out;
 }
 
 function firstDiff(a: Uint8Array, b: Uint8Array): string {
@@ -80,7 +84,8 @@ function firstDiff(a: Uint8Array, b: Uint8Array): string {
   return i < 0 ? 'equal' : `first difference at pixel ${Math.floor(i / 4)} channel ${i % 4}: got ${a[i]}, expected ${b[i]}`;
 }
 
-// Output sizes around the workgroup: 1, below, just past, several groups plus a remainder.
+// Output sizes around the workgroup: 1, below, just past, several groups plus a remainder. Margins of 0 and 4 put
+// the window at a multiple of 4 (the by-four entries), the others not.
 const SIZES: [number, number, number, number][] = [
   // in w, in h, out along the resized axis, plane margin (the window's offset inside a larger plane)
   [1, 300, 7, 0],
@@ -88,19 +93,24 @@ const SIZES: [number, number, number, number][] = [
   [130, 5, 65, 0],
   [64, 64, 1, 2],
   [997, 13, 129, 1],
+  [37, 22, 70, 4],
+  [66, 41, 3, 0],
 ];
 
 describe('resample_h and resample_v against float64', () => {
   for (const [iw, ih, out, margin] of SIZES) {
-    for (const axis of ['h', 'v'] as const) {
-      it(`${axis} pass ${iw}×${ih} → ${axis === 'h' ? `${out}×${ih}` : `${iw}×${out}`} (window at ${margin}, ${margin} of a larger plane), every flag`, async () => {
+    for (const [axis, byFour] of [['h', true], ['v', true], ['h', false], ['v', false]] as const) {
+      if (!byFour && margin % 4 !== 0) continue; // per pixel anyway
+      const entry = `resample_${axis}${byFour && margin % 4 === 0 ? '4' : ''}`;
+      it(`${entry}: ${iw}×${ih} → ${axis === 'h' ? `${out}×${ih}` : `${iw}×${out}`} (window at ${margin}, ${margin} of a larger plane), every flag`, async () => {
         const gpu = await testGpu();
         const rng = new Rng(iw * 1000 + ih + out + (axis === 'v' ? 7 : 0));
         const pw = iw + 2 * margin;
         const ph = ih + 2 * margin;
         const data = randomPixels(rng, pw * ph);
         const enc = await ImageEncoder.create(gpu);
-        const plane = enc.plane(pw, ph, data);
+        enc.byFour = byFour;
+        const plane = await enc.upload({ data, width: pw, height: ph, channels: 4 });
         const win: PlaneWindow = { plane, x0: margin, y0: margin, width: iw, height: ih, fill: [0, 0, 0, 0] };
         const taps = randomTaps(rng, axis === 'h' ? iw : ih, out);
         const [w, h] = axis === 'h' ? [out, ih] : [iw, out];
@@ -124,7 +134,7 @@ describe('resample_h and resample_v against float64', () => {
     const [pw, ph] = [29, 17];
     const data = randomPixels(rng, pw * ph);
     const enc = await ImageEncoder.create(gpu);
-    const plane = enc.plane(pw, ph, data);
+    const plane = await enc.upload({ data, width: pw, height: ph, channels: 4 });
     const fill = [200, 17, 99, 130];
     // 41×33 at (−5, −9): the plane sits inside with fill on every side.
     const win: PlaneWindow = { plane, x0: -5, y0: -9, width: 41, height: 33, fill };
@@ -171,7 +181,7 @@ describe('pixel_values against float64', () => {
         const fill = [3, 250, 77, composite ? 90 : 0];
         const levels = new Float32Array(768).map(() => rng.normal());
         const enc = await ImageEncoder.create(gpu);
-        const plane = enc.plane(pw, ph, data);
+        const plane = await enc.upload({ data, width: pw, height: ph, channels: 4 });
         const lut = gpu.pool.upload(levels);
         // The values land at `offset` of a larger buffer whose other contents must stay as they were.
         const offset = 5;
