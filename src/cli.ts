@@ -64,6 +64,7 @@ Options:
                          off encodes each image as one tile, much faster on a CPU adapter
   --image-size N         Idefics3/SmolVLM: resize the longest edge to N before splitting (size.longest_edge)
   --kernels gpu|cpu      kernel set (default: the one the adapter suits; cpu = for lavapipe-like drivers)
+  --preprocess gpu|cpu   where images are resized and tiled (default gpu; cpu = the JavaScript reference, same pixels)
   --json                 print one JSON line (text, tokens, timings) instead of streaming
 ${gpuHelp(23)}
   -h, --help             this help`;
@@ -86,7 +87,7 @@ Options:
   --max-body BYTES       largest request body (default 20971520 = 20 MiB); larger ones get 413
   --dtype auto|f32|f16|bf16|q8|q4, --native-f16   weight storage, as for run
   --kernels gpu|cpu      kernel set (default: the one the adapter suits; cpu = for lavapipe-like drivers)
-  --image-splitting on|off, --image-size N   as for run
+  --image-splitting on|off, --image-size N, --preprocess gpu|cpu   as for run
 ${gpuHelp(23)}
   -h, --help             this help`;
 
@@ -212,32 +213,36 @@ async function diff(argv: string[]): Promise<number> {
   }
 }
 
-/** The options `run` and `serve` load a model with (weight storage, kernel set, image splitting), and the adapter's. */
+/** The options `run` and `serve` load a model with (weight storage, kernel set, image splitting and preprocessing), and the adapter's. */
 const MODEL_OPTIONS = {
   dtype: { type: 'string' },
   'native-f16': { type: 'boolean' },
   kernels: { type: 'string' },
   'image-splitting': { type: 'string' },
   'image-size': { type: 'string' },
+  preprocess: { type: 'string' },
   ...GPU_OPTIONS,
 } as const;
 
 /** MODEL_OPTIONS' values checked, as loadModel takes them (`--image-size`: each command parses its integers). */
 function modelOptions(
   cmd: string,
-  values: { dtype?: string; 'native-f16'?: boolean; kernels?: string; 'image-splitting'?: string; adapter?: string; power?: string; verbose?: boolean },
-): GpuOptions & { dtype: WeightDType; kernels?: 'gpu' | 'cpu'; imageSplitting?: boolean } {
+  values: { dtype?: string; 'native-f16'?: boolean; kernels?: string; 'image-splitting'?: string; preprocess?: string; adapter?: string; power?: string; verbose?: boolean },
+): GpuOptions & { dtype: WeightDType; kernels?: 'gpu' | 'cpu'; imageSplitting?: boolean; preprocess?: 'gpu' | 'cpu' } {
   const dtype = (values.dtype ?? 'auto') as WeightDType;
   if (!(WEIGHT_DTYPE_NAMES as readonly string[]).includes(dtype)) fail(`${cmd}: --dtype expects ${WEIGHT_DTYPE_NAMES.join(', ')}, got "${values.dtype}"`);
   const kernels = values.kernels;
   if (kernels !== undefined && kernels !== 'gpu' && kernels !== 'cpu') fail(`${cmd}: --kernels expects gpu or cpu, got "${kernels}"`);
   const splitting = values['image-splitting'];
   if (splitting !== undefined && splitting !== 'on' && splitting !== 'off') fail(`${cmd}: --image-splitting expects on or off, got "${splitting}"`);
+  const preprocess = values.preprocess;
+  if (preprocess !== undefined && preprocess !== 'gpu' && preprocess !== 'cpu') fail(`${cmd}: --preprocess expects gpu or cpu, got "${preprocess}"`);
   return {
     ...gpuOptions(cmd, values),
     dtype,
     nativeF16: values['native-f16'],
     kernels,
+    preprocess,
     imageSplitting: splitting === undefined ? undefined : splitting === 'on',
   };
 }

@@ -4,7 +4,7 @@
 // emitted index.d.ts so that a consumer's compiler finds them without listing them in its own tsconfig.
 /// <reference types="@webgpu/types" preserve="true" />
 export { loadModel, VisionLanguagePipeline, Generation } from './pipeline.ts';
-export type { LoadModelOptions, GenerateRequest, GenerateResult, TextChunk, Timings } from './pipeline.ts';
+export type { LoadModelOptions, GenerateRequest, GenerateResult, PreprocessTarget, TextChunk, Timings } from './pipeline.ts';
 export type { ChatMessage } from './text/chat.ts';
 export { ImageError } from './image/preprocess.ts';
 export type { ImageInput, ImageProcessorOverrides } from './image/preprocess.ts';

@@ -20,10 +20,15 @@ import {
   withOverrides,
   type AnyImageProcessorConfig,
   type ImageInput,
+  type ImageGeometry,
   type ImageProcessorOverrides,
-  type PreprocessedImage,
 } from './image/preprocess.ts';
+import { DeviceImage } from './image/gpu-preprocess.ts';
+import { IMAGE_PIPELINES, PlaneSizeError } from './ops/resample.ts';
 import { generateTokens } from './generate.ts';
+
+/** Where images are resized, tiled and normalised: GPU kernels that write the vision encoder's input, or JavaScript. */
+export type PreprocessTarget = 'gpu' | 'cpu';
 
 /** `adapter`, `powerPreference` and `quiet` choose and open the GPU as in Gpu.create() (unless `gpu` is given). */
 export interface LoadModelOptions extends ImageProcessorOverrides, Pick<GpuOptions, 'adapter' | 'powerPreference' | 'quiet' | 'nativeF16'> {
@@ -42,6 +47,12 @@ export interface LoadModelOptions extends ImageProcessorOverrides, Pick<GpuOptio
   kernels?: Target;
   /** How large one submission of a prompt may be (vision tiles, prefill tokens, activation bytes); see ChunkLimits. */
   limits?: ChunkLimits;
+  /**
+   * Image preprocessing: 'gpu' (default: the decoded image is uploaded once and kernels write the tiles straight
+   * into the vision encoder's input, src/image/gpu-preprocess.ts) or 'cpu' (the JavaScript reference,
+   * src/image/preprocess.ts). The pixels are the same bit for bit.
+   */
+  preprocess?: PreprocessTarget;
 }
 
 export interface GenerateRequest extends ImageProcessorOverrides {
@@ -81,7 +92,11 @@ export interface Timings {
   loadMs: number;
   /** GPU bytes of the model's weights, as stored (see LoadModelOptions.dtype). */
   weightBytes: number;
-  /** Host image preprocessing (decode, resize, split, normalise). */
+  /**
+   * Image preprocessing until the images are ready for the model: 'cpu', decode, resize, split and normalise on the
+   * host; 'gpu', decode and upload on the host with the resizes queued (the device runs them, and writes the tiles,
+   * before the vision encoder: within imageEncodeMs's submission order, outside its timing).
+   */
   preprocessMs: number;
   /** Device time of the vision tower and projector (GPU timestamps; 0 without images). */
   imageEncodeMs: number;
@@ -179,8 +194,10 @@ export class VisionLanguagePipeline {
     readonly tokenizer: TextTokenizer,
     readonly chatTemplate: string,
     readonly imageConfig: AnyImageProcessorConfig,
+    /** Where images are preprocessed (LoadModelOptions.preprocess). */
+    readonly preprocess: PreprocessTarget,
     /** The rendered chat with each image placeholder expanded as the family's processor does. */
-    private readonly expandPrompt: (chat: string, images: readonly PreprocessedImage[]) => string,
+    private readonly expandPrompt: (chat: string, images: readonly ImageGeometry[]) => string,
     /** The image placeholder the chat template writes (`<image>`). */
     readonly imageToken: string,
     readonly dir: string,
@@ -200,6 +217,8 @@ export class VisionLanguagePipeline {
       root = snap.repo;
     }
     const limits = chunkLimits(DEFAULT_CHUNK_LIMITS, opts.limits); // checked before anything loads
+    const preprocess = opts.preprocess ?? 'gpu';
+    if (preprocess !== 'gpu' && preprocess !== 'cpu') throw new RangeError(`preprocess must be "gpu" or "cpu", got ${JSON.stringify(preprocess)}`);
     // Every JSON file of the directory is read once, here; what follows takes what it needs from md.
     const md = await ModelDir.open(dir);
     const family = familyOf(md);
@@ -215,7 +234,9 @@ export class VisionLanguagePipeline {
         const expandPrompt = family.prompt(md, model);
         const eos = [...new Set([...generationEos, ...model.textConfig.eos_token_id])];
         const imageToken = imageTokensOf(md).image;
-        return new VisionLanguagePipeline(model, family, tokenizer, chatTemplate, imageConfig, expandPrompt, imageToken, dir, performance.now() - t0, eos, !opts.gpu);
+        // The image kernels compiled at load, as the model's own pipelines are.
+        if (preprocess === 'gpu') await gpu.pipelines.prepare(IMAGE_PIPELINES);
+        return new VisionLanguagePipeline(model, family, tokenizer, chatTemplate, imageConfig, preprocess, expandPrompt, imageToken, dir, performance.now() - t0, eos, !opts.gpu);
       } catch (e) {
         model.dispose();
         throw e;
@@ -226,8 +247,11 @@ export class VisionLanguagePipeline {
     }
   }
 
-  /** The chat as the model sees it: template rendered, placeholders expanded; and the preprocessed images. */
-  async prepare(req: GenerateRequest): Promise<{ text: string; ids: number[]; images: ImageBatch | null; preprocessMs: number }> {
+  /**
+   * The chat as the model sees it: template rendered, placeholders expanded; and the preprocessed images (with
+   * preprocess 'gpu', tiles on the device: `dispose()` frees them once the caller is done with the batch).
+   */
+  async prepare(req: GenerateRequest): Promise<{ text: string; ids: number[]; images: ImageBatch | null; preprocessMs: number; dispose(): void }> {
     const images = req.images ?? [];
     let messages = req.messages;
     if (!messages) {
@@ -238,15 +262,28 @@ export class VisionLanguagePipeline {
     }
     const t0 = performance.now();
     const config = withOverrides(this.imageConfig, req);
+    if (this.preprocess === 'gpu') {
+      const gpu = this.model.gpu;
+      let pre: DeviceImage[] | undefined;
+      try {
+        pre = await settleAll(images.map((img) => DeviceImage.create(gpu, img, config)), (d) => d.dispose());
+      } catch (e) {
+        // An image whose resize would not fit one storage binding: this request is preprocessed on the host.
+        if (!(e instanceof PlaneSizeError)) throw e;
+      }
+      if (pre) {
+        const dispose = () => pre.forEach((d) => d.dispose());
+        try {
+          const batch: ImageBatch | null = pre.length ? { pixels: new Float32Array(0), images: pre.map((p) => ({ ...imageLayout(p), device: p })) } : null;
+          return { ...this.prompt(messages, pre), images: batch, preprocessMs: performance.now() - t0, dispose };
+        } catch (e) {
+          dispose();
+          throw e;
+        }
+      }
+    }
     const pre = await Promise.all(images.map((img) => preprocessImage(img, config)));
     const preprocessMs = performance.now() - t0;
-    const chat = renderChat(this.chatTemplate, messages, {
-      addGenerationPrompt: true,
-      bosToken: this.tokenizer.specialToken('bos_token'),
-      eosToken: this.tokenizer.specialToken('eos_token'),
-    });
-    const text = this.expandPrompt(chat, pre);
-    const ids = this.tokenizer.encode(text);
     let batch: ImageBatch | null = null;
     if (pre.length) {
       const pixels = new Float32Array(pre.reduce((a, p) => a + p.pixelValues.length, 0));
@@ -257,7 +294,18 @@ export class VisionLanguagePipeline {
       }
       batch = { pixels, images: pre.map(imageLayout) };
     }
-    return { text, ids, images: batch, preprocessMs };
+    return { ...this.prompt(messages, pre), images: batch, preprocessMs, dispose: () => {} };
+  }
+
+  /** The rendered chat with the images' placeholders expanded, and its token ids. */
+  private prompt(messages: ChatMessage[], images: readonly ImageGeometry[]): { text: string; ids: number[] } {
+    const chat = renderChat(this.chatTemplate, messages, {
+      addGenerationPrompt: true,
+      bosToken: this.tokenizer.specialToken('bos_token'),
+      eosToken: this.tokenizer.specialToken('eos_token'),
+    });
+    const text = this.expandPrompt(chat, images);
+    return { text, ids: this.tokenizer.encode(text) };
   }
 
   /**
@@ -283,10 +331,11 @@ export class VisionLanguagePipeline {
       let prefillMs = 0;
       let ttft = 0;
       let finishReason: GenerateResult['finishReason'] = 'length';
+      let release = () => {};
       try {
         signal.throwIfAborted();
         let pixels: ImageBatch | null;
-        ({ ids, images: pixels, preprocessMs } = await this.prepare(req));
+        ({ ids, images: pixels, preprocessMs, dispose: release } = await this.prepare(req));
         tAsk = performance.now();
         for await (const step of generateTokens(this.model, ids, pixels, {
           maxNewTokens,
@@ -333,6 +382,8 @@ export class VisionLanguagePipeline {
         // the step in flight); any other failure rejects.
         if (!(signal.aborted && e === signal.reason)) throw e;
         finishReason = 'abort';
+      } finally {
+        release(); // the images' tiles on the device (their keys stay with the KV cache)
       }
       const tEnd = performance.now();
       if (tAsk > 0 && tGen === 0) queueMs = tEnd - tAsk; // aborted while waiting for the model
@@ -363,6 +414,18 @@ export class VisionLanguagePipeline {
     this.model.dispose();
     if (this.ownsGpu) this.model.gpu.destroy();
   }
+}
+
+/**
+ * Awaits every promise; if any rejects, frees what the others made (`free`) and rethrows the first rejection, so
+ * that a failed image leaves no device buffers behind.
+ */
+async function settleAll<T>(promises: Promise<T>[], free: (v: T) => void): Promise<T[]> {
+  const settled = await Promise.allSettled(promises);
+  const failed = settled.find((r) => r.status === 'rejected');
+  if (!failed) return settled.map((r) => (r as PromiseFulfilledResult<T>).value);
+  for (const r of settled) if (r.status === 'fulfilled') free(r.value);
+  throw failed.reason;
 }
 
 /** eos_token_id of generation_config.json (a number or a list), or none when the file is absent. */

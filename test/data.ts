@@ -5,6 +5,7 @@ import type { Gpu } from '../src/gpu/device.ts';
 import type { Graph } from '../src/graph/graph.ts';
 import { uploadQuant, uploadTensor, type SourceDType, type UploadOptions } from '../src/models/storage.ts';
 import type { QuantRows, QuantSpec } from '../src/io/quant.ts';
+import type { SeededRandom } from '../src/random.ts';
 
 const f16View = new DataView(new ArrayBuffer(2));
 /** The f16 bit pattern nearest to x, and the value of a pattern (through @petamoriken/float16, not our code). */
@@ -104,7 +105,7 @@ export function assertClose(
  * A random q4 / q8 weight [N, K] in the kernels' layout (codes, f16 scales in ±`scale`, zeros or the
  * implicit midpoint), uploaded; `v` is its dequantized value (q − z)·s computed here in float64.
  */
-export function quantWeight(gpu: Gpu, g: Graph, name: string, N: number, K: number, rng: Rng, spec: QuantSpec, scale = 0.05) {
+export function quantWeight(gpu: Gpu, g: Graph, name: string, N: number, K: number, rng: SeededRandom, spec: QuantSpec, scale = 0.05) {
   const { bits, group } = spec;
   const groups = K / group;
   if (!Number.isInteger(groups)) throw new Error(`quantWeight: group ${group} does not divide K ${K}`);

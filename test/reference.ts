@@ -4,6 +4,7 @@ import { SafetensorsFile } from '../src/io/safetensors.ts';
 import { toFloat32, toInt32 } from '../src/io/decode.ts';
 import type { ChunkLimits, ImageBatch, VisionLanguageModel } from '../src/models/vlm.ts';
 import { imagesOfSizes } from '../src/diff.ts';
+import type { DeviceImage } from '../src/image/gpu-preprocess.ts';
 import { assertClose } from './data.ts';
 import { fileURLToPath } from 'node:url';
 
@@ -36,6 +37,18 @@ export async function openReference(path: string): Promise<Reference> {
     },
     close: () => f.close(),
   };
+}
+
+/**
+ * A batch's pixel values on the host: its pixels, or its tiles read back from the device (GPU preprocessing) in
+ * image order.
+ */
+export async function batchPixels(batch: ImageBatch): Promise<Float32Array> {
+  if (!batch.images.some((im) => im.device)) return batch.pixels;
+  const parts = await Promise.all(batch.images.map((im) => (im.device as DeviceImage).read()));
+  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
+  parts.reduce((o, p) => (out.set(p, o), o + p.length), 0);
+  return out;
 }
 
 /** The reference's pixel_values, laid out by its image_sizes where it has them (LLaVA-NeXT). */

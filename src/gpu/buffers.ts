@@ -13,7 +13,8 @@ export function alignSize(bytes: number): number {
 export class BufferPool {
   private readonly gpu: Gpu;
   private readonly live = new Set<GPUBuffer>();
-  private readonly free = new Map<number, GPUBuffer[]>();
+  /** Released buffers by usage and size (`usage:size`). */
+  private readonly free = new Map<string, GPUBuffer[]>();
   /** Reuse can be turned off for debugging (WEBGPU_VLM_NO_REUSE=1): every acquire then allocates. */
   readonly reuse = process.env.WEBGPU_VLM_NO_REUSE !== '1';
 
@@ -43,20 +44,24 @@ export class BufferPool {
     if (this.live.delete(buf)) buf.destroy();
   }
 
-  /** A storage buffer of at least `bytes`, reused from earlier releases when one of that size exists. */
-  acquire(bytes: number, label?: string): GPUBuffer {
+  /**
+   * A buffer of at least `bytes` (a storage buffer unless `usage` says otherwise), reused from earlier releases when
+   * one of that size and usage exists.
+   */
+  acquire(bytes: number, label?: string, usage: number = STORAGE): GPUBuffer {
     const size = alignSize(bytes);
-    const list = this.free.get(size);
+    const list = this.free.get(`${usage}:${size}`);
     if (this.reuse && list && list.length > 0) return list.pop()!;
-    return this.create(size, STORAGE, label);
+    return this.create(size, usage, label);
   }
 
   release(buf: GPUBuffer): void {
     if (!this.live.has(buf)) return;
     if (!this.reuse) return this.destroy(buf);
-    const list = this.free.get(buf.size) ?? [];
+    const key = `${buf.usage}:${buf.size}`;
+    const list = this.free.get(key) ?? [];
     list.push(buf);
-    this.free.set(buf.size, list);
+    this.free.set(key, list);
   }
 
   /** Creates a buffer holding `data` (written through the queue: it works on every backend, null included). */

@@ -126,6 +126,17 @@ export class Executable {
     this.gpu.device.queue.writeBuffer(this.buffers[s.index], 0, data.buffer, data.byteOffset, data.byteLength);
   }
 
+  /**
+   * The buffer of an input tensor, for a producer on the device to fill (image tiles preprocessed on the GPU) instead
+   * of write(); `bytes`, what the producer writes, must be the tensor's size.
+   */
+  inputBuffer(t: Tensor, bytes: number): GPUBuffer {
+    const s = this.layout.slotOf.get(t);
+    if (!s || t.kind !== 'input') throw new GpuError(`inputBuffer: ${t} is not an input of this plan`);
+    if (bytes !== t.bytes) throw new GpuError(`inputBuffer: input "${t.name}" holds ${t.bytes} bytes ([${t.shape.join(', ')}] ${t.dtype}), the producer writes ${bytes}`);
+    return this.buffers[s.index];
+  }
+
   /** Encodes every dispatch into one compute pass and submits once. */
   run(step: Step = { pos: 0 }, timestampWrites?: GPUComputePassTimestampWrites): void {
     this.writeUniforms(step);

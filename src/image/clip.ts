@@ -25,8 +25,7 @@
  * `LlavaImageProcessor` config with `"do_pad": true` reproduces.
  */
 import type { ClipProcessorConfig } from './config.ts';
-import type { Pixels } from './decode.ts';
-import { dropAlpha, extract, resize } from './resample.ts';
+import type { ImageOps, Raster } from './resample.ts';
 
 // ---------------------------------------------------------------------------------------------------------------
 // CLIP geometry
@@ -45,39 +44,43 @@ export function clipResizeSize(height: number, width: number, size: ClipProcesso
 
 /**
  * CLIP/LLaVA: convert to RGB, pad to square, resize, centre-crop (see the module comment). `check(w, h, what)` is
- * called on each size an intermediate image is about to take.
+ * called on each size an intermediate image is about to take; `ops` does the pixel work.
  */
-export function clipFrame(img: Pixels, cfg: ClipProcessorConfig, check: (w: number, h: number, what: string) => void): Pixels {
+export function clipFrame<I extends Raster>(img: I, cfg: ClipProcessorConfig, check: SizeCheck, ops: ImageOps<I>): I {
   // convert_to_rgb is PIL convert("RGB"): alpha dropped, before anything else. Without do_convert_rgb
   // transformers would fail to normalise 4 channels; the alpha channel is dropped all the same.
-  img = dropAlpha(img);
+  img = ops.dropAlpha(img);
   if (cfg.doPad && img.width !== img.height) {
     // LlavaImageProcessor.pad_to_square: background int(x * 255) per channel, image centred at (max - side) // 2.
     const s = Math.max(img.width, img.height);
     check(s, s, 'padded to square');
     const bg = cfg.imageMean.map((x) => Math.trunc(x * 255));
-    img = extract(img, -Math.floor((s - img.width) / 2), -Math.floor((s - img.height) / 2), s, s, bg);
+    img = ops.extract(img, -Math.floor((s - img.width) / 2), -Math.floor((s - img.height) / 2), s, s, bg);
   }
-  return clipResizeCrop(img, cfg, check);
+  return clipResizeCrop(img, cfg, check, ops);
 }
 
+/** Called with each size an intermediate image is about to take (it throws an ImageError past the pixel limit). */
+export type SizeCheck = (w: number, h: number, what: string) => void;
+
 /** Steps 4 and 5, `do_resize` and `do_center_crop`, which LLaVA-NeXT applies to each of its tiles. */
-export function clipResizeCrop(
-  img: Pixels,
+export function clipResizeCrop<I extends Raster>(
+  img: I,
   cfg: Pick<ClipProcessorConfig, 'doResize' | 'size' | 'resample' | 'doCenterCrop' | 'cropSize'>,
-  check: (w: number, h: number, what: string) => void,
-): Pixels {
+  check: SizeCheck,
+  ops: ImageOps<I>,
+): I {
   if (cfg.doResize) {
     const [h, w] = clipResizeSize(img.height, img.width, cfg.size);
     check(w, h, 'resized');
-    img = resize(img, w, h, cfg.resample);
+    img = ops.resize(img, w, h, cfg.resample);
   }
   if (cfg.doCenterCrop) {
     // center_crop: top = (H - ch) // 2, left = (W - cw) // 2; where the crop is larger it zero-pads, placing the
     // image at ceil((ch - H) / 2) = -((H - ch) // 2): the same window, reaching past the image.
     const { height: ch, width: cw } = cfg.cropSize;
     if (ch !== img.height || cw !== img.width) {
-      img = extract(img, Math.floor((img.width - cw) / 2), Math.floor((img.height - ch) / 2), cw, ch);
+      img = ops.extract(img, Math.floor((img.width - cw) / 2), Math.floor((img.height - ch) / 2), cw, ch);
     }
   }
   return img;

@@ -39,8 +39,7 @@
  * batching/padding is left to the caller.
  */
 import { MAX_EDGE, type ImageProcessorConfig } from './config.ts';
-import type { Pixels } from './decode.ts';
-import { extract, resize } from './resample.ts';
+import type { ImageOps, Raster } from './resample.ts';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Idefics3 geometry
@@ -91,24 +90,27 @@ function visionEncoderSize(height: number, width: number, m: number): [number, n
 // ---------------------------------------------------------------------------------------------------------------
 // The processor
 
-/** Idefics3 resizing and splitting: the M×M frames in output order, and the split grid. */
-export function idefics3Frames(img: Pixels, cfg: ImageProcessorConfig): { frames: Pixels[]; rows: number; cols: number } {
+/**
+ * Idefics3 resizing and splitting: the M×M frames in output order, and the split grid. `ops` does the pixel work
+ * (host pixels or device frames: the same geometry either way).
+ */
+export function idefics3Frames<I extends Raster>(img: I, cfg: ImageProcessorConfig, ops: ImageOps<I>): { frames: I[]; rows: number; cols: number } {
   const m = cfg.maxImageSize;
   const rs = cfg.resample;
 
   if (cfg.doResize) {
     const [h, w] = longestEdgeSize(img.height, img.width, cfg.longestEdge);
-    img = resize(img, w, h, rs);
+    img = ops.resize(img, w, h, rs);
   }
 
-  if (!cfg.doImageSplitting) return { frames: [resize(img, m, m, rs)], rows: 0, cols: 0 };
+  if (!cfg.doImageSplitting) return { frames: [ops.resize(img, m, m, rs)], rows: 0, cols: 0 };
   const [h, w] = visionEncoderSize(img.height, img.width, m);
-  img = resize(img, w, h, rs);
+  img = ops.resize(img, w, h, rs);
   if (!(h > m || w > m)) return { frames: [img], rows: 0, cols: 0 };
   const rows = Math.ceil(h / m);
   const cols = Math.ceil(w / m);
-  const frames: Pixels[] = [];
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) frames.push(extract(img, c * m, r * m, m, m));
-  frames.push(resize(img, m, m, rs));
+  const frames: I[] = [];
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) frames.push(ops.extract(img, c * m, r * m, m, m));
+  frames.push(ops.resize(img, m, m, rs));
   return { frames, rows, cols };
 }

@@ -25,9 +25,8 @@
  * README measures up to 15 levels).
  */
 import type { LlavaNextProcessorConfig } from './config.ts';
-import type { Pixels } from './decode.ts';
-import { clipResizeCrop } from './clip.ts';
-import { dropAlpha, extract, resize } from './resample.ts';
+import { clipResizeCrop, type SizeCheck } from './clip.ts';
+import type { ImageOps, Raster } from './resample.ts';
 
 // ---------------------------------------------------------------------------------------------------------------
 // LLaVA-NeXT geometry
@@ -73,19 +72,20 @@ export function patchOutputSize(height: number, width: number, target: readonly 
 
 /**
  * LLaVA-NeXT: the tiles in output order (base first), before rescaling, and the crop grid (see the module comment).
- * `check(w, h, what)` is called on each size an intermediate image is about to take.
+ * `check(w, h, what)` is called on each size an intermediate image is about to take; `ops` does the pixel work.
  */
-export function llavaNextFrames(
-  img: Pixels,
+export function llavaNextFrames<I extends Raster>(
+  img: I,
   cfg: LlavaNextProcessorConfig,
-  check: (w: number, h: number, what: string) => void,
-): { frames: Pixels[]; rows: number; cols: number } {
-  img = dropAlpha(img);
+  check: SizeCheck,
+  ops: ImageOps<I>,
+): { frames: I[]; rows: number; cols: number } {
+  img = ops.dropAlpha(img);
   const [bh, bw] = selectBestResolution(img.height, img.width, cfg.imageGridPinpoints);
   const [nh, nw] = patchOutputSize(img.height, img.width, [bh, bw]);
   check(bw, bh, `padded to the grid resolution ${bh}×${bw}`);
   // _pad_for_patching: divmod(target - new, 2), the odd line at the bottom/right; zeros reach past the image.
-  const grid = extract(resize(img, nw, nh, cfg.resample), -Math.floor((bw - nw) / 2), -Math.floor((bh - nh) / 2), bw, bh);
+  const grid = ops.extract(ops.resize(img, nw, nh, cfg.resample), -Math.floor((bw - nw) / 2), -Math.floor((bh - nh) / 2), bw, bh);
 
   // divide_to_patches: squares of crop_size.height in both directions (the config holds pinpoints to its multiples).
   const p = cfg.cropSize.height;
@@ -93,7 +93,7 @@ export function llavaNextFrames(
   const cols = bw / p;
   const s = 'shortestEdge' in cfg.size ? cfg.size.shortestEdge : Math.min(cfg.size.height, cfg.size.width);
   check(s, s, 'resized as the base tile');
-  const tiles = [resize(img, s, s, cfg.resample)];
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) tiles.push(extract(grid, c * p, r * p, p, p));
-  return { frames: tiles.map((t) => clipResizeCrop(t, cfg, check)), rows, cols };
+  const tiles = [ops.resize(img, s, s, cfg.resample)];
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) tiles.push(ops.extract(grid, c * p, r * p, p, p));
+  return { frames: tiles.map((t) => clipResizeCrop(t, cfg, check, ops)), rows, cols };
 }

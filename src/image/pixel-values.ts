@@ -3,6 +3,9 @@
 import type { ClipProcessorConfig } from './config.ts';
 import type { Pixels } from './decode.ts';
 
+/** The settings of the last step, shared by every processor. */
+export type PixelValueConfig = Pick<ClipProcessorConfig, 'doRescale' | 'rescaleFactor' | 'doNormalize' | 'imageMean' | 'imageStd'>;
+
 /**
  * Channel-first float32 [frames, 3, H, W] of equally sized frames: `do_rescale` float32(float64(x) · factor), then
  * `do_normalize` (x − mean) / std in float32, as numpy computes them. RGBA frames are composited over white when
@@ -10,22 +13,14 @@ import type { Pixels } from './decode.ts';
  */
 export function toPixelValues(
   frames: Pixels[],
-  cfg: Pick<ClipProcessorConfig, 'doRescale' | 'rescaleFactor' | 'doNormalize' | 'imageMean' | 'imageStd'>,
+  cfg: PixelValueConfig,
   overWhiteAlpha: boolean,
 ): Float32Array {
   const plane = frames[0].width * frames[0].height;
   const out = new Float32Array(frames.length * 3 * plane);
-  const f32 = Math.fround;
+  const table = levelTable(cfg);
   for (let c = 0; c < 3; c++) {
-    // uint8 → float32 for this channel: a 256-entry table covers every pixel.
-    const mean = f32(cfg.imageMean[c]);
-    const std = f32(cfg.imageStd[c]);
-    const lut = new Float32Array(256);
-    for (let v = 0; v < 256; v++) {
-      let x = cfg.doRescale ? f32(v * cfg.rescaleFactor) : v;
-      if (cfg.doNormalize) x = f32(f32(x - mean) / std);
-      lut[v] = x;
-    }
+    const lut = table.subarray(c * 256, (c + 1) * 256);
     for (let t = 0; t < frames.length; t++) {
       const { data: d, channels: ch } = frames[t];
       const dst = out.subarray((t * 3 + c) * plane, (t * 3 + c + 1) * plane);
@@ -40,6 +35,25 @@ export function toPixelValues(
     }
   }
   return out;
+}
+
+/**
+ * uint8 level → float32 pixel value for each channel, [3 × 256] (channel c at c·256): numpy's rescale and
+ * normalize of every level, so that converting a pixel is a lookup (on the GPU too, which has no float64).
+ */
+export function levelTable(cfg: PixelValueConfig): Float32Array {
+  const f32 = Math.fround;
+  const table = new Float32Array(3 * 256);
+  for (let c = 0; c < 3; c++) {
+    const mean = f32(cfg.imageMean[c]);
+    const std = f32(cfg.imageStd[c]);
+    for (let v = 0; v < 256; v++) {
+      let x = cfg.doRescale ? f32(v * cfg.rescaleFactor) : v;
+      if (cfg.doNormalize) x = f32(f32(x - mean) / std);
+      table[c * 256 + v] = x;
+    }
+  }
+  return table;
 }
 
 /** PIL `alpha_composite` of straight-alpha value `v` with alpha `a` (0 < a < 255) onto opaque white. */

@@ -10,10 +10,11 @@
  */
 import type { AnyImageProcessorConfig } from './config.ts';
 import { checkSize, decode, inputLabel, maxPixelsOf, type ImageInput } from './decode.ts';
-import { clipFrame } from './clip.ts';
+import { clipFrame, type SizeCheck } from './clip.ts';
 import { idefics3Frames } from './idefics3.ts';
 import { llavaNextFrames } from './llava-next.ts';
 import { toPixelValues } from './pixel-values.ts';
+import { PIXEL_OPS, type ImageOps, type Raster } from './resample.ts';
 
 export {
   loadAnyImageProcessorConfig,
@@ -32,12 +33,8 @@ export {
 export { checkImage, ImageError, type ImageInput } from './decode.ts';
 export { patchOutputSize, selectBestResolution } from './llava-next.ts';
 
-export interface PreprocessedImage {
-  /**
-   * [tiles, 3, height, width] float32, channel-first. Idefics3: the grid tiles in row-major order, the global
-   * image last; LLaVA-NeXT: the base image first, then the grid tiles in row-major order; CLIP: one image.
-   */
-  pixelValues: Float32Array;
+/** What a processor made of one image, but its pixels: the tiles' count and size, its grid and original size. */
+export interface ImageGeometry {
   tiles: number;
   /** The size of every tile. */
   height: number;
@@ -51,6 +48,14 @@ export interface PreprocessedImage {
   /** The decoded image's size, before any resize (transformers' `image_sizes` entry, [height, width]). */
   originalHeight: number;
   originalWidth: number;
+}
+
+export interface PreprocessedImage extends ImageGeometry {
+  /**
+   * [tiles, 3, height, width] float32, channel-first. Idefics3: the grid tiles in row-major order, the global
+   * image last; LLaVA-NeXT: the base image first, then the grid tiles in row-major order; CLIP: one image.
+   */
+  pixelValues: Float32Array;
 }
 
 /**
@@ -67,20 +72,36 @@ export async function preprocessImage(
 ): Promise<PreprocessedImage> {
   const maxPixels = maxPixelsOf(opts, 'preprocessImage');
   const img = await decode(input, maxPixels);
-  const original = { originalHeight: img.height, originalWidth: img.width };
-  const { label, file } = inputLabel(input);
-  const check = (w: number, h: number, what: string) => checkSize(w, h, maxPixels, `${label} (${what})`, file);
-  if (cfg.kind === 'clip') {
-    const frame = clipFrame(img, cfg, check);
-    return { pixelValues: toPixelValues([frame], cfg, false), tiles: 1, height: frame.height, width: frame.width, rows: 0, cols: 0, ...original };
-  }
-  if (cfg.kind === 'llava_next') {
-    const { frames, rows, cols } = llavaNextFrames(img, cfg, check);
-    const { height, width } = frames[0];
-    return { pixelValues: toPixelValues(frames, cfg, false), tiles: frames.length, height, width, rows, cols, ...original };
-  }
-  const { frames, rows, cols } = idefics3Frames(img, cfg);
-  const m = cfg.maxImageSize;
-  return { pixelValues: toPixelValues(frames, cfg, cfg.doConvertRgb), tiles: frames.length, height: m, width: m, rows, cols, ...original };
+  const { frames, overWhite, geometry } = processorFrames(img, cfg, sizeCheck(input, maxPixels), PIXEL_OPS);
+  return { pixelValues: toPixelValues(frames, cfg, overWhite), ...geometry };
 }
 
+/** The check each intermediate size passes (the pixel limit), its errors naming the input. */
+export function sizeCheck(input: ImageInput, maxPixels: number): SizeCheck {
+  const { label, file } = inputLabel(input);
+  return (w, h, what) => checkSize(w, h, maxPixels, `${label} (${what})`, file);
+}
+
+/**
+ * One processor's resizing and tiling of a decoded image, chosen by `cfg.kind`, with `ops` doing the pixel work:
+ * the frames in output order, whether rescaling composites alpha over white (Idefics3's `do_convert_rgb`), and
+ * the geometry.
+ */
+export function processorFrames<I extends Raster>(
+  img: I,
+  cfg: AnyImageProcessorConfig,
+  check: SizeCheck,
+  ops: ImageOps<I>,
+): { frames: I[]; overWhite: boolean; geometry: ImageGeometry } {
+  const original = { originalHeight: img.height, originalWidth: img.width };
+  let made: { frames: I[]; rows: number; cols: number };
+  let overWhite = false;
+  if (cfg.kind === 'clip') made = { frames: [clipFrame(img, cfg, check, ops)], rows: 0, cols: 0 };
+  else if (cfg.kind === 'llava_next') made = llavaNextFrames(img, cfg, check, ops);
+  else {
+    made = idefics3Frames(img, cfg, ops);
+    overWhite = cfg.doConvertRgb;
+  }
+  const { frames, rows, cols } = made;
+  return { frames, overWhite, geometry: { tiles: frames.length, height: frames[0].height, width: frames[0].width, rows, cols, ...original } };
+}

@@ -6,6 +6,26 @@
  */
 import type { Pixels } from './decode.ts';
 
+/** An image's size and channels: all the processors' geometry reads, wherever the pixels are. */
+export interface Raster {
+  width: number;
+  height: number;
+  channels: 3 | 4;
+}
+
+/**
+ * The image operations the processors are written in, over images of type I: {@link PIXEL_OPS} on host
+ * pixels, or frames on the device (gpu-preprocess.ts), so that both paths follow one geometry.
+ */
+export interface ImageOps<I extends Raster> {
+  /** PIL `Image.resize((outW, outH), resample)`; the image itself when the size is unchanged. */
+  resize(img: I, outW: number, outH: number, resample: number): I;
+  /** The w×h window at (x0, y0), `fill` (zeros when absent) where it reaches past the image: see {@link extract}. */
+  extract(img: I, x0: number, y0: number, w: number, h: number, fill?: readonly number[]): I;
+  /** PIL `convert("RGB")`: alpha dropped, not composited. */
+  dropAlpha(img: I): I;
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Pillow-compatible resampling
 
@@ -58,7 +78,8 @@ const PRECISION_BITS = 22; // 32 - 8 - 2, as PIL's 8-bit resampler
 const ROUND_HALF = 1 << (PRECISION_BITS - 1);
 const ONE = 1 << PRECISION_BITS;
 
-interface Taps {
+/** One axis of a resize: for each output index, the input indices it reads and their fixed-point weights. */
+export interface Taps {
   /** First input index per output index. */
   start: Int32Array;
   /** Number of taps per output index. */
@@ -169,18 +190,33 @@ function resampleVertical(src: Uint8Array, width: number, ch: number, outH: numb
   return out;
 }
 
-/** PIL's nearest-neighbour scaling (affine scale path: source coordinate accumulated in steps of in/out). */
+/** PIL's nearest source index per output index along one axis (affine scale path: the source coordinate accumulated in steps of in/out). */
+export function nearestIndex(inSize: number, outSize: number): Int32Array {
+  const idx = new Int32Array(outSize);
+  const step = inSize / outSize;
+  let o = step * 0.5;
+  for (let i = 0; i < outSize; i++, o += step) idx[i] = Math.min(inSize - 1, Math.trunc(o));
+  return idx;
+}
+
+/**
+ * The taps of one axis of `resize(…, resample)`: the filter's, or for nearest (0) one tap of weight 1.0 at
+ * {@link nearestIndex}, which the fixed-point passes turn into a plain copy (the GPU resizes nearest that way).
+ */
+export function resizeTaps(inSize: number, outSize: number, resample: number): Taps {
+  if (resample !== 0) return computeTaps(inSize, outSize, FILTERS[resample]);
+  const start = nearestIndex(inSize, outSize);
+  return { start, count: new Int32Array(outSize).fill(1), weights: new Int32Array(outSize).fill(ONE), stride: 1 };
+}
+
+/** PIL's nearest-neighbour scaling (affine scale path, {@link nearestIndex}). */
 function resizeNearest(img: Pixels, outW: number, outH: number): Pixels {
   const { data, width, height, channels: ch } = img;
-  const xs = new Int32Array(outW);
-  const ax = width / outW;
-  let xo = ax * 0.5;
-  for (let x = 0; x < outW; x++, xo += ax) xs[x] = Math.min(width - 1, Math.trunc(xo));
+  const xs = nearestIndex(width, outW);
+  const ys = nearestIndex(height, outH);
   const out = new Uint8Array(outW * outH * ch);
-  const ay = height / outH;
-  let yo = ay * 0.5;
-  for (let y = 0; y < outH; y++, yo += ay) {
-    const r = Math.min(height - 1, Math.trunc(yo)) * width * ch;
+  for (let y = 0; y < outH; y++) {
+    const r = ys[y] * width * ch;
     const o = y * outW * ch;
     for (let x = 0; x < outW; x++) for (let c = 0; c < ch; c++) out[o + x * ch + c] = data[r + xs[x] * ch + c];
   }
@@ -266,3 +302,6 @@ export function dropAlpha(img: Pixels): Pixels {
   }
   return { data: out, width: img.width, height: img.height, channels: 3 };
 }
+
+/** The processors' operations on host pixels: the reference path. */
+export const PIXEL_OPS: ImageOps<Pixels> = { resize, extract, dropAlpha };

@@ -4,7 +4,7 @@
 // in the registry.
 import type { Gpu } from '../gpu/device.ts';
 import type { ModelDir } from '../io/model-dir.ts';
-import type { PreprocessedImage } from '../image/preprocess.ts';
+import type { ImageGeometry } from '../image/preprocess.ts';
 import type { ImageLayout, VisionLanguageModel } from './vlm.ts';
 import type { ModelLoadOptions } from './weights.ts';
 import { imageTokensOf, replacePlaceholders } from '../text/prompt.ts';
@@ -19,16 +19,16 @@ export interface ModelFamily {
    * How the placeholders of a rendered chat expand for these images, as the family's processor does:
    * read from the directory (and checked against the model) once, at load.
    */
-  prompt(md: ModelDir, model: VisionLanguageModel): (chat: string, images: readonly PreprocessedImage[]) => string;
+  prompt(md: ModelDir, model: VisionLanguageModel): (chat: string, images: readonly ImageGeometry[]) => string;
 }
 
 /** The layout the model packs an image's features by, from what its processor made. */
-export function imageLayout(p: PreprocessedImage): ImageLayout {
+export function imageLayout(p: ImageGeometry): ImageLayout {
   return { tiles: p.tiles, rows: p.rows, cols: p.cols, height: p.originalHeight, width: p.originalWidth };
 }
 
 /** LLaVA's processors: the image token repeated once per feature the model gives the image. */
-export function repeatPerFeature(md: ModelDir, model: VisionLanguageModel): (chat: string, images: readonly PreprocessedImage[]) => string {
+export function repeatPerFeature(md: ModelDir, model: VisionLanguageModel): (chat: string, images: readonly ImageGeometry[]) => string {
   const image = imageTokensOf(md).image;
   return (chat, images) => replacePlaceholders(chat, image, images.length, (i) => image.repeat(model.placeholders(imageLayout(images[i]))));
 }

@@ -45,9 +45,32 @@ export interface ImageLayout {
   cols: number;
   height: number;
   width: number;
+  /**
+   * The image's tiles when they are made on the device (GPU preprocessing) rather than given as host pixels. It
+   * travels with the layout, which every slice of a batch keeps, and its key replaces the key given for the image.
+   */
+  device?: DeviceTiles;
 }
 
-/** Preprocessed images: the tiles' pixels [tiles, C, H, W] and each image's layout, in prompt order. */
+/**
+ * An image's tiles made on the device: written into the vision encoder's input buffer when a step needs them,
+ * never read back (src/image/gpu-preprocess.ts).
+ */
+export interface DeviceTiles {
+  readonly tiles: number;
+  /** The size of every tile (3 channels). */
+  readonly height: number;
+  readonly width: number;
+  /** Equal keys, equal tiles: what prefix reuse compares. */
+  readonly key: string;
+  /** Queues tiles first .. first + count − 1 as float32 [count, 3, height, width] at byte `offset` of `dst`. */
+  write(dst: GPUBuffer, offset: number, first: number, count: number): void;
+}
+
+/**
+ * Preprocessed images: the tiles' pixels [tiles, C, H, W] and each image's layout, in prompt order. Images whose
+ * tiles are on the device (every image has `device`) come with no host pixels: `pixels` is empty.
+ */
 export interface ImageBatch {
   pixels: Float32Array;
   images: ImageLayout[];
@@ -244,7 +267,8 @@ export abstract class VisionLanguageModel {
       if (left === 0) {
         // The first placeholder of image `image`: keep it only if it is the held one and ends within the prefix.
         const count = image < images.length ? this.placeholders(images[image]) : 0;
-        const same = image < held.images.length && held.images[image].key !== null && held.images[image].key === keys[image];
+        const key = images[image]?.device?.key ?? keys[image];
+        const same = image < held.images.length && held.images[image].key !== null && held.images[image].key === key;
         if (!same || !this.imageEndsBy(ids, t, count, n)) {
           n = t;
           break;
@@ -491,7 +515,7 @@ export abstract class VisionLanguageModel {
     for (const [i, im] of (batch?.images ?? []).entries()) {
       const placeholders = this.placeholders(im);
       for (let left = placeholders; left > 0; t++) if (ids[t] === this.imageTokenId) left--;
-      images.push({ key: opts.imageKeys?.[i] ?? null, placeholders, end: before.ids.length + t });
+      images.push({ key: im.device?.key ?? opts.imageKeys?.[i] ?? null, placeholders, end: before.ids.length + t });
     }
     this.held = { ids: [...before.ids, ...Array.from(ids)], images: [...before.images, ...images] };
     return result;
@@ -502,6 +526,19 @@ export abstract class VisionLanguageModel {
     if (!input) return null;
     if (!(input instanceof Float32Array)) {
       const tiles = input.images.reduce((a, im) => a + im.tiles, 0);
+      const onDevice = input.images.filter((im) => im.device).length;
+      if (onDevice > 0) {
+        const [, H, W] = this.tileShape;
+        if (onDevice < input.images.length || input.pixels.length !== 0) {
+          throw new Error(`an image batch has tiles on the device for ${onDevice} of ${input.images.length} images and ${input.pixels.length} host values: give all on the device, or all as pixels`);
+        }
+        const bad = input.images.find((im) => im.device!.tiles !== im.tiles || im.device!.height !== H || im.device!.width !== W);
+        if (bad) {
+          const d = bad.device!;
+          throw new Error(`an image's device tiles are ${d.tiles} of ${d.height}×${d.width}, but its layout has ${bad.tiles} and the model takes ${H}×${W}`);
+        }
+        return input;
+      }
       if (tiles * this.tileElems !== input.pixels.length) {
         throw new Error(`pixel_values hold ${input.pixels.length} values, but the images' ${tiles} tiles of [${this.tileShape.join(', ')}] take ${tiles * this.tileElems}`);
       }
@@ -534,8 +571,7 @@ export abstract class VisionLanguageModel {
     for (let t = 0; t < T; t++) {
       if (!Number.isInteger(ids[t]) || ids[t] < 0 || ids[t] >= vocab) throw new Error(`token ${t}: id ${ids[t]} is outside the vocabulary [0, ${vocab})`);
     }
-    const pixels = batch?.pixels ?? null;
-    const tiles = pixels ? pixels.length / this.tileElems : 0;
+    const tiles = batch?.images.reduce((a, im) => a + im.tiles, 0) ?? 0;
     if (opts.generated && batch) throw new Error('forward: generated tokens come without images');
     const rows = opts.generated ? new Uint32Array(T).fill(NOT_IMAGE) : this.imageRows(ids, batch?.images ?? []);
     this.ensureCapacity(pos + T + (opts.reserve ?? 0));
@@ -552,20 +588,37 @@ export abstract class VisionLanguageModel {
       plan.exe.write(plan.ids, Uint32Array.from(ids));
       if (plan.sampler) plan.exe.write(plan.sampler.temperature, Float32Array.of(opts.temperature!));
       if (tiles > 0) {
-        plan.exe.write(plan.pixels!, pixels!);
+        this.writeTiles(plan.exe, plan.pixels!, batch!, 0, tiles);
         plan.exe.write(plan.imageRows!, rows);
       }
       if (opts.profile) opts.profile(await plan.exe.runProfiled({ pos }));
       else plan.exe.run({ pos });
       return planResult(plan, { visionGroups: 0, prefillChunks: 1 });
     }
-    return this.forwardSplit(Uint32Array.from(ids), pixels, rows, tiles, split, pos, mode, tapNames, opts);
+    return this.forwardSplit(Uint32Array.from(ids), batch, rows, tiles, split, pos, mode, tapNames, opts);
+  }
+
+  /** Fills a plan's pixel input with tiles first .. first + count − 1 of the batch: host pixels, or written on the device. */
+  private writeTiles(exe: Executable, input: Tensor, batch: ImageBatch, first: number, count: number): void {
+    const tileElems = this.tileElems;
+    if (!batch.images[0]?.device) {
+      exe.write(input, batch.pixels.subarray(first * tileElems, (first + count) * tileElems));
+      return;
+    }
+    const dst = exe.inputBuffer(input, count * tileElems * 4);
+    let start = 0; // the image's first tile in the batch
+    for (const im of batch.images) {
+      const a = Math.max(first, start);
+      const b = Math.min(first + count, start + im.tiles);
+      if (a < b) im.device!.write(dst, (a - first) * tileElems * 4, a - start, b - a);
+      start += im.tiles;
+    }
   }
 
   /** A step in vision groups and prefill chunks; intermediates and all-row logits are gathered on the host. */
   private async forwardSplit(
     ids: Uint32Array,
-    pixels: Float32Array | null,
+    batch: ImageBatch | null,
     rows: Uint32Array,
     tiles: number,
     split: { tiles: number; tokens: number },
@@ -596,12 +649,11 @@ export abstract class VisionLanguageModel {
     const buffer = tiles > 0 ? this.featureBuffer(featureRows) : this.gpu.dummy;
     let groups = 0;
     if (tiles > 0) {
-      const tileElems = this.tileElems;
       const rowBytes = this.textConfig.hidden_size * 4;
       for (let first = 0; first < tiles; first += split.tiles) {
         const n = Math.min(split.tiles, tiles - first);
         const plan = await this.visionPlan(n, tapNames);
-        plan.exe.write(plan.pixels, pixels!.subarray(first * tileElems, (first + n) * tileElems));
+        this.writeTiles(plan.exe, plan.pixels, batch!, first, n);
         await run(plan.exe, { pos: 0 });
         plan.exe.copyTo(plan.features, buffer, first * tileRows * rowBytes);
         if (plan.taps.size) await gather(plan.exe, plan.taps);

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync, copyFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FIXTURES, openReference } from '../reference.ts';
+import { FIXTURES, batchPixels, openReference } from '../reference.ts';
 import { testGpu, assertClose } from '../helpers.ts';
 import { loadModel, type VisionLanguagePipeline } from '../../src/index.ts';
 import { resolveHubId } from '../../src/io/hub.ts';
@@ -30,8 +30,12 @@ describe('loadModel + generate (SmolVLM tiny)', () => {
     const ref = await openReference(join(DIR, 'reference.safetensors'));
     try {
       const p = await pipe.prepare({ messages: MESSAGES, images: [join(DIR, 'image.png')] });
-      assert.deepEqual(p.ids, [...(await ref.i32('input_ids'))]);
-      assertClose(p.images!.pixels, (await ref.f32('pixel_values')).data, { atol: 1e-6 }, 'pixel_values');
+      try {
+        assert.deepEqual(p.ids, [...(await ref.i32('input_ids'))]);
+        assertClose(await batchPixels(p.images!), (await ref.f32('pixel_values')).data, { atol: 1e-6 }, 'pixel_values');
+      } finally {
+        p.dispose();
+      }
     } finally {
       await ref.close();
     }
@@ -247,7 +251,8 @@ describe('loadModel + generate (LLaVA tiny)', () => {
       const req = { messages: [{ role: 'user', content: [{ type: 'image' as const }, { type: 'text' as const, text: 'Hi?' }] }], images: [join(LLAVA, 'image.png')] };
       const p = await pipe.prepare(req);
       assert.deepEqual(p.ids, [...(await ref.i32('input_ids'))]);
-      assertClose(p.images!.pixels, (await ref.f32('pixel_values')).data, { atol: 1e-6 }, 'pixel_values');
+      assertClose(await batchPixels(p.images!), (await ref.f32('pixel_values')).data, { atol: 1e-6 }, 'pixel_values');
+      p.dispose();
       const want = [...(await ref.i32('greedy_ids'))];
       const r = await pipe.generate({ ...req, maxNewTokens: want.length });
       assert.deepEqual(r.tokens, want);

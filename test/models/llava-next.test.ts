@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { assertClose, testGpu } from '../helpers.ts';
-import { FIXTURES, checkTaps, openReference, referenceImages, type Reference } from '../reference.ts';
+import { FIXTURES, batchPixels, checkTaps, openReference, referenceImages, type Reference } from '../reference.ts';
 import { LlavaNext, anyresFeatures } from '../../src/models/llava-next.ts';
 import { greedy } from '../../src/generate.ts';
 import { loadModel, type VisionLanguagePipeline } from '../../src/pipeline.ts';
@@ -100,8 +100,9 @@ describe('llava-next-tiny through loadModel', () => {
       const images = [join(SRC, 'image.png')];
       const p = await pipe.prepare({ messages, images });
       assert.deepEqual(p.ids, [...(await ref.i32('input_ids'))]);
-      assertClose(p.images!.pixels, (await ref.f32('pixel_values')).data, { atol: 1e-6 }, 'pixel_values');
-      assert.deepEqual(p.images!.images, [{ tiles: 3, rows: 1, cols: 2, height: 38, width: 62 }]);
+      assertClose(await batchPixels(p.images!), (await ref.f32('pixel_values')).data, { atol: 1e-6 }, 'pixel_values');
+      assert.deepEqual(p.images!.images.map(({ device: _, ...layout }) => layout), [{ tiles: 3, rows: 1, cols: 2, height: 38, width: 62 }]);
+      p.dispose();
       const r = await pipe.generate({ messages, images, maxNewTokens: 12 });
       assert.deepEqual(r.tokens, [...(await ref.i32('greedy_ids'))]);
     } finally {
@@ -115,6 +116,7 @@ describe('llava-next-tiny through loadModel', () => {
     const tall = await sharp({ create: { width: 10, height: 7, channels: 3, background: { r: 10, g: 140, b: 60 } } }).png().toBuffer();
     const messages = [{ role: 'user', content: [{ type: 'image' as const }, { type: 'text' as const, text: 'and' }, { type: 'image' as const }, { type: 'text' as const, text: '?' }] }];
     const p = await pipe.prepare({ messages, images: [wide, tall] });
+    p.dispose();
     const counts = p.images!.images.map((im) => pipe.model.placeholders(im));
     assert.equal(p.ids.filter((id) => id === pipe.model.imageTokenId).length, counts[0] + counts[1]);
     // Worked by hand below (200×30 → [48, 144] → 1 × 3; 10×7 → [48, 96] → 1 × 2).
