@@ -3,8 +3,9 @@
 // broadcast, any other is a gather, and a barrier is a coroutine switch. So there is no shared memory
 // here. A workgroup takes RM rows of A, which every lane reads alike (vec4, broadcast), and each
 // invocation RC output columns RWG apart, whose weight rows it gathers eight elements at a time (one u32
-// of q4 codes, two of q8, four of 16-bit pairs). Over each group of the weight format it sums
-// x·(q − z) and scales once at the group's end (a float format is one group of scale 1 and zero 0).
+// of q4 codes, two of q8, four of 16-bit pairs, two vec4 of f32). Over each group of the weight format it
+// sums x·q and x, and at the group's end adds s·(Σx·q − z·Σx): the zero costs one add per row of A and
+// step, not one per weight (a float format is one group of scale 1 and zero 0).
 // With RM = M it is the decode gemv.
 //   matmul_rows:   the linear layer (see linear.wgsl);
 //   gemv_glu_rows: SwiGLU's silu(a·Wgᵀ) · (a·Wuᵀ) over the gate (w) and up (w_up) weights at once.
@@ -27,6 +28,11 @@ override RWG: u32 = 64u;
 const RM_MAX: u32 = 8u;
 const RC_MAX: u32 = 4u;
 
+/** A group's Σ x·(q − z) from its Σ x·q (four lanes) and Σ x. */
+fn group_sum(xq: vec4f, x: vec4f, z: f32) -> f32 {
+  return dot(xq, vec4f(1.0)) - z * dot(x, vec4f(1.0));
+}
+
 fn norm_w4(k4: u32) -> vec4f {
   if (p.l.has_norm == 0u) { return vec4f(1.0); }
   return nw4[k4];
@@ -41,28 +47,37 @@ fn matmul_rows(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l
   let G8 = w_group(K) / 8u;
   var acc: array<array<f32, RC_MAX>, RM_MAX>;
   var part: array<array<vec4f, RC_MAX>, RM_MAX>;
+  var xsum: array<vec4f, RM_MAX>;
   var scale: array<f32, RC_MAX>;
   var zero: array<f32, RC_MAX>;
   var wrow: array<u32, RC_MAX>;
+  var wbase: array<u32, RC_MAX>;
   // Rows and columns past the end read the last one (in bounds) and are not written.
-  for (var j = 0u; j < RC; j++) { wrow[j] = min(nb + j * RWG, p.l.N - 1u); }
+  for (var j = 0u; j < RC; j++) {
+    wrow[j] = min(nb + j * RWG, p.l.N - 1u);
+    wbase[j] = wrow[j] * K;
+  }
   let run8 = a_run() / 8u;
   var ss: array<vec4f, RM_MAX>;
+  // The step at which the next group begins (a counter: an integer modulo per step is a division per lane on a CPU).
+  var next_group = 0u;
   for (var r0 = 0u; r0 < K8; r0 += run8) {
     var abase: array<u32, RM_MAX>;
     for (var i = 0u; i < RM; i++) { abase[i] = a_index(min(m0 + i, p.l.M - 1u), 8u * r0) / 4u; }
     for (var k8 = 0u; k8 < run8; k8++) {
       let kk = r0 + k8;
-      if (kk % G8 == 0u) {
+      if (kk == next_group) {
+        next_group += G8;
         // A group begins: scale the last one's sums into the totals, and fetch this one's scale and zero.
         for (var j = 0u; j < RC; j++) {
           for (var i = 0u; i < RM; i++) {
-            acc[i][j] = fma(dot(part[i][j], vec4f(1.0)), scale[j], acc[i][j]);
+            acc[i][j] = fma(group_sum(part[i][j], xsum[i], zero[j]), scale[j], acc[i][j]);
             part[i][j] = vec4f(0.0);
           }
           scale[j] = w_scale(wrow[j], kk / G8, K, p.l.N);
           zero[j] = w_zero(wrow[j], kk / G8, K, p.l.N);
         }
+        for (var i = 0u; i < RM; i++) { xsum[i] = vec4f(0.0); }
       }
       var lo: array<vec4f, RM_MAX>;
       var hi: array<vec4f, RM_MAX>;
@@ -74,12 +89,11 @@ fn matmul_rows(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l
         ss[i] = fma(xl, xl, fma(xh, xh, ss[i]));
         lo[i] = xl * nlo;
         hi[i] = xh * nhi;
+        xsum[i] += lo[i] + hi[i];
       }
       for (var j = 0u; j < RC; j++) {
-        let q = w_raw8(wrow[j], kk, K);
-        let ql = q.lo - zero[j];
-        let qh = q.hi - zero[j];
-        for (var i = 0u; i < RM; i++) { part[i][j] = fma(lo[i], ql, fma(hi[i], qh, part[i][j])); }
+        let q = w_raw8(wbase[j] + 8u * kk);
+        for (var i = 0u; i < RM; i++) { part[i][j] = fma(lo[i], q.lo, fma(hi[i], q.hi, part[i][j])); }
       }
     }
   }
@@ -87,7 +101,7 @@ fn matmul_rows(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l
     for (var j = 0u; j < RC; j++) {
       let m = m0 + i;
       let n = nb + j * RWG;
-      let total = fma(dot(part[i][j], vec4f(1.0)), scale[j], acc[i][j]);
+      let total = fma(group_sum(part[i][j], xsum[i], zero[j]), scale[j], acc[i][j]);
       if (m < p.l.M && n < p.l.N) { epilogue(m, n, total * row_scale(dot(ss[i], vec4f(1.0)))); }
     }
   }
@@ -104,19 +118,26 @@ fn gemv_glu_rows(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id)
   var u: array<array<f32, RC_MAX>, RM_MAX>;
   var gpart: array<array<vec4f, RC_MAX>, RM_MAX>;
   var upart: array<array<vec4f, RC_MAX>, RM_MAX>;
+  var xsum: array<vec4f, RM_MAX>;
   var gscale: array<f32, RC_MAX>;
   var uscale: array<f32, RC_MAX>;
   var gzero: array<f32, RC_MAX>;
   var uzero: array<f32, RC_MAX>;
   var wrow: array<u32, RC_MAX>;
-  for (var j = 0u; j < RC; j++) { wrow[j] = min(nb + j * RWG, p.l.N - 1u); }
+  var wbase: array<u32, RC_MAX>;
+  for (var j = 0u; j < RC; j++) {
+    wrow[j] = min(nb + j * RWG, p.l.N - 1u);
+    wbase[j] = wrow[j] * K;
+  }
   var ss: array<vec4f, RM_MAX>;
+  var next_group = 0u;
   for (var kk = 0u; kk < K8; kk++) {
-    if (kk % G8 == 0u) {
+    if (kk == next_group) {
+      next_group += G8;
       for (var j = 0u; j < RC; j++) {
         for (var i = 0u; i < RM; i++) {
-          g[i][j] = fma(dot(gpart[i][j], vec4f(1.0)), gscale[j], g[i][j]);
-          u[i][j] = fma(dot(upart[i][j], vec4f(1.0)), uscale[j], u[i][j]);
+          g[i][j] = fma(group_sum(gpart[i][j], xsum[i], gzero[j]), gscale[j], g[i][j]);
+          u[i][j] = fma(group_sum(upart[i][j], xsum[i], uzero[j]), uscale[j], u[i][j]);
           gpart[i][j] = vec4f(0.0);
           upart[i][j] = vec4f(0.0);
         }
@@ -125,6 +146,7 @@ fn gemv_glu_rows(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id)
         uscale[j] = w_up_scale(wrow[j], kk / G8, K, p.l.N);
         uzero[j] = w_up_zero(wrow[j], kk / G8, K, p.l.N);
       }
+      for (var i = 0u; i < RM; i++) { xsum[i] = vec4f(0.0); }
     }
     var lo: array<vec4f, RM_MAX>;
     var hi: array<vec4f, RM_MAX>;
@@ -137,17 +159,14 @@ fn gemv_glu_rows(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id)
       ss[i] = fma(xl, xl, fma(xh, xh, ss[i]));
       lo[i] = xl * nlo;
       hi[i] = xh * nhi;
+      xsum[i] += lo[i] + hi[i];
     }
     for (var j = 0u; j < RC; j++) {
-      let qg = w_raw8(wrow[j], kk, K);
-      let qu = w_up_raw8(wrow[j], kk, K);
-      let gl = qg.lo - gzero[j];
-      let gh = qg.hi - gzero[j];
-      let ul = qu.lo - uzero[j];
-      let uh = qu.hi - uzero[j];
+      let qg = w_raw8(wbase[j] + 8u * kk);
+      let qu = w_up_raw8(wbase[j] + 8u * kk);
       for (var i = 0u; i < RM; i++) {
-        gpart[i][j] = fma(lo[i], gl, fma(hi[i], gh, gpart[i][j]));
-        upart[i][j] = fma(lo[i], ul, fma(hi[i], uh, upart[i][j]));
+        gpart[i][j] = fma(lo[i], qg.lo, fma(hi[i], qg.hi, gpart[i][j]));
+        upart[i][j] = fma(lo[i], qu.lo, fma(hi[i], qu.hi, upart[i][j]));
       }
     }
   }
@@ -157,8 +176,8 @@ fn gemv_glu_rows(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id)
       let n = nb + j * RWG;
       if (m < p.l.M && n < p.l.N) {
         let scale = row_scale(dot(ss[i], vec4f(1.0)));
-        let gs = fma(dot(gpart[i][j], vec4f(1.0)), gscale[j], g[i][j]) * scale;
-        let us = fma(dot(upart[i][j], vec4f(1.0)), uscale[j], u[i][j]) * scale;
+        let gs = fma(group_sum(gpart[i][j], xsum[i], gzero[j]), gscale[j], g[i][j]) * scale;
+        let us = fma(group_sum(upart[i][j], xsum[i], uzero[j]), uscale[j], u[i][j]) * scale;
         y[m * p.l.ldc + p.l.n0 + n] = activate(gs, ACT_SILU) * us;
       }
     }

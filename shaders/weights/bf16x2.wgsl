@@ -18,9 +18,9 @@ fn $W_at4(n: u32, k4: u32, K: u32, R: u32) -> vec4f {
   let h = select(v.xy, v.zw, (e & 4u) != 0u);
   return vec4f(bf16_pair(h.x), bf16_pair(h.y));
 }
-/** Needs K % 8 == 0. */
-fn $W_raw8(n: u32, k8: u32, K: u32) -> W8 {
-  let v = $W[(n * K) / 8u + k8];
+/** Elements e .. e + 7 (e % 8 == 0): one vec4 of pairs. */
+fn $W_raw8(e: u32) -> W8 {
+  let v = $W[e >> 3u];
   return W8(vec4f(bf16_pair(v.x), bf16_pair(v.y)), vec4f(bf16_pair(v.z), bf16_pair(v.w)));
 }
 fn $W_scale(n: u32, g: u32, K: u32, R: u32) -> f32 { return 1.0; }

@@ -10,10 +10,7 @@ fn $W_at(n: u32, k: u32, K: u32, R: u32) -> f32 {
 }
 /** Needs K % 4 == 0. */
 fn $W_at4(n: u32, k4: u32, K: u32, R: u32) -> vec4f { return vec4f($W[(n * K) / 4u + k4]); }
-/** Needs K % 8 == 0. */
-fn $W_raw8(n: u32, k8: u32, K: u32) -> W8 {
-  let i = (n * K) / 4u + 2u * k8;
-  return W8(vec4f($W[i]), vec4f($W[i + 1u]));
-}
+/** Elements e .. e + 7 (e % 8 == 0). */
+fn $W_raw8(e: u32) -> W8 { return W8(vec4f($W[e >> 2u]), vec4f($W[(e >> 2u) + 1u])); }
 fn $W_scale(n: u32, g: u32, K: u32, R: u32) -> f32 { return 1.0; }
 fn $W_zero(n: u32, g: u32, K: u32, R: u32) -> f32 { return 0.0; }

@@ -17,9 +17,9 @@ fn $W_at4(n: u32, k4: u32, K: u32, R: u32) -> vec4f {
   let h = select(v.xy, v.zw, (e & 4u) != 0u);
   return vec4f(unpack2x16float(h.x), unpack2x16float(h.y));
 }
-/** Needs K % 8 == 0. */
-fn $W_raw8(n: u32, k8: u32, K: u32) -> W8 {
-  let v = $W[(n * K) / 8u + k8];
+/** Elements e .. e + 7 (e % 8 == 0): one vec4 of pairs. */
+fn $W_raw8(e: u32) -> W8 {
+  let v = $W[e >> 3u];
   return W8(vec4f(unpack2x16float(v.x), unpack2x16float(v.y)), vec4f(unpack2x16float(v.z), unpack2x16float(v.w)));
 }
 fn $W_scale(n: u32, g: u32, K: u32, R: u32) -> f32 { return 1.0; }

@@ -8,7 +8,8 @@
 //
 // Every weight format (shaders/weights/*.wgsl) defines, for a weight bound as $W (K its row length, R
 // its rows in this chunk): $W_at(n, k) the dequantized element; $W_at4(n, k4) elements 4·k4 .. +3;
-// $W_raw8(n, k8) the eight codes from 8·k8 before scaling (the values themselves for float formats);
+// $W_raw8(e) the eight codes of elements e = n·K + 8·j .. e + 7 before scaling (the values themselves
+// for float formats);
 // $W_scale(n, g) and $W_zero(n, g) of group g; and w_group(K), the group length (K for float formats),
 // so that a kernel may sum x·(q − z) over a group and scale once.
 override QBITS: u32 = 4u;
@@ -50,9 +51,8 @@ fn $W_at4(n: u32, k4: u32, K: u32, R: u32) -> vec4f {
   let g = (4u * k4) / QG;
   return (q_codes4($W_word(e / (32u / QBITS)), e) - $W_zero(n, g, K, R)) * $W_scale(n, g, K, R);
 }
-/** The eight codes from 8·k8: one word of q4, two of q8 (half of a vec4, one load). */
-fn $W_raw8(n: u32, k8: u32, K: u32) -> W8 {
-  let e = n * K + 8u * k8;
+/** The codes of elements e .. e + 7 (e % 8 == 0): one word of q4, two of q8 (half of a vec4, one load). */
+fn $W_raw8(e: u32) -> W8 {
   if (QBITS == 4u) {
     let word = $W_word(e / 8u);
     return W8(q_codes4(word, 0u), q_codes4(word, 4u));
