@@ -7,7 +7,12 @@
 // values, and nothing 13 GB large is written to disk. Load, plan and steps are the library's own
 // (WeightStore, LlamaModel, KVCache, one graph and one submission per step).
 //
-//   npm run bench:decode [-- --config FILE] [--layers N] [--context N] [--steps N] [--dtype auto|f16|f32] [--json FILE]
+// Each storage is a column: --dtype takes a list (default bf16,q8,q4,awq): the F16 checkpoint re-rounded to
+// bf16, quantized at load to q8 or q4 (groups of 32), or written as an AutoAWQ GEMM checkpoint (4 bits,
+// groups of 128, zeros) and loaded as published. Each column reports the bytes a step reads, the weights'
+// GPU bytes, and the share of the roof.
+//
+//   npm run bench:decode [-- --config FILE] [--layers N] [--context N] [--steps N] [--dtype LIST] [--json FILE]
 // --layers keeps the first N layers (to try the bench on a small device); --context is the KV length the
 // timed steps start from.
 import { parseArgs } from 'node:util';
@@ -27,7 +32,8 @@ import { embed } from '../src/ops/embedding.ts';
 import { linear } from '../src/ops/matmul.ts';
 import { argmax } from '../src/ops/sample.ts';
 import type { WeightDType } from '../src/models/storage.ts';
-import { llamaTensors, writeSparseCheckpoint } from './make-checkpoint.ts';
+import { awqSpecs, llamaTensors, writeSparseCheckpoint } from './make-checkpoint.ts';
+import { quantConfigOf } from '../src/io/quant.ts';
 import { copyBandwidth } from './roofline.ts';
 import { readJsonObject } from '../src/io/model-dir.ts';
 import { repoPath } from './paths.ts';
@@ -45,7 +51,7 @@ const { values: args } = parseArgs({
   strict: true,
 });
 if (args.help) {
-  console.log('npm run bench:decode -- [--config FILE] [--layers N] [--context N] [--steps N] [--dtype auto|f16|f32] [--json FILE]');
+  console.log('npm run bench:decode -- [--config FILE] [--layers N] [--context N] [--steps N] [--dtype bf16,q8,q4,awq (any of auto, f32, f16, bf16, q8, q4, awq)] [--json FILE]');
   process.exit(0);
 }
 const positive = (name: string, v: string | undefined, dflt: number): number => {
@@ -61,22 +67,50 @@ if (layers > full.num_hidden_layers) throw new Error(`--layers ${layers}: ${conf
 const text = { ...full, num_hidden_layers: layers };
 const context = positive('context', args.context, 512);
 const steps = positive('steps', args.steps, 32);
-const dtype = (args.dtype ?? 'auto') as WeightDType;
-if (!['auto', 'f16', 'f32'].includes(dtype)) throw new Error(`--dtype must be auto, f16 or f32, not ${dtype}`);
+type Column = WeightDType | 'awq';
+const COLUMNS: Column[] = ['auto', 'f32', 'f16', 'bf16', 'q8', 'q4', 'awq'];
+const columns = (args.dtype ?? 'bf16,q8,q4,awq').split(',') as Column[];
+for (const c of columns) if (!COLUMNS.includes(c)) throw new Error(`--dtype: ${c} is not one of ${COLUMNS.join(', ')}`);
+const AWQ_GROUP = 128;
 
 const dir = mkdtempSync(join(tmpdir(), 'decode-bench-'));
 const gpu = await Gpu.create();
 try {
   console.log(gpu.describe());
+  const timer = gpu.has('timestamp-query') ? new GpuTimer(gpu) : null;
+  const bandwidth = await copyBandwidth(gpu, timer);
+  const results = [];
+  for (const column of columns) results.push(await measure(column, timer, bandwidth));
+  console.log(`\n${'storage'.padEnd(8)} ${'GPU weights'.padStart(12)} ${'read/step'.padStart(12)} ${'ms/step'.padStart(9)} ${'tok/s'.padStart(7)} ${'GB/s'.padStart(6)} ${'% roof'.padStart(7)}`);
+  for (const r of results) {
+    console.log(
+      `${r.storage.padEnd(8)} ${fmtBytes(r.weightGpuBytes).padStart(12)} ${fmtBytes(r.bytesPerStep).padStart(12)} ${(r.gpuMsPerStep ?? r.wallMsPerStep).toFixed(2).padStart(9)} ` +
+        `${(r.tokensPerSecondGpu ?? r.tokensPerSecondWall).toFixed(1).padStart(7)} ${r.achievedGBps.toFixed(1).padStart(6)} ${(100 * r.roofline).toFixed(0).padStart(6)}%`,
+    );
+  }
+  if (args.json) writeFileSync(args.json, JSON.stringify({ date: new Date().toISOString(), adapter: gpu.info.description || gpu.info.device, config: repoPath(configFile), layers, columns: results }, null, 2));
+  timer?.destroy();
+} finally {
+  gpu.destroy();
+  rmSync(dir, { recursive: true, force: true });
+}
+
+/** One column: the checkpoint written for it, loaded, and `steps` decode steps timed. */
+async function measure(column: Column, timer: GpuTimer | null, bandwidth: number) {
   // The published weights are f16 (torch_dtype); as in LlamaForCausalLM: model.* and lm_head.
-  const specs = llamaTensors(text, 'model', text.tie_word_embeddings ? null : 'lm_head.weight');
+  const dense = llamaTensors(text, 'model', text.tie_word_embeddings ? null : 'lm_head.weight');
+  const specs = column === 'awq' ? awqSpecs(dense, AWQ_GROUP) : dense;
+  rmSync(join(dir, 'model.safetensors'), { force: true });
   const fileBytes = await writeSparseCheckpoint(join(dir, 'model.safetensors'), specs, 'F16');
-  writeFileSync(join(dir, 'config.json'), JSON.stringify({ model_type: 'llama' }));
+  const quantization_config = { quant_method: 'awq', version: 'gemm', bits: 4, group_size: AWQ_GROUP, zero_point: true };
+  const config = column === 'awq' ? { model_type: 'llama', quantization_config } : { model_type: 'llama' };
+  writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
   const ckpt = await Checkpoint.open(dir);
-  const store = new WeightStore(gpu, ckpt, dtype);
+  const dtype: WeightDType = column === 'awq' ? 'auto' : column;
+  const store = new WeightStore(gpu, ckpt, dtype, quantConfigOf(config, undefined, dir));
   const vb = new VarBuilder(store);
   const llama = new LlamaModel(vb.pp('model'), text);
-  const lmHead = text.tie_word_embeddings ? llama.embed_tokens : vb.get('lm_head.weight', [text.vocab_size, text.hidden_size]);
+  const lmHead = text.tie_word_embeddings ? llama.embed_tokens : vb.get('lm_head.weight', [text.vocab_size, text.hidden_size], { role: 'table' });
   const t0 = performance.now();
   let shown = -1;
   await store.load((p) => {
@@ -96,16 +130,15 @@ try {
   const token = argmax(g, linear(g, h, lmHead));
   const exe = await Executable.compile(gpu, g, [token]);
 
-  // Bytes a step reads: each weight it binds (the embedding table: one row) and the KV cache rows.
+  // Bytes a step reads: each weight it binds as stored (the embedding table: one row) and the KV cache rows.
+  const stored = (t: typeof lmHead) => (t.chunks ?? []).reduce((n, c) => n + c.buffer.size, 0);
   const weights = new Set(g.nodes.flatMap((n) => n.inputs.filter((t) => t.kind === 'weight')));
   let weightBytes = 0;
-  for (const t of weights) weightBytes += t === llama.embed_tokens ? t.bytes / t.dim(0) : t.bytes;
-  if (lmHead === llama.embed_tokens) weightBytes += lmHead.bytes;
+  for (const t of weights) weightBytes += t === llama.embed_tokens ? stored(t) / t.dim(0) : stored(t);
+  if (lmHead === llama.embed_tokens) weightBytes += stored(lmHead);
   const kvRow = text.num_key_value_heads * text.head_dim * 4;
   const kvBytes = (pos: number) => 2 * layers * (pos + 1) * kvRow;
 
-  const timer = gpu.has('timestamp-query') ? new GpuTimer(gpu) : null;
-  const bandwidth = await copyBandwidth(gpu, timer);
   const input = new Uint32Array(1);
   const gpuMs: number[] = [];
   const wallMs: number[] = [];
@@ -130,15 +163,12 @@ try {
   const stepMs = timer ? med(gpuMs) : med(wallMs);
   const gbps = med(bytes) / (stepMs / 1000) / 1e9;
   const out = {
-    date: new Date().toISOString(),
-    adapter: gpu.info.description || gpu.info.device,
-    config: repoPath(configFile),
-    layers,
-    hidden: text.hidden_size,
-    intermediate: text.intermediate_size,
-    vocab: text.vocab_size,
+    storage: column,
     checkpointBytes: fileBytes,
+    weightGpuBytes: store.gpuBytes,
+    kvCacheBytes: 2 * layers * (context + steps) * kvRow,
     weightDType: lmHead.dtype,
+    decoderDType: llama.layers[0].mlp.gate_proj.weight.dtype,
     loadMs,
     context,
     steps,
@@ -153,15 +183,13 @@ try {
     roofline: gbps / bandwidth,
   };
   console.log(
-    `${layers}-layer decoder (${configFile.split('/').pop()}), ${lmHead.dtype} weights (${fmtBytes(weightBytes)} read per step), load ${(loadMs / 1000).toFixed(1)} s\n` +
-      `decode at ${context}..${context + steps} tokens of context: ${stepMs.toFixed(2)} ms per step (${timer ? 'GPU timestamps' : 'wall'}), ` +
+    `${column}: ${layers}-layer decoder (${configFile.split('/').pop()}), ${out.decoderDType} decoder, ${lmHead.dtype} LM head (${fmtBytes(weightBytes)} read per step, ` +
+      `${fmtBytes(store.gpuBytes)} of weights on the GPU), load ${(loadMs / 1000).toFixed(1)} s\n` +
+      `  decode at ${context}..${context + steps} tokens of context: ${stepMs.toFixed(2)} ms per step (${timer ? 'GPU timestamps' : 'wall'}), ` +
       `${(1000 / stepMs).toFixed(1)} tok/s (${out.tokensPerSecondWall.toFixed(1)} tok/s wall, token read back), ${exe.dispatchCount} dispatches\n` +
-      `${gbps.toFixed(1)} GB/s against a measured copy roof of ${bandwidth.toFixed(1)} GB/s: ${(100 * out.roofline).toFixed(0)}% of the bandwidth roofline`,
+      `  ${gbps.toFixed(1)} GB/s against a measured copy roof of ${bandwidth.toFixed(1)} GB/s: ${(100 * out.roofline).toFixed(0)}% of the bandwidth roofline`,
   );
-  if (args.json) writeFileSync(args.json, JSON.stringify(out, null, 2));
-  timer?.destroy();
   store.dispose();
-} finally {
-  gpu.destroy();
-  rmSync(dir, { recursive: true, force: true });
+  llama.dispose(gpu);
+  return out;
 }

@@ -19,11 +19,30 @@ import { readJsonObject } from '../src/io/model-dir.ts';
 
 export const HF_DIR = fileURLToPath(new URL('../test/fixtures/hf/SmolVLM-256M-Instruct/', import.meta.url));
 
-interface Spec {
+export interface Spec {
   name: string;
   shape: number[];
   /** Standard deviation of the random values, or 'norm' for 1 + small noise, 'bias' for small noise. */
   init: number | 'norm' | 'bias';
+  /** The stored dtype where it is not the checkpoint's (packed AWQ tensors: I32 codes, F16 scales). */
+  dtype?: 'I32' | 'F16';
+}
+
+/**
+ * The decoder linears of `specs` (`…layers.N.{self_attn,mlp}.*_proj.weight`) packed as AutoAWQ's GEMM layout
+ * stores them: qweight I32 [K, N/8], qzeros I32 [K/G, N/8], scales F16 [K/G, N]; the rest as they are.
+ */
+export function awqSpecs(specs: Spec[], group: number): Spec[] {
+  return specs.flatMap((s): Spec[] => {
+    if (!/\.layers\.\d+\.(self_attn|mlp)\.\w+_proj\.weight$/.test(s.name)) return [s];
+    const m = s.name.slice(0, -'.weight'.length);
+    const [N, K] = s.shape;
+    return [
+      { name: `${m}.qweight`, shape: [K, N / 8], init: 0, dtype: 'I32' },
+      { name: `${m}.qzeros`, shape: [K / group, N / 8], init: 0, dtype: 'I32' },
+      { name: `${m}.scales`, shape: [K / group, N], init: 0, dtype: 'F16' },
+    ];
+  });
 }
 
 /** An nn.Linear's weight [o, i] (init 1/sqrt(i)) and optional bias. */
@@ -123,7 +142,7 @@ export function llamaTensors(t: TextConfig, prefix: string, lmHead: string | nul
  */
 export async function writeSparseCheckpoint(path: string, specs: Spec[], dtype: 'BF16' | 'F16' | 'F32'): Promise<number> {
   const header = encodeSafetensorsHeader(
-    specs.map((s) => ({ name: s.name, dtype, shape: s.shape })),
+    specs.map((s) => ({ name: s.name, dtype: s.dtype ?? dtype, shape: s.shape })),
     { format: 'pt' },
   );
   const fh = await open(path, 'w');

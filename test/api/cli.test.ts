@@ -31,7 +31,7 @@ describe('webgpu-vlm run', () => {
     assert.equal(r.status, 0, r.stderr);
     assert.doesNotMatch(r.stderr, DAWN_WARNING);
     assert.match(r.stderr, /loading 100% .*59\/59 tensors/);
-    assert.match(r.stderr, /load [\d.]+ s, image encode [\d.]+ ms, TTFT [\d.]+ ms, prefill [\d.]+ tok\/s \(\d+ tokens\), decode [\d.]+ tok\/s \(6 tokens, length\)/);
+    assert.match(r.stderr, /load [\d.]+ s \(weights [\d.]+ MiB on the GPU\), image encode [\d.]+ ms, TTFT [\d.]+ ms, prefill [\d.]+ tok\/s \(\d+ tokens\), decode [\d.]+ tok\/s \(6 tokens, length\)/);
   });
 
   it('prints a machine-readable result with --json (LLaVA), the same tokens with either kernel set', () => {

@@ -6,7 +6,7 @@ import { pathToFileURL } from 'node:url';
 import { formatSummary, parseTargets, replayCase, runFuzz } from './fuzz.ts';
 import { liveTmpDirs } from './targets.ts';
 
-const USAGE = `usage: npm run fuzz -- [--cases N] [--seed N] [--target all|safetensors|index|config[,...]]
+const USAGE = `usage: npm run fuzz -- [--cases N] [--seed N] [--target all|safetensors|index|config|quant[,...]]
                      [--first-case N] [--time-bound MS] [--max-seconds S] [--progress-every N] [--json]
        (Ctrl-C stops after the current case and prints the summary; a second Ctrl-C exits at once)
        npm run fuzz -- --replay SEED:CASE [--target T] [--dump FILE]`;

@@ -1,5 +1,6 @@
-// The loader fuzzer (test/fuzz/fuzz.ts) on a fixed seed: 3,000 mutated safetensors files, sharded
-// indexes and config.json files must each end in a result or in the loader's typed error, within the
+// The loader fuzzer (test/fuzz/fuzz.ts) on a fixed seed: 4,000 mutated safetensors files, sharded
+// indexes, config.json files and quantized checkpoints (packed AWQ/GPTQ headers and quantization_config)
+// must each end in a result or in the loader's typed error, within the
 // per-case time bound and with bounded heap growth. `npm run fuzz -- --cases N` runs longer campaigns.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -8,8 +9,8 @@ import { ALL_TARGETS } from './targets.ts';
 
 const SEED = 20251126;
 
-test('fuzz: 3,000 mutated loader inputs end in a result or a typed error', { timeout: 240_000 }, async () => {
-  const s = await runFuzz({ cases: 3000, seed: SEED, targets: 'all' });
+test('fuzz: 4,000 mutated loader inputs end in a result or a typed error', { timeout: 320_000 }, async () => {
+  const s = await runFuzz({ cases: 4000, seed: SEED, targets: 'all' });
   const report = formatSummary(s);
   assert.equal(s.failureCount, 0, report);
   assert.equal(s.hangCount, 0, report);

@@ -383,6 +383,8 @@ export interface Mutated {
   seed: string;
   ops: string[];
   parser?: 'idefics3' | 'llava';
+  /** The quant target's config.json text. */
+  config?: string;
 }
 
 const DTYPES = Object.keys(ITEM_SIZE) as StDType[];
@@ -694,8 +696,8 @@ function headerMutation(rng: SeededRandom, root: unknown, dataLength: number): {
   }
 }
 
-function mutateSafetensors(rng: SeededRandom, ctx: Ctx): Mutated {
-  const seed = rng.pick(ctx.stSeeds);
+function mutateSafetensors(rng: SeededRandom, ctx: Ctx, seeds = ctx.stSeeds): Mutated {
+  const seed = rng.pick(seeds);
   const ops: string[] = [];
   const structural = rng.bool(0.65) ? rng.weighted<number>([[6, 1], [3, 2], [1, 3]]) : 0;
   let bytes = seed.bytes;
@@ -881,6 +883,7 @@ const NUMERIC_CONFIG_KEYS = [
   'hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads', 'num_key_value_heads', 'head_dim', 'patch_size',
   'image_size', 'num_channels', 'vocab_size', 'max_position_embeddings', 'rms_norm_eps', 'layer_norm_eps', 'rope_theta',
   'scale_factor', 'image_token_id', 'image_token_index', 'vision_feature_layer', 'bos_token_id', 'eos_token_id',
+  'bits', 'group_size',
 ];
 
 function configMutation(rng: SeededRandom, root: unknown): { root: unknown; desc: string } {
@@ -1064,9 +1067,24 @@ function mutateConfig(rng: SeededRandom, ctx: Ctx): Mutated {
   return m;
 }
 
+/** A quantized checkpoint: its header mutated (packed tensors' shapes and dtypes among the edits), its config's quantization_config, or both. */
+function mutateQuant(rng: SeededRandom, ctx: Ctx): Mutated {
+  const seed = rng.pick(ctx.quantSeeds);
+  const what = rng.weighted<string>([[5, 'header'], [3, 'config'], [1, 'both']]);
+  const m: Mutated = what === 'config' ? { bytes: seed.st.bytes, seed: seed.st.name, ops: [] } : mutateSafetensors(rng, ctx, [seed.st]);
+  m.config = seed.config;
+  if (what !== 'header') {
+    const c = mutateJsonText(rng, seed.config, ctx.cap, configMutation, `${seed.st.name} config.json`);
+    m.config = new TextDecoder().decode(c.bytes);
+    m.ops.push(...c.ops.map((o) => `config: ${o}`));
+  }
+  return m;
+}
+
 export function generateCase(ctx: Ctx, target: Target, seed: number, caseNo: number): Mutated {
   const rng = caseRandom(seed, caseNo);
   if (target === 'safetensors') return mutateSafetensors(rng, ctx);
   if (target === 'index') return mutateIndex(rng, ctx);
+  if (target === 'quant') return mutateQuant(rng, ctx);
   return mutateConfig(rng, ctx);
 }

@@ -11,10 +11,11 @@ import { LoadError, SafetensorsFile } from '../../src/io/safetensors.ts';
 import { writeSafetensors } from '../../src/io/safetensors-write.ts';
 import type { StDType } from '../../src/io/safetensors.ts';
 import { ConfigError, parseIdefics3Config, parseLlavaConfig } from '../../src/models/config.ts';
+import { packedLinearNames, packedToRows, quantConfigOf, readPackedLinear } from '../../src/io/quant.ts';
 import type { Mutated } from './mutators.ts';
 
-export type Target = 'safetensors' | 'index' | 'config';
-export const ALL_TARGETS: readonly Target[] = ['safetensors', 'index', 'config'];
+export type Target = 'safetensors' | 'index' | 'config' | 'quant';
+export const ALL_TARGETS: readonly Target[] = ['safetensors', 'index', 'config', 'quant'];
 
 // ---------------------------------------------------------------------------------------------------
 // Seeds and the temp directory.
@@ -26,6 +27,8 @@ const ST_SEED_FILES = [
   'smolvlm-tiny-bf16/model.safetensors',
   'llava-tiny/model.safetensors',
 ];
+/** Quantized checkpoints (AWQ, GPTQ): their packed headers and quantization_config go through the quant loaders. */
+const QUANT_SEED_DIRS = ['llava-awq-tiny', 'llava-gptq-tiny'];
 const CONFIG_SEED_FILES = ['smolvlm-tiny/config.json', 'smolvlm-tiny-f16/config.json', 'smolvlm-tiny-bf16/config.json', 'llava-tiny/config.json'];
 export const SHARDS = ['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors'];
 export const INDEX_FILE = 'model.safetensors.index.json';
@@ -54,6 +57,8 @@ export interface Ctx {
   indexText: string;
   indexTensors: string[];
   configSeeds: ConfigSeed[];
+  quantDir: string;
+  quantSeeds: { st: StSeed; config: string }[];
 }
 
 function stSeed(name: string, bytes: Uint8Array): StSeed {
@@ -117,8 +122,16 @@ export async function setup(cap: number): Promise<Ctx> {
       const type = (JSON.parse(text) as { model_type?: unknown }).model_type;
       return { name: f, text, parser: type === 'llava' ? 'llava' : 'idefics3' };
     });
+    const quantDir = path.join(tmp, 'quant');
+    fs.mkdirSync(quantDir);
+    const quantSeeds = QUANT_SEED_DIRS.map((d) => ({
+      st: stSeed(`${d}/model.safetensors`, new Uint8Array(fs.readFileSync(path.join(FIXTURES, d, 'model.safetensors')))),
+      config: fs.readFileSync(path.join(FIXTURES, d, 'config.json'), 'utf8'),
+    }));
     return {
       tmp,
+      quantDir,
+      quantSeeds,
       stPath: path.join(tmp, 'fuzz.safetensors'),
       idxDir,
       cfgDir,
@@ -300,10 +313,55 @@ async function execConfig(ctx: Ctx, bytes: Uint8Array, parser: 'idefics3' | 'lla
   return out;
 }
 
+/**
+ * A quantized checkpoint (mutated header or quantization_config): opened, its quantization read, and every
+ * packed linear converted to the kernels' layout. Each must end in a typed error or rows that are whole:
+ * the codes, scales and zeros the layout needs for its rows and K, with a group that divides K.
+ */
+async function execQuant(ctx: Ctx, m: Mutated): Promise<Outcome> {
+  fs.writeFileSync(path.join(ctx.quantDir, 'model.safetensors'), m.bytes);
+  fs.writeFileSync(path.join(ctx.quantDir, CONFIG_NAME), m.config ?? '{}');
+  let ck: Checkpoint;
+  try {
+    ck = await Checkpoint.open(ctx.quantDir, { maxHeaderBytes: ctx.cap });
+  } catch (e) {
+    return typed(e, LoadError, 'quant(open)');
+  }
+  try {
+    let method;
+    try {
+      method = quantConfigOf(ck.config, undefined, ctx.quantDir);
+    } catch (e) {
+      return typed(e, ConfigError, 'quant(config)', CONFIG_NAME);
+    }
+    if (!method) return { kind: 'accepted' };
+    for (const module of packedLinearNames(ck.tensors.keys())) {
+      let q;
+      try {
+        q = packedToRows(await readPackedLinear(ck, module), method);
+      } catch (e) {
+        return typed(e, LoadError, 'quant(linear)');
+      }
+      const { bits, group, zeros } = q.spec;
+      const groups = (q.rows * q.K) / group;
+      if (q.K % group !== 0 || group % 8 !== 0) throw new InvariantError(`${module}: accepted group ${group} for K ${q.K}`);
+      if (q.values.length !== (q.rows * q.K * bits) / 32 || q.scales.length !== groups || (zeros ? q.zeros?.length !== groups : q.zeros !== undefined)) {
+        throw new InvariantError(`${module}: rows ${q.rows}, K ${q.K}: ${q.values.length} code words, ${q.scales.length} scales, ${q.zeros?.length} zeros`);
+      }
+    }
+    return { kind: 'accepted' };
+  } catch (e) {
+    return { kind: 'failure', what: e instanceof InvariantError ? e.message : `after open: ${errorText(e)}`, error: e };
+  } finally {
+    await ck.close();
+  }
+}
+
 export async function execCase(ctx: Ctx, target: Target, m: Mutated): Promise<Outcome> {
   try {
     if (target === 'safetensors') return await execSafetensors(ctx, m.bytes);
     if (target === 'index') return await execIndex(ctx, m.bytes);
+    if (target === 'quant') return await execQuant(ctx, m);
     return await execConfig(ctx, m.bytes, m.parser ?? 'idefics3');
   } catch (e) {
     return { kind: 'failure', what: `fuzz harness: ${errorText(e)}`, error: e };
