@@ -6,7 +6,7 @@
 // splits it as configured unless --image-splitting says otherwise.
 // Not part of CI: on lavapipe the 1024-patch ViT takes half a minute per tile.
 //
-//   npx tsx bench/model.bench.ts [--dir DIR (reuse a written checkpoint)] [--tokens N] [--dtype auto|f16|f32] [--json FILE]
+//   npx tsx bench/model.bench.ts [--dir DIR (reuse a written checkpoint)] [--tokens N] [--dtype LIST of auto|f32|f16|bf16|q8|q4] [--json FILE]
 //     [--layouts single,sharded] [--image FILE] [--image-splitting on|off]
 import { parseArgs } from 'node:util';
 import { existsSync, rmSync, statSync, readdirSync, writeFileSync } from 'node:fs';
@@ -39,7 +39,8 @@ const made = !args.dir || !existsSync(join(dir, 'single', 'model.safetensors'));
 if (made) await makeCheckpoint(dir);
 const layouts = (args.layouts ?? 'single,sharded').split(',');
 const tokens = Number(args.tokens ?? 4);
-const dtype = (args.dtype ?? 'auto') as WeightDType;
+// Each storage in the list is loaded in turn (e.g. --dtype auto,q8,q4): GPU bytes of the weights against the checkpoint's.
+const dtypes = (args.dtype ?? 'auto').split(',') as WeightDType[];
 
 const splitting = args['image-splitting'];
 if (splitting !== undefined && splitting !== 'on' && splitting !== 'off') throw new Error(`--image-splitting expects on or off, got "${splitting}"`);
@@ -51,7 +52,7 @@ const image = args.image ?? await sharp({ create: { width: 512, height: 512, cha
   .toBuffer();
 
 const results = [];
-for (const layout of layouts) {
+for (const dtype of dtypes) for (const layout of layouts) {
   const modelDir = join(dir, layout);
   const ckptBytes = readdirSync(modelDir)
     .filter((f) => f.endsWith('.safetensors'))
@@ -65,8 +66,12 @@ for (const layout of layouts) {
   const loadS = (performance.now() - t0) / 1000;
   const peakLoadRss = Math.max(peakRss, process.memoryUsage().rss);
   const gpuBytes = pipe.model.gpu.pool.liveBytes;
-  console.log(`\n${layout}: ${pipe.model.gpu.describe().split('\n')[0]}`);
-  console.log(`checkpoint ${mib(ckptBytes)} BF16 → GPU ${mib(gpuBytes)} (${dtype}); load ${loadS.toFixed(1)} s, peak RSS +${mib(peakLoadRss - rss0)} over ${mib(rss0)}`);
+  const weightBytes = pipe.model.store.gpuBytes;
+  console.log(`\n${layout}, dtype ${dtype}: ${pipe.model.gpu.describe().split('\n')[0]}`);
+  console.log(
+    `checkpoint ${mib(ckptBytes)} BF16 → weights ${mib(weightBytes)} on the GPU (${(weightBytes / ckptBytes).toFixed(3)}× the checkpoint), ` +
+      `${mib(gpuBytes)} in all; load ${loadS.toFixed(1)} s, peak RSS +${mib(peakLoadRss - rss0)} over ${mib(rss0)}`,
+  );
   process.stdout.write('streamed: ');
   // Each tile's time: the gap between successive image progress events.
   const tileMs: number[] = [];
@@ -94,6 +99,8 @@ for (const layout of layouts) {
     imageSplitting: imageSplitting ?? 'as configured',
     checkpointBytes: ckptBytes,
     gpuBytes,
+    weightBytes,
+    weightToCheckpoint: weightBytes / ckptBytes,
     dtype,
     loadSeconds: loadS,
     rssBefore: rss0,

@@ -17,8 +17,6 @@ struct Params { l: LinearParams, partials: Partials }
 @group(0) @binding(0) var<uniform> p: Params;
 //#weights w 2
 //#weights w_up 7
-@group(0) @binding(8) var<storage, read> a4: array<vec4f>;
-@group(0) @binding(12) var<storage, read> nw4: array<vec4f>;
 
 const LANES: u32 = 32u;
 override GROWS: u32 = 8u;
@@ -41,11 +39,6 @@ fn gemv_a(r: u32, k: u32) -> f32 {
     l = fma(a[at + d + 1u], e, l);
   }
   return o / l;
-}
-
-fn norm_w4(k4: u32) -> vec4f {
-  if (p.l.has_norm == 0u) { return vec4f(1.0); }
-  return nw4[k4];
 }
 
 /** Whether the lanes read A and W four at a time. */

@@ -22,6 +22,9 @@ struct LinearParams {
 @group(0) @binding(4) var<storage, read> res: array<f32>;
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;
 @group(0) @binding(11) var<storage, read> nw: array<f32>;
+// The same A and folded-norm weight as vec4s (the gemv and rows entries read four at a time).
+@group(0) @binding(8) var<storage, read> a4: array<vec4f>;
+@group(0) @binding(12) var<storage, read> nw4: array<vec4f>;
 
 fn epilogue(m: u32, n: u32, acc: f32) {
   let col = p.l.n0 + n;
@@ -38,6 +41,11 @@ fn epilogue(m: u32, n: u32, acc: f32) {
 fn norm_w(k: u32) -> f32 {
   if (p.l.has_norm == 0u) { return 1.0; }
   return nw[k];
+}
+
+fn norm_w4(k4: u32) -> vec4f {
+  if (p.l.has_norm == 0u) { return vec4f(1.0); }
+  return nw4[k4];
 }
 
 /** The factor 1/rms of a row from its sum of squares (1 without a folded norm). */

@@ -19,8 +19,6 @@ struct Params { l: LinearParams, a: AOperand }
 @group(0) @binding(0) var<uniform> p: Params;
 //#weights w 2
 //#weights w_up 7
-@group(0) @binding(8) var<storage, read> a4: array<vec4f>;
-@group(0) @binding(12) var<storage, read> nw4: array<vec4f>;
 
 override RM: u32 = 8u;
 override RC: u32 = 4u;
@@ -31,11 +29,6 @@ const RC_MAX: u32 = 4u;
 /** A group's Σ x·(q − z) from its Σ x·q (four lanes) and Σ x. */
 fn group_sum(xq: vec4f, x: vec4f, z: f32) -> f32 {
   return dot(xq, vec4f(1.0)) - z * dot(x, vec4f(1.0));
-}
-
-fn norm_w4(k4: u32) -> vec4f {
-  if (p.l.has_norm == 0u) { return vec4f(1.0); }
-  return nw4[k4];
 }
 
 @compute @workgroup_size(RWG)

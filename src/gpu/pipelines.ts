@@ -101,7 +101,7 @@ export class PipelineCache {
    */
   private included(shader: string, seen: Set<string>): string {
     seen.add(shader);
-    return this.source(shader).replace(/^\/\/#include ([\w-]+)\s*$/gm, (_, name: string) => (seen.has(name) ? '' : this.included(name, seen)));
+    return this.source(shader).replace(/^\/\/#include ([\w/-]+)\s*$/gm, (_, name: string) => (seen.has(name) ? '' : this.included(name, seen)));
   }
 
   /**
@@ -113,7 +113,7 @@ export class PipelineCache {
     let shared = false;
     return src.replace(/^\/\/#weights (\w+) (\d+)\s*$/gm, (_, name: string, binding: string) => {
       if (!k.weight) throw new GpuError(`shaders/${k.shader}.wgsl reads weights (${name}) but the pipeline names no weight format`);
-      const text = this.source(`weights/${k.weight}`);
+      const text = this.included(`weights/${k.weight}`, new Set());
       const at = text.indexOf('//#per-binding');
       if (at < 0) throw new GpuError(`shaders/weights/${k.weight}.wgsl has no //#per-binding line`);
       const per = text.slice(at + '//#per-binding'.length).replaceAll('$W', name).replaceAll('$B', binding);
