@@ -71,7 +71,9 @@ type Column = WeightDType | 'awq';
 const COLUMNS: Column[] = ['auto', 'f32', 'f16', 'bf16', 'q8', 'q4', 'awq'];
 const columns = (args.dtype ?? 'bf16,q8,q4,awq').split(',') as Column[];
 for (const c of columns) if (!COLUMNS.includes(c)) throw new Error(`--dtype: ${c} is not one of ${COLUMNS.join(', ')}`);
-const AWQ_GROUP = 128;
+// AutoAWQ's default group of 128 where it divides every linear's K (it does at 7B shapes), else the largest of 64 and 32 that does.
+const AWQ_GROUP = [128, 64, 32].find((g) => text.hidden_size % g === 0 && text.intermediate_size % g === 0 && (text.num_attention_heads * text.head_dim) % g === 0);
+if (columns.includes('awq') && !AWQ_GROUP) throw new Error(`--dtype awq: no AWQ group of 128, 64 or 32 divides hidden_size ${text.hidden_size} and intermediate_size ${text.intermediate_size} of ${configFile}`);
 
 const dir = mkdtempSync(join(tmpdir(), 'decode-bench-'));
 const gpu = await Gpu.create();
@@ -99,7 +101,7 @@ try {
 async function measure(column: Column, timer: GpuTimer | null, bandwidth: number) {
   // The published weights are f16 (torch_dtype); as in LlamaForCausalLM: model.* and lm_head.
   const dense = llamaTensors(text, 'model', text.tie_word_embeddings ? null : 'lm_head.weight');
-  const specs = column === 'awq' ? awqSpecs(dense, AWQ_GROUP) : dense;
+  const specs = column === 'awq' ? awqSpecs(dense, AWQ_GROUP!) : dense;
   rmSync(join(dir, 'model.safetensors'), { force: true });
   const fileBytes = await writeSparseCheckpoint(join(dir, 'model.safetensors'), specs, 'F16');
   const quantization_config = { quant_method: 'awq', version: 'gemm', bits: 4, group_size: AWQ_GROUP, zero_point: true };
