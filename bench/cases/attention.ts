@@ -1,12 +1,23 @@
 // The attention rows: the vision tower's bidirectional attention, the decoder's causal prefill (with
 // and without a sliding window) and decode over the KV cache (single pass, split-KV, and split-KV merged by
 // o_proj's gemv); the grouped-query rows' peer is com.microsoft GroupQueryAttention (gqa).
+import type { Graph } from '../../src/graph/graph.ts';
 import { matmulNode } from '../../src/ops/matmul.ts';
 import { attention, attentionOperand } from '../../src/ops/attention.ts';
-import { weight } from '../../test/data.ts';
+import { type Rng, weight } from '../../test/data.ts';
 import { linear64, attention64 } from '../../test/ops/reference.ts';
 import { DT } from '../peers/onnx.ts';
-import { TOL, MS, lazy, f32, maxAbs, type HostTensor, type PeerCase, type PeerSide, type Shapes } from './common.ts';
+import { TOL, MS, lazy, f32, maxAbs, type HostTensor, type PeerCase, type PeerSide, type Setup, type Shapes } from './common.ts';
+
+/** Seeded queries [Tq, H·d] and keys and values [Tk, KV·d], as the graph inputs q, k, v and their data. */
+function qkv(g: Graph, rng: Rng, Tq: number, Tk: number, H: number, KV: number, d: number) {
+  const [qv, kv, vv] = [rng.array(Tq * H * d), rng.array(Tk * KV * d), rng.array(Tk * KV * d)];
+  const q = g.input('q', [Tq, H * d], 'f32');
+  const k = g.input('k', [Tk, KV * d], 'f32');
+  const v = g.input('v', [Tk, KV * d], 'f32');
+  const inputs: Setup['inputs'] = [[q, qv], [k, kv], [v, vv]];
+  return { qv, kv, vv, q, k, v, inputs };
+}
 
 /** The vision tower's attention over all patches, bidirectional. */
 export function vitAttentionCase(s: Shapes): PeerCase {
@@ -18,14 +29,11 @@ export function vitAttentionCase(s: Shapes): PeerCase {
     bytes: 4 * 4 * patches * vc.hidden_size,
     async setup(_gpu, g, rng) {
       const [T, D, H] = [patches, vc.hidden_size, vc.num_attention_heads];
-      const [qv, kv, vv] = [rng.array(T * D), rng.array(T * D), rng.array(T * D)];
-      const q = g.input('q', [T, D], 'f32');
-      const k = g.input('k', [T, D], 'f32');
-      const v = g.input('v', [T, D], 'f32');
+      const { qv, kv, vv, q, k, v, inputs } = qkv(g, rng, T, T, H, H, D / H);
       const ref = lazy(() => attention64(qv, kv, vv, T, H, H, D / H, () => T - 1));
       return {
         outputs: [attention(g, q, k, v, { heads: H, kvHeads: H, causal: false })],
-        inputs: [[q, qv], [k, kv], [v, vv]],
+        inputs,
         check: ([y]) => maxAbs(y, ref(), TOL, 'vit attention'),
         peer: {
           graph: 'com.microsoft MultiHeadAttention(q, k, v [1,T,D], num_heads)',
@@ -54,14 +62,11 @@ export function prefillAttentionCase(s: Shapes): PeerCase {
     bytes: 4 * prefillT * (2 * tc.num_attention_heads + 2 * tc.num_key_value_heads) * tc.head_dim,
     async setup(_gpu, g, rng) {
       const [T, H, KV, d] = [prefillT, tc.num_attention_heads, tc.num_key_value_heads, tc.head_dim];
-      const [qv, kv, vv] = [rng.array(T * H * d), rng.array(T * KV * d), rng.array(T * KV * d)];
-      const q = g.input('q', [T, H * d], 'f32');
-      const k = g.input('k', [T, KV * d], 'f32');
-      const v = g.input('v', [T, KV * d], 'f32');
+      const { qv, kv, vv, q, k, v, inputs } = qkv(g, rng, T, T, H, KV, d);
       const ref = lazy(() => attention64(qv, kv, vv, T, H, KV, d, (t) => t));
       return {
         outputs: [attention(g, q, k, v, { heads: H, kvHeads: KV, causal: true })],
-        inputs: [[q, qv], [k, kv], [v, vv]],
+        inputs,
         check: ([y]) => maxAbs(y, ref(), TOL, 'prefill attention'),
         peer: gqa(H, KV, d, T, 0, qv, kv, vv, (y) => maxAbs(y, ref(), TOL, 'ORT prefill attention')),
       };
@@ -82,14 +87,11 @@ export function slidingWindowAttentionCase(s: Shapes): PeerCase {
     bytes: 4 * prefillT * (2 * tc.num_attention_heads + 2 * tc.num_key_value_heads) * tc.head_dim,
     async setup(_gpu, g, rng) {
       const [T, H, KV, d] = [prefillT, tc.num_attention_heads, tc.num_key_value_heads, tc.head_dim];
-      const [qv, kv, vv] = [rng.array(T * H * d), rng.array(T * KV * d), rng.array(T * KV * d)];
-      const q = g.input('q', [T, H * d], 'f32');
-      const k = g.input('k', [T, KV * d], 'f32');
-      const v = g.input('v', [T, KV * d], 'f32');
+      const { qv, kv, vv, q, k, v, inputs } = qkv(g, rng, T, T, H, KV, d);
       const ref = lazy(() => attention64(qv, kv, vv, T, H, KV, d, (t) => t, (t) => Math.max(0, t + 1 - W)));
       return {
         outputs: [attention(g, q, k, v, { heads: H, kvHeads: KV, causal: true, window: W })],
-        inputs: [[q, qv], [k, kv], [v, vv]],
+        inputs,
         check: ([y]) => maxAbs(y, ref(), TOL, 'sliding-window attention'),
       };
     },
@@ -108,16 +110,13 @@ export function splitKVOProjCase(s: Shapes): PeerCase {
     bytes: 4 * 2 * kvLen * tc.num_key_value_heads * tc.head_dim + 4 * tc.num_attention_heads * tc.head_dim * tc.hidden_size,
     async setup(gpu, g, rng) {
       const [H, KV, d, D] = [tc.num_attention_heads, tc.num_key_value_heads, tc.head_dim, tc.hidden_size];
-      const [qv, kv, vv] = [rng.array(H * d), rng.array(kvLen * KV * d), rng.array(kvLen * KV * d)];
+      const { qv, kv, vv, q, k, v, inputs } = qkv(g, rng, 1, kvLen, H, KV, d);
       const wo = await weight(gpu, g, 'o_proj', [D, H * d], rng.array(D * H * d, 1 / Math.sqrt(H * d)));
-      const q = g.input('q', [1, H * d], 'f32');
-      const k = g.input('k', [kvLen, KV * d], 'f32');
-      const v = g.input('v', [kvLen, KV * d], 'f32');
       const o = attentionOperand(g, q, k, v, { heads: H, kvHeads: KV, causal: true, variant: 'split' });
       const ref = lazy(() => linear64(Float32Array.from(attention64(qv, kv, vv, 1, H, KV, d, () => kvLen - 1)), wo.v, 1, D, H * d));
       return {
         outputs: [matmulNode(g, o.x, wo.t, 1, o.a)],
-        inputs: [[q, qv], [k, kv], [v, vv]],
+        inputs,
         pos: kvLen - 1,
         check: ([y]) => maxAbs(y, ref(), TOL, 'o_proj over split-KV partials'),
       };
@@ -135,14 +134,11 @@ export function decodeAttentionCase(s: Shapes, variant: 'auto' | 'single'): Peer
     bytes: 4 * 2 * kvLen * tc.num_key_value_heads * tc.head_dim,
     async setup(_gpu, g, rng) {
       const [H, KV, d] = [tc.num_attention_heads, tc.num_key_value_heads, tc.head_dim];
-      const [qv, kv, vv] = [rng.array(H * d), rng.array(kvLen * KV * d), rng.array(kvLen * KV * d)];
-      const q = g.input('q', [1, H * d], 'f32');
-      const k = g.input('k', [kvLen, KV * d], 'f32');
-      const v = g.input('v', [kvLen, KV * d], 'f32');
+      const { qv, kv, vv, q, k, v, inputs } = qkv(g, rng, 1, kvLen, H, KV, d);
       const ref = lazy(() => attention64(qv, kv, vv, 1, H, KV, d, () => kvLen - 1));
       return {
         outputs: [attention(g, q, k, v, { heads: H, kvHeads: KV, causal: true, variant })],
-        inputs: [[q, qv], [k, kv], [v, vv]],
+        inputs,
         pos: kvLen - 1,
         check: ([y]) => maxAbs(y, ref(), TOL, 'decode attention'),
         peer: variant !== 'auto' ? undefined : gqa(H, KV, d, 1, kvLen - 1, qv, kv, vv, (y) => maxAbs(y, ref(), TOL, 'ORT decode attention')),
