@@ -16,7 +16,7 @@ import { layerNormCase, rmsNormCase } from './norm.ts';
 import { geluCase, siluMulCase, addCase, softmaxCase } from './elementwise.ts';
 import { ropeCase, ropeQKVCase } from './rope.ts';
 import { embeddingCase, anyresEmbeddingCase, classPositionCase } from './embedding.ts';
-import { argmaxCase } from './sample.ts';
+import { argmaxCase, topKCase } from './sample.ts';
 
 export { asNumbers, type CaseOptions, type HostTensor, type HostType, type PeerCase, type PeerSide, type Setup } from './common.ts';
 
@@ -73,5 +73,6 @@ export function makeCases(cfg: Idefics3Config, o: CaseOptions): PeerCase[] {
     decodeAttentionCase(s, 'single'),
     // Token selection.
     argmaxCase(s),
+    topKCase(s),
   ];
 }
