@@ -18,7 +18,7 @@ import { Graph } from '../src/graph/graph.ts';
 import { Executable } from '../src/graph/execute.ts';
 import { parseIdefics3Config } from '../src/models/config.ts';
 import { Rng } from '../test/data.ts';
-import { makeCases } from './cases.ts';
+import { makeCases } from './cases/index.ts';
 import { rooflineSvg, writeRoofline, copyBandwidth } from './roofline.ts';
 import { readJsonObject } from '../src/io/model-dir.ts';
 import { repoPath } from './paths.ts';

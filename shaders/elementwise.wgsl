@@ -1,6 +1,6 @@
 // Elementwise kernels over flat f32 tensors: the residual add, the SwiGLU product silu(gate)·up, and
 // slice_rows (the last rows before the LM head), which the models run; and unary, a standalone
-// activation kept as a bench reference (bench/cases.ts: the models apply activations in the matmul
+// activation kept as a bench reference (bench/cases/elementwise.ts: the models apply activations in the matmul
 // epilogue). One invocation per element of type ET: vec4f where the count (and for slice_rows the row)
 // is a multiple of 4, else f32; counts and rows below are in ET units. The grid is 2-D so that tensors
 // above 65535 workgroups of 256 still fit.

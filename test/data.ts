@@ -18,7 +18,7 @@ function f16Of(h: number): number {
   return getFloat16(f16View, 0, true);
 }
 
-/** The tests' and benches' seeded data come from the one generator (normal(), array()); bench/cases.ts and the tests know it as Rng. */
+/** The tests' and benches' seeded data come from the one generator (normal(), array()); bench/cases/ and the tests know it as Rng. */
 export { SeededRandom as Rng } from '../src/random.ts';
 
 /** Stored bytes of `values` in a checkpoint dtype, and the values as that dtype rounds them. */

@@ -34,7 +34,7 @@ import { Executable } from '../../src/graph/execute.ts';
 import { parseIdefics3Config } from '../../src/models/config.ts';
 import { Rng } from '../../test/data.ts';
 import { encodeModel } from './onnx.ts';
-import { makeCases, asNumbers, type HostTensor, type PeerSide } from '../cases.ts';
+import { makeCases, asNumbers, type HostTensor, type PeerSide } from '../cases/index.ts';
 import { loadOrt, PeerUnavailable, PEER_UNAVAILABLE, ORT_VERSION, type Ort, type OrtSession, type OrtTensor } from './ort.ts';
 import { readJsonObject } from '../../src/io/model-dir.ts';
 import { repoPath } from '../paths.ts';

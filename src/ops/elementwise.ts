@@ -75,7 +75,7 @@ export const add = (g: Graph, a: Tensor, b: Tensor) => binary(g, 'add', a, b);
 /** SwiGLU's product: silu(gate) · up. */
 export const siluMul = (g: Graph, gate: Tensor, up: Tensor) => binary(g, 'silu_mul', gate, up);
 
-/** A standalone activation: a bench reference (bench/cases.ts), not used by the models (see the file comment). */
+/** A standalone activation: a bench reference (bench/cases/elementwise.ts), not used by the models (see the file comment). */
 export function activation(g: Graph, a: Tensor, act: Activation): Tensor {
   expectShape(act, 'input', a, [...a.shape], ['f32']);
   return g.add(kernel, [a], { shape: [...a.shape], dtype: 'f32' }, { entry: 'unary', act: ACT[act] });

@@ -1,7 +1,7 @@
 // Softmax over the last dimension (shaders/softmax.wgsl), f32 statistics. A workgroup reduction per row
 // on GPUs; softmax_rows on SIMD-on-CPU devices (src/gpu/tuning.ts). A bench reference, not used by the
-// models: attention computes its softmax online (attention.wgsl). Kept for bench/cases.ts's softmax rows
-// (the cost of a separate softmax pass) and the numerics tests.
+// models: attention computes its softmax online (attention.wgsl). Kept for the softmax rows of
+// bench/cases/elementwise.ts (the cost of a separate softmax pass) and the numerics tests.
 import type { Graph, Kernel } from '../graph/graph.ts';
 import { type Tensor, expectShape } from '../graph/tensor.ts';
 import { uniforms, gridRows, useRowsEntry, type RowOpVariant } from './common.ts';
