@@ -5,7 +5,7 @@
 // invocation RC output columns RWG apart, whose weight rows it gathers eight elements at a time (one u32
 // of q4 codes, two of q8, four of 16-bit pairs, two vec4 of f32). Over each group of the weight format it
 // sums x·q and x, and at the group's end adds s·(Σx·q − z·Σx): the zero costs one add per row of A and
-// step, not one per weight (a float format is one group of scale 1 and zero 0).
+// step, not one per weight (a float format is one group of scale 1, and keeps no Σx: W_AFFINE is false).
 // With RM = M it is the decode gemv.
 //   matmul_rows:   the linear layer (see linear.wgsl);
 //   gemv_glu_rows: SwiGLU's silu(a·Wgᵀ) · (a·Wuᵀ) over the gate (w) and up (w_up) weights at once.
@@ -28,6 +28,7 @@ const RC_MAX: u32 = 4u;
 
 /** A group's Σ x·(q − z) from its Σ x·q (four lanes) and Σ x. */
 fn group_sum(xq: vec4f, x: vec4f, z: f32) -> f32 {
+  if (!W_AFFINE) { return dot(xq, vec4f(1.0)); }
   return dot(xq, vec4f(1.0)) - z * dot(x, vec4f(1.0));
 }
 
@@ -82,7 +83,7 @@ fn matmul_rows(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l
         ss[i] = fma(xl, xl, fma(xh, xh, ss[i]));
         lo[i] = xl * nlo;
         hi[i] = xh * nhi;
-        xsum[i] += lo[i] + hi[i];
+        if (W_AFFINE) { xsum[i] += lo[i] + hi[i]; }
       }
       for (var j = 0u; j < RC; j++) {
         let q = w_raw8(wbase[j] + 8u * kk);
@@ -152,7 +153,7 @@ fn gemv_glu_rows(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id)
       ss[i] = fma(xl, xl, fma(xh, xh, ss[i]));
       lo[i] = xl * nlo;
       hi[i] = xh * nhi;
-      xsum[i] += lo[i] + hi[i];
+      if (W_AFFINE) { xsum[i] += lo[i] + hi[i]; }
     }
     for (var j = 0u; j < RC; j++) {
       let qg = w_raw8(wbase[j] + 8u * kk);

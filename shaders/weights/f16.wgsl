@@ -1,6 +1,8 @@
 // Weight format f16, native (needs shader-f16; an opt-in variant): W[n, k] at n·K + k, bound as vec4<f16>
 // (buffers are sized in 16-byte multiples).
 struct W8 { lo: vec4f, hi: vec4f }
+/** Not affine-quantized: no zero point, so a kernel needs no Σx. */
+const W_AFFINE = false;
 fn w_group(K: u32) -> u32 { return K; }
 //#per-binding
 @group(0) @binding($B) var<storage, read> $W: array<vec4<f16>>;

@@ -2,6 +2,8 @@
 // loads are one 16-byte load per lane (buffers are sized in 16-byte multiples). The functions every
 // format defines are described in q.wgsl's header.
 struct W8 { lo: vec4f, hi: vec4f }
+/** Not affine-quantized: no zero point, so a kernel needs no Σx. */
+const W_AFFINE = false;
 fn w_group(K: u32) -> u32 { return K; }
 //#per-binding
 @group(0) @binding($B) var<storage, read> $W: array<vec4f>;

@@ -2,6 +2,8 @@
 // widens (half_pair, defined by the including file): element e = n·K + k in word e / 2, the even
 // element in the low half. Bound as vec4<u32> (eight elements, one 16-byte load per lane).
 struct W8 { lo: vec4f, hi: vec4f }
+/** Not affine-quantized: no zero point, so a kernel needs no Σx. */
+const W_AFFINE = false;
 fn w_group(K: u32) -> u32 { return K; }
 //#per-binding
 @group(0) @binding($B) var<storage, read> $W: array<vec4<u32>>;

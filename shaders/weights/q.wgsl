@@ -16,6 +16,8 @@ override QBITS: u32 = 4u;
 override QG: u32 = 32u;
 override QZ: u32 = 0u;
 struct W8 { lo: vec4f, hi: vec4f }
+/** Whether elements are (q − z)·s: a kernel keeps Σx for the zero only then. */
+const W_AFFINE = true;
 fn w_group(K: u32) -> u32 { return QG; }
 const Q_SHIFTS = vec4u(0u, 1u, 2u, 3u);
 /** The four codes from element e (e % 4 == 0) of the packed words in `word`. */
