@@ -4,6 +4,8 @@
 //           upwards (the lowest k in the low bits);
 //   scales  ⌈R·K/QG / 2⌉ words of f16 pairs: scale i = n·(K/QG) + g in word i / 2, the even one low;
 //   zeros   (QZ = 1) ⌈R·K/QG · QBITS / 32⌉ words, zero i packed as the codes are.
+// Bound as plain u32s: a word taken out of a vec4 at a dynamic index costs a SIMD-on-CPU driver the
+// whole vec4's gathers (q8 lm_head on lavapipe 15 ms bound as u32, 18 ms as vec4<u32>).
 // With QZ = 0 the zero point is 2^(QBITS−1) (symmetric). K % QG == 0 and QG % 8 == 0.
 //
 // Every weight format (shaders/weights/*.wgsl) defines, for a weight bound as $W (K its row length, R
@@ -26,8 +28,8 @@ fn q_codes4(word: u32, e: u32) -> vec4f {
   return vec4f((vec4u(word >> ((e % per) * QBITS)) >> (Q_SHIFTS * QBITS)) & vec4u((1u << QBITS) - 1u));
 }
 //#per-binding
-@group(0) @binding($B) var<storage, read> $W: array<vec4<u32>>;
-fn $W_word(i: u32) -> u32 { return $W[i >> 2u][i & 3u]; }
+@group(0) @binding($B) var<storage, read> $W: array<u32>;
+fn $W_word(i: u32) -> u32 { return $W[i]; }
 fn $W_code(e: u32) -> u32 {
   let per = 32u / QBITS;
   return ($W_word(e / per) >> ((e % per) * QBITS)) & ((1u << QBITS) - 1u);
@@ -53,13 +55,11 @@ fn $W_at4(n: u32, k4: u32, K: u32, R: u32) -> vec4f {
   let g = (4u * k4) / QG;
   return (q_codes4($W_word(e / (32u / QBITS)), e) - $W_zero(n, g, K, R)) * $W_scale(n, g, K, R);
 }
-/** The codes of elements e .. e + 7 (e % 8 == 0): one word of q4, two of q8 (half of a vec4, one load). */
+/** The codes of elements e .. e + 7 (e % 8 == 0): one word of q4, two of q8. */
 fn $W_raw8(e: u32) -> W8 {
   if (QBITS == 4u) {
     let word = $W_word(e / 8u);
     return W8(q_codes4(word, 0u), q_codes4(word, 4u));
   }
-  let v = $W[e / 16u];
-  let h = select(v.xy, v.zw, (e & 8u) != 0u);
-  return W8(q_codes4(h.x, 0u), q_codes4(h.y, 0u));
+  return W8(q_codes4($W[e / 4u], 0u), q_codes4($W[e / 4u + 1u], 0u));
 }
