@@ -50,19 +50,22 @@ fn matmul_rows(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l
   for (var j = 0u; j < RC; j++) {
     wrow[j] = min(nb + j * RWG, p.l.N - 1u);
     wbase[j] = wrow[j] * K;
+    scale[j] = w_scale(wrow[j], 0u, K, p.l.N);
+    zero[j] = w_zero(wrow[j], 0u, K, p.l.N);
   }
   let run8 = a_run() / 8u;
   var ss: array<vec4f, RM_MAX>;
   // The step at which the next group begins (a counter: an integer modulo per step is a division per lane on a CPU).
-  var next_group = 0u;
+  // A float format is one group, begun above: its kernels have no group branch at all.
+  var next_group = select(K8, G8, W_AFFINE);
   for (var r0 = 0u; r0 < K8; r0 += run8) {
     var abase: array<u32, RM_MAX>;
     for (var i = 0u; i < RM; i++) { abase[i] = a_index(min(m0 + i, p.l.M - 1u), 8u * r0) / 4u; }
     for (var k8 = 0u; k8 < run8; k8++) {
       let kk = r0 + k8;
-      if (kk == next_group) {
+      if (W_AFFINE && kk == next_group) {
         next_group += G8;
-        // A group begins: scale the last one's sums into the totals, and fetch this one's scale and zero.
+        // The next group begins: scale the last one's sums into the totals, and fetch this one's scale and zero.
         for (var j = 0u; j < RC; j++) {
           for (var i = 0u; i < RM; i++) {
             acc[i][j] = fma(group_sum(part[i][j], xsum[i], zero[j]), scale[j], acc[i][j]);
@@ -122,11 +125,15 @@ fn gemv_glu_rows(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id)
   for (var j = 0u; j < RC; j++) {
     wrow[j] = min(nb + j * RWG, p.l.N - 1u);
     wbase[j] = wrow[j] * K;
+    gscale[j] = w_scale(wrow[j], 0u, K, p.l.N);
+    gzero[j] = w_zero(wrow[j], 0u, K, p.l.N);
+    uscale[j] = w_up_scale(wrow[j], 0u, K, p.l.N);
+    uzero[j] = w_up_zero(wrow[j], 0u, K, p.l.N);
   }
   var ss: array<vec4f, RM_MAX>;
-  var next_group = 0u;
+  var next_group = select(K8, G8, W_AFFINE);
   for (var kk = 0u; kk < K8; kk++) {
-    if (kk == next_group) {
+    if (W_AFFINE && kk == next_group) {
       next_group += G8;
       for (var j = 0u; j < RC; j++) {
         for (var i = 0u; i < RM; i++) {
