@@ -11,7 +11,7 @@
 import { parseArgs } from 'node:util';
 import { existsSync, rmSync, statSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import sharp from 'sharp';
 import { makeCheckpoint } from './make-checkpoint.ts';
 import { loadModel } from '../src/pipeline.ts';
@@ -95,7 +95,7 @@ for (const dtype of dtypes) for (const layout of layouts) {
   );
   results.push({
     layout,
-    image: args.image ?? 'drawn 512×512',
+    image: args.image ? basename(args.image) : 'drawn 512×512',
     imageSplitting: imageSplitting ?? 'as configured',
     checkpointBytes: ckptBytes,
     gpuBytes,
