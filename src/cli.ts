@@ -107,6 +107,9 @@ Options:
   --prefill-tokens N   run the prompt in chunks of at most N tokens (checks chunked prefill)
   --vision-tiles N     run the vision encoder on at most N tiles per submission
   --json               print the result as one JSON line
+  --dtype auto|f32|f16|bf16|q8|q4, --native-f16   weight storage, as for run (narrowing an F32
+                       checkpoint, to 16 bits or to q8/q4, moves it off its f32 reference by more than the
+                       default tolerance: rounding, not a bug)
 ${gpuHelp(21)}
   -h, --help           this help`;
 
@@ -159,6 +162,8 @@ async function diff(argv: string[]): Promise<number> {
       'prefill-tokens': { type: 'string' },
       'vision-tiles': { type: 'string' },
       json: { type: 'boolean' },
+      dtype: { type: 'string' },
+      'native-f16': { type: 'boolean' },
       ...GPU_OPTIONS,
       help: { type: 'boolean', short: 'h' },
     },
@@ -188,7 +193,9 @@ async function diff(argv: string[]): Promise<number> {
     return n;
   };
   const limits = { prefillTokens: positive('--prefill-tokens', values['prefill-tokens']), visionTiles: positive('--vision-tiles', values['vision-tiles']) };
-  const gpuOpts = gpuOptions('diff', values);
+  const dtype = (values.dtype ?? 'auto') as WeightDType;
+  if (!(WEIGHT_DTYPE_NAMES as readonly string[]).includes(dtype)) fail(`diff: --dtype expects ${WEIGHT_DTYPE_NAMES.join(', ')}, got "${values.dtype}"`);
+  const gpuOpts = { ...gpuOptions('diff', values), nativeF16: values['native-f16'] };
   const { Gpu } = await import('./gpu/device.ts');
   const { loadModelDir } = await import('./models/registry.ts');
   const { diffReference, formatDiff } = await import('./diff.ts');
@@ -197,7 +204,7 @@ async function diff(argv: string[]): Promise<number> {
   try {
     const log = (s: string) => process.stderr.write(`${s}\n`);
     log(gpu.describe().split('\n')[0]);
-    const model = await loadModelDir(gpu, values.model, { onProgress: progressBar('loading') });
+    const model = await loadModelDir(gpu, values.model, { onProgress: progressBar('loading'), dtype, nativeF16: values['native-f16'] });
     try {
       const dtype = [...model.store.ckpt.tensors.values()][0]?.dtype ?? 'F32';
       const base = atol ?? DEFAULT_ATOL[dtype] ?? 1e-4;

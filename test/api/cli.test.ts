@@ -116,6 +116,7 @@ describe('webgpu-vlm run', () => {
       [['run', '--model', SMOL, '--prompt', 'x', '--image-splitting', 'maybe'], /--image-splitting expects on or off, got "maybe"/],
       [['run', '--model', SMOL, '--prompt', 'x', '--image-size', '0'], /--image-size expects an integer in \[1, 4096\], got "0"/],
       [['diff', '--model', SMOL, '--reference', 'x', '--prefill-tokens', '0'], /--prefill-tokens expects a positive integer, got "0"/],
+      [['diff', '--model', SMOL, '--reference', 'x', '--dtype', 'q5'], /diff: --dtype expects auto, f32, f16, bf16, q8, q4, got "q5"/],
       [['run', '--bogus'], /run: Unknown option '--bogus'/],
       [['run', '--model', SMOL, '--prompt', 'x', '--power', 'medium'], /run: --power expects high or low, got "medium"/],
       [['diff', '--model', SMOL, '--reference', 'x', '--adapter', '0', '--power', 'low'], /diff: give --adapter or --power, not both/],
@@ -195,6 +196,17 @@ describe('webgpu-vlm run', () => {
     const out = JSON.parse(r.stdout);
     assert.ok(out.ok);
     assert.ok(out.rows.some((row: { name: string; ok: boolean }) => row.name === 'logits' && row.ok));
+  });
+
+  it('diff loads the storage --dtype and --native-f16 name: an F16 checkpoint read with shader-f16 passes, an F32 one narrowed to bf16 does not', () => {
+    const f16 = join(FIXTURES, 'smolvlm-tiny-f16');
+    const native = cli('diff', '--model', f16, '--reference', join(f16, 'reference.safetensors'), '--native-f16', '--json');
+    assert.equal(native.status, 0, native.stderr);
+    assert.ok(JSON.parse(native.stdout).ok);
+    // bf16 rounding moves the f32 fixture's weights by ~2⁻⁹ relative: far past the 1e-4 default tolerance.
+    const narrowed = cli('diff', '--model', SMOL, '--reference', join(SMOL, 'reference.safetensors'), '--dtype', 'bf16', '--json');
+    assert.equal(narrowed.status, 1, narrowed.stderr);
+    assert.equal(JSON.parse(narrowed.stdout).ok, false);
   });
 
   it('exits 1 naming the problem for a missing model or image, or a model that is a file', () => {
