@@ -193,18 +193,17 @@ async function diff(argv: string[]): Promise<number> {
     return n;
   };
   const limits = { prefillTokens: positive('--prefill-tokens', values['prefill-tokens']), visionTiles: positive('--vision-tiles', values['vision-tiles']) };
-  const dtype = (values.dtype ?? 'auto') as WeightDType;
-  if (!(WEIGHT_DTYPE_NAMES as readonly string[]).includes(dtype)) fail(`diff: --dtype expects ${WEIGHT_DTYPE_NAMES.join(', ')}, got "${values.dtype}"`);
-  const gpuOpts = { ...gpuOptions('diff', values), nativeF16: values['native-f16'] };
+  // The weight storage and the adapter, checked as run checks them (diff has no image options).
+  const load = modelOptions('diff', values);
   const { Gpu } = await import('./gpu/device.ts');
   const { loadModelDir } = await import('./models/registry.ts');
   const { diffReference, formatDiff } = await import('./diff.ts');
   const { progressBar } = await import('./progress.ts');
-  const gpu = await Gpu.create(gpuOpts);
+  const gpu = await Gpu.create(load);
   try {
     const log = (s: string) => process.stderr.write(`${s}\n`);
     log(gpu.describe().split('\n')[0]);
-    const model = await loadModelDir(gpu, values.model, { onProgress: progressBar('loading'), dtype, nativeF16: values['native-f16'] });
+    const model = await loadModelDir(gpu, values.model, { onProgress: progressBar('loading'), dtype: load.dtype, nativeF16: load.nativeF16 });
     try {
       const dtype = [...model.store.ckpt.tensors.values()][0]?.dtype ?? 'F32';
       const base = atol ?? DEFAULT_ATOL[dtype] ?? 1e-4;
